@@ -1,0 +1,12 @@
+//! mnist-lab: a declarative experiment runner for CNNs on MNIST-format data, built on dfdx.
+//!
+//! Data flows one way: experiment files → training → result rows → exporters.
+
+pub mod cv;
+pub mod data;
+pub mod experiment;
+pub mod model;
+pub mod progress;
+pub mod results;
+pub mod rng;
+pub mod train;

@@ -1,0 +1,87 @@
+//! Softmax + categorical cross-entropy (dfdx's log-softmax on the tape), and batch scoring.
+
+use dfdx::prelude::*;
+
+use super::Act;
+use crate::data::mnist::CLASSES;
+
+/// One-hot targets for `labels`.
+pub fn one_hot(dev: &Cpu, labels: &[u8]) -> Act {
+    let mut v = vec![0.0f32; labels.len() * CLASSES];
+    for (row, &l) in v.chunks_exact_mut(CLASSES).zip(labels) {
+        row[l as usize] = 1.0;
+    }
+    dev.tensor_from_vec(v, (labels.len(), CLASSES))
+}
+
+/// Mean cross-entropy of softmax(`logits`) against `labels`.
+pub fn cross_entropy<T: Tape<f32, Cpu>>(logits: Act<T>, labels: &[u8]) -> Tensor<(), f32, Cpu, T> {
+    let targets = one_hot(logits.device(), labels);
+    cross_entropy_with_logits_loss(logits, targets)
+}
+
+/// Number of rows of `logits` (row-major, 10 per row) whose arg-max is the label.
+pub fn count_correct(logits: &[f32], labels: &[u8]) -> usize {
+    logits
+        .chunks_exact(CLASSES)
+        .zip(labels)
+        .filter(|(row, &l)| argmax(row) == l as usize)
+        .count()
+}
+
+/// Index of the largest value (the first, on ties).
+pub fn argmax(row: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, v) in row.iter().enumerate() {
+        if *v > row[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+/// Softmax of one row of logits.
+pub fn softmax(row: &[f32]) -> Vec<f32> {
+    let m = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+    let e: Vec<f32> = row.iter().map(|v| (v - m).exp()).collect();
+    let s: f32 = e.iter().sum();
+    e.iter().map(|v| v / s).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cross_entropy_matches_hand_computation_and_its_gradient_is_softmax_minus_target() {
+        let dev = Cpu::default();
+        let logits: Vec<f32> = (0..20).map(|i| (i as f32 * 0.3).sin()).collect();
+        let labels = [3u8, 7];
+        let x: Act = dev.tensor_from_vec(logits.clone(), (2, 10));
+        let loss = cross_entropy(x.clone().leaky_traced(), &labels);
+        let want: f32 = logits
+            .chunks(10)
+            .zip(&labels)
+            .map(|(r, &l)| -softmax(r)[l as usize].ln())
+            .sum::<f32>()
+            / 2.0;
+        assert!((loss.array() - want).abs() < 1e-5);
+        let g = loss.backward().get(&x).as_vec();
+        for (b, r) in logits.chunks(10).enumerate() {
+            let p = softmax(r);
+            for k in 0..10 {
+                let t = if k == labels[b] as usize { 1.0 } else { 0.0 };
+                assert!((g[b * 10 + k] - (p[k] - t) / 2.0).abs() < 1e-5);
+            }
+        }
+    }
+
+    #[test]
+    fn argmax_takes_the_first_of_ties() {
+        assert_eq!(argmax(&[1.0, 3.0, 3.0]), 1);
+        assert_eq!(
+            count_correct(&[0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], &[1]),
+            1
+        );
+    }
+}

@@ -1,0 +1,133 @@
+//! Max pooling (window = stride, floor division of odd sides, as Keras) on NHWC batches, with
+//! the arg-max stored in the forward pass so the backward pass is a scatter.
+
+use dfdx::prelude::*;
+
+use super::{data_of, put_grad, take_grad, Act};
+use crate::experiment::Shape3;
+
+/// A max-pooling layer.
+#[derive(Debug, Clone)]
+pub struct MaxPool {
+    /// Input shape per sample.
+    pub input: Shape3,
+    /// Output shape per sample.
+    pub output: Shape3,
+    /// Window side and stride.
+    pub size: usize,
+}
+
+/// Pools `x` into `y`, writing the flat input index of each maximum into `arg`.
+fn pool_forward(
+    x: &[f32],
+    batch: usize,
+    inp: Shape3,
+    out: Shape3,
+    k: usize,
+    y: &mut [f32],
+    arg: &mut [u32],
+) {
+    let c = inp.c;
+    for b in 0..batch {
+        for oy in 0..out.h {
+            for ox in 0..out.w {
+                let o = ((b * out.h + oy) * out.w + ox) * c;
+                let (ys, args) = (&mut y[o..o + c], &mut arg[o..o + c]);
+                ys.iter_mut().for_each(|v| *v = f32::NEG_INFINITY);
+                for ky in 0..k {
+                    for kx in 0..k {
+                        let s = ((b * inp.h + oy * k + ky) * inp.w + ox * k + kx) * c;
+                        for ch in 0..c {
+                            let v = x[s + ch];
+                            // Strictly greater: the first maximum wins, as in TensorFlow.
+                            if v > ys[ch] {
+                                ys[ch] = v;
+                                args[ch] = (s + ch) as u32;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl MaxPool {
+    /// y = maxpool(x), recorded on x's tape.
+    pub fn forward<T: Tape<f32, Cpu> + 'static>(&self, x: Act<T>) -> Act<T> {
+        let (x, mut tape) = x.split_tape();
+        let batch = x.shape().0;
+        let xv = data_of(&x);
+        let n_out = batch * self.output.len();
+        let mut y = vec![0.0f32; n_out];
+        let mut arg = vec![0u32; n_out];
+        pool_forward(
+            &xv,
+            batch,
+            self.input,
+            self.output,
+            self.size,
+            &mut y,
+            &mut arg,
+        );
+        let out_t = x.device().tensor_from_vec(y, (batch, self.output.len()));
+        if T::OWNS_TAPE {
+            let (xg, yg) = (x.ghost(), out_t.ghost());
+            tape.add_backward_op(move |grads| {
+                let gy = take_grad!(grads, yg);
+                let gx = grads.get_or_alloc_mut(&xg)?;
+                for (g, &a) in gy.iter().zip(&arg) {
+                    gx[a as usize] += g;
+                }
+                put_grad!(grads, yg, gy);
+                Ok(())
+            });
+        }
+        out_t.put_tape(tape)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::gradcheck::{check, TapeOp};
+    use super::super::Param;
+    use super::*;
+    use crate::rng::Rng;
+
+    impl TapeOp for MaxPool {
+        fn apply<T: Tape<f32, Cpu> + 'static>(&mut self, x: Act<T>) -> Act<T> {
+            self.forward(x)
+        }
+        fn params(&mut self) -> Vec<&mut Param> {
+            Vec::new()
+        }
+    }
+
+    #[test]
+    fn pools_odd_sides_by_floor_and_keeps_channels_apart() {
+        let p = MaxPool {
+            input: Shape3 { h: 3, w: 3, c: 2 },
+            output: Shape3 { h: 1, w: 1, c: 2 },
+            size: 2,
+        };
+        // Channel 0 counts up, channel 1 counts down; the last row/column is dropped.
+        let x: Vec<f32> = (0..9).flat_map(|i| [i as f32, -(i as f32)]).collect();
+        let dev = Cpu::default();
+        let y = p.forward(dev.tensor_from_vec(x, (1, 18))).as_vec();
+        assert_eq!(y, vec![4.0, 0.0]);
+    }
+
+    #[test]
+    fn gradients_match_finite_differences() {
+        // Distinct, well-separated values so a small step never changes the arg-max.
+        let n = 2 * 5 * 4 * 3;
+        let mut vals: Vec<f32> = (0..n).map(|i| i as f32 * 0.05).collect();
+        Rng::new(4, 0).shuffle(&mut vals);
+        let mut p = MaxPool {
+            input: Shape3 { h: 5, w: 4, c: 3 },
+            output: Shape3 { h: 2, w: 2, c: 3 },
+            size: 2,
+        };
+        check(&mut p, vals, 2, 1e-2, 1e-3);
+    }
+}

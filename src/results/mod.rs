@@ -1,0 +1,3 @@
+//! Result rows on disk and the exporters that read them.
+
+pub mod csv;

@@ -1,0 +1,152 @@
+//! Training: SGD with momentum over shuffled batches, per-epoch history, and evaluation.
+
+use dfdx::prelude::*;
+
+use crate::data::mnist::{Dataset, PIXELS};
+use crate::data::prep::Scaler;
+use crate::experiment::Experiment;
+use crate::model::loss::{count_correct, cross_entropy};
+use crate::model::{Act, Network};
+use crate::rng::Rng;
+
+/// Batch size used for evaluation (does not change any result, only speed and memory).
+pub const EVAL_BATCH: usize = 128;
+
+/// One epoch of one fold, as Keras reports it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EpochRow {
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// Mean training loss over the epoch's samples (the running mean Keras prints).
+    pub train_loss: f64,
+    /// Training accuracy over the epoch, as a fraction.
+    pub train_acc: f64,
+    /// Loss on the held-out images after the epoch (NaN without validation data).
+    pub val_loss: f64,
+    /// Accuracy on the held-out images after the epoch (NaN without validation data).
+    pub val_acc: f64,
+}
+
+/// What the training loop reports while it runs.
+pub enum Event<'a> {
+    /// An epoch is starting with this many batches.
+    EpochStart { epoch: usize, batches: usize },
+    /// `done` batches of the current epoch are finished.
+    Batch { done: usize, samples: usize },
+    /// An epoch is finished.
+    EpochEnd(&'a EpochRow),
+}
+
+/// Loss and accuracy of a set of images.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Score {
+    /// Mean cross-entropy.
+    pub loss: f64,
+    /// Fraction classified correctly.
+    pub acc: f64,
+}
+
+/// Fills `x` with the scaled pixels and `y` with the labels of the images at `idx`.
+pub fn gather(ds: &Dataset, scaler: &Scaler, idx: &[usize], x: &mut Vec<f32>, y: &mut Vec<u8>) {
+    x.resize(idx.len() * PIXELS, 0.0);
+    y.clear();
+    for (row, &i) in x.chunks_exact_mut(PIXELS).zip(idx) {
+        scaler.scale_into(ds.image(i), row);
+        y.push(ds.labels[i]);
+    }
+}
+
+/// Logits for a batch of already-scaled images (no tape).
+pub fn logits(net: &mut Network, x: Vec<f32>) -> Vec<f32> {
+    let n = x.len() / PIXELS;
+    let t: Act = net.dev.tensor_from_vec(x, (n, PIXELS));
+    net.forward(t, false).as_vec()
+}
+
+/// Scores the network on the images at `idx`, calling `each` with every batch's logits.
+pub fn evaluate_with(
+    net: &mut Network,
+    ds: &Dataset,
+    scaler: &Scaler,
+    idx: &[usize],
+    mut each: impl FnMut(&[usize], &[f32]),
+) -> Score {
+    let (mut x, mut y) = (Vec::new(), Vec::new());
+    let (mut loss_sum, mut correct) = (0.0f64, 0usize);
+    for chunk in idx.chunks(EVAL_BATCH) {
+        gather(ds, scaler, chunk, &mut x, &mut y);
+        let t: Act = net.dev.tensor_from_vec(x.clone(), (chunk.len(), PIXELS));
+        let out = net.forward(t, false);
+        let values = out.as_vec();
+        correct += count_correct(&values, &y);
+        loss_sum += cross_entropy(out, &y).array() as f64 * chunk.len() as f64;
+        each(chunk, &values);
+    }
+    let n = idx.len().max(1) as f64;
+    Score {
+        loss: loss_sum / n,
+        acc: correct as f64 / n,
+    }
+}
+
+/// Scores the network on the images at `idx`.
+pub fn evaluate(net: &mut Network, ds: &Dataset, scaler: &Scaler, idx: &[usize]) -> Score {
+    evaluate_with(net, ds, scaler, idx, |_, _| {})
+}
+
+/// Trains `net` on the images at `train_idx` for the experiment's epochs, scoring `val_idx`
+/// after each epoch. `shuffle` orders the batches.
+pub fn train(
+    net: &mut Network,
+    exp: &Experiment,
+    ds: &Dataset,
+    scaler: &Scaler,
+    train_idx: &[usize],
+    val_idx: &[usize],
+    shuffle: &mut Rng,
+    progress: &mut dyn FnMut(Event),
+) -> Vec<EpochRow> {
+    let t = &exp.train;
+    let mut order = train_idx.to_vec();
+    let batches = order.len().div_ceil(t.batch_size);
+    let (mut x, mut y) = (Vec::new(), Vec::new());
+    let mut rows = Vec::with_capacity(t.epochs);
+    for epoch in 1..=t.epochs {
+        shuffle.shuffle(&mut order);
+        progress(Event::EpochStart { epoch, batches });
+        let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
+        for (b, chunk) in order.chunks(t.batch_size).enumerate() {
+            gather(ds, scaler, chunk, &mut x, &mut y);
+            let input: Act = net.dev.tensor_from_vec(x.clone(), (chunk.len(), PIXELS));
+            let out = net.forward(input.leaky_traced(), true);
+            correct += count_correct(&out.as_vec(), &y);
+            let loss = cross_entropy(out, &y);
+            loss_sum += loss.array() as f64 * chunk.len() as f64;
+            seen += chunk.len();
+            let mut grads = loss.backward();
+            net.sgd_step(&mut grads, t.learning_rate, t.momentum);
+            progress(Event::Batch {
+                done: b + 1,
+                samples: seen,
+            });
+        }
+        let val = if val_idx.is_empty() {
+            Score {
+                loss: f64::NAN,
+                acc: f64::NAN,
+            }
+        } else {
+            evaluate(net, ds, scaler, val_idx)
+        };
+        let row = EpochRow {
+            epoch,
+            train_loss: loss_sum / seen as f64,
+            train_acc: correct as f64 / seen as f64,
+            val_loss: val.loss,
+            val_acc: val.acc,
+        };
+        progress(Event::EpochEnd(&row));
+        rows.push(row);
+    }
+    rows
+}

@@ -1,0 +1,167 @@
+//! `mnist-lab run` and `check` as a user runs them, on a small synthetic dataset.
+
+mod common;
+use common::*;
+
+fn read(dir: &std::path::Path, rel: &str) -> String {
+    std::fs::read_to_string(dir.join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+#[test]
+fn run_writes_results_learns_and_is_byte_identical_when_repeated() {
+    let w = workspace("run");
+    let d = w.path();
+    let out = mnist_lab(d, &["run", "experiments/tiny.toml", "--jobs", "2"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let t = text(&out);
+    assert!(t.contains("> ") && t.contains("Accuracy: mean="), "{t}");
+
+    let history = read(d, "results/tiny/history.csv");
+    let lines: Vec<&str> = history.lines().collect();
+    assert_eq!(lines[0], "fold,epoch,train_loss,train_acc,val_loss,val_acc");
+    assert_eq!(lines.len(), 1 + 2 * 2, "2 folds × 2 epochs:\n{history}");
+    assert!(lines[1].starts_with("1,1,") && lines[4].starts_with("2,2,"));
+    let folds = read(d, "results/tiny/folds.csv");
+    assert_eq!(folds.lines().count(), 3);
+    // The synthetic digits are easy: the model must have learned them.
+    for line in folds.lines().skip(1) {
+        let acc: f64 = line.split(',').nth(1).unwrap().parse().unwrap();
+        assert!(acc > 0.5, "fold did not learn: {line}");
+    }
+    let spec = read(d, "results/tiny/spec.toml");
+    assert!(
+        spec.contains("limit = 600") && spec.contains("[[model.layers]]"),
+        "{spec}"
+    );
+    assert!(d.join("results/tiny/timing.csv").is_file());
+
+    // Cached: nothing re-trains.
+    let again = mnist_lab(d, &["run", "experiments/tiny.toml"]);
+    assert!(
+        text(&again).contains("2 of 2 folds cached"),
+        "{}",
+        text(&again)
+    );
+
+    // Forced re-run, one worker: byte-identical numbers.
+    let forced = mnist_lab(
+        d,
+        &["run", "experiments/tiny.toml", "--force", "--jobs", "1"],
+    );
+    assert!(forced.status.success(), "{}", text(&forced));
+    assert_eq!(read(d, "results/tiny/history.csv"), history);
+    assert_eq!(read(d, "results/tiny/folds.csv"), folds);
+}
+
+#[test]
+fn one_fold_runs_alone_and_writes_only_its_rows() {
+    let w = workspace("fold");
+    let d = w.path();
+    let out = mnist_lab(d, &["run", "experiments/tiny.toml", "--fold", "2"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let history = read(d, "results/tiny/history.csv");
+    assert!(
+        history.lines().skip(1).all(|l| l.starts_with("2,")),
+        "{history}"
+    );
+    assert!(!d.join("results/tiny/folds/fold-1.csv").exists());
+    let bad = mnist_lab(d, &["run", "experiments/tiny.toml", "--fold", "3"]);
+    assert!(!bad.status.success());
+    assert!(
+        text(&bad).contains("--fold 3 is out of range"),
+        "{}",
+        text(&bad)
+    );
+}
+
+#[test]
+fn check_prints_shapes_and_rejects_bad_files_with_their_name() {
+    let w = workspace("check");
+    let d = w.path();
+    let ok = mnist_lab(d, &["check", "experiments/tiny.toml"]);
+    assert!(ok.status.success(), "{}", text(&ok));
+    assert!(
+        text(&ok).contains("(13, 13, 4)") && text(&ok).contains("total params"),
+        "{}",
+        text(&ok)
+    );
+    std::fs::write(
+        d.join("experiments/bad.toml"),
+        "extends = \"tiny\"\n[train]\nepochs = -1\n",
+    )
+    .unwrap();
+    let bad = mnist_lab(d, &["check", "experiments/bad.toml"]);
+    assert!(!bad.status.success());
+    let t = text(&bad);
+    assert!(
+        t.contains("experiments/bad.toml") && t.contains("line 3") && t.contains("epochs"),
+        "{t}"
+    );
+    assert!(!t.contains("panicked"), "{t}");
+}
+
+#[test]
+fn missing_or_corrupt_data_is_a_clear_error() {
+    let w = workspace("data");
+    let d = w.path();
+    std::fs::remove_file(d.join("data/synthetic/train-labels-idx1-ubyte")).unwrap();
+    let out = mnist_lab(d, &["run", "experiments/tiny.toml"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("train-labels-idx1-ubyte is missing"),
+        "{}",
+        text(&out)
+    );
+    let img = d.join("data/synthetic/train-images-idx3-ubyte");
+    let bytes = std::fs::read(&img).unwrap();
+    std::fs::write(&img, &bytes[..1000]).unwrap();
+    std::fs::write(
+        d.join("data/synthetic/train-labels-idx1-ubyte"),
+        mnist_lab::data::idx::encode_idx(&[1], &[1]),
+    )
+    .unwrap();
+    let out = mnist_lab(d, &["run", "experiments/tiny.toml"]);
+    let t = text(&out);
+    assert!(
+        !out.status.success() && t.contains("train-images-idx3-ubyte") && t.contains("truncated"),
+        "{t}"
+    );
+    assert!(!t.contains("panicked"), "{t}");
+}
+
+#[test]
+fn data_fetch_from_a_folder_verifies_and_rejects_wrong_mnist_files() {
+    let w = workspace("fetch");
+    let d = w.path();
+    // Synthetic files are not MNIST: their sha256 must not pass as MNIST.
+    let out = mnist_lab(
+        d,
+        &[
+            "--data-dir",
+            "dl",
+            "data",
+            "fetch",
+            "--offline",
+            "--from",
+            "data/synthetic",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(text(&out).contains("sha256 mismatch"), "{}", text(&out));
+    // Under another dataset name (no known checksum) the strict IDX checks apply and pass.
+    let out = mnist_lab(
+        d,
+        &[
+            "--data-dir",
+            "dl",
+            "data",
+            "fetch",
+            "--dataset",
+            "other",
+            "--from",
+            "data/synthetic",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(d.join("dl/other/t10k-labels-idx1-ubyte").is_file());
+}
