@@ -16,7 +16,7 @@ use crate::model::{gemm, Network};
 use crate::progress::Progress;
 use crate::results::csv::{folds_csv, history_csv, read_history, FoldRow, HistoryRow};
 use crate::rng::Rng;
-use crate::train::train;
+use crate::train::{train, TrainData};
 
 /// Bumped whenever a change alters what training computes (kernels, init, batching, loss), so
 /// cached folds made by older code are recomputed. Speed-only changes keep it.
@@ -164,7 +164,7 @@ pub fn plan_experiment(
             split: split.clone(),
             key: key.clone(),
         };
-        let wanted = only.map_or(true, |o| o.contains(&fold));
+        let wanted = only.is_none_or(|o| o.contains(&fold));
         let cached = std::fs::read_to_string(fold_file(&dir, fold, "key"))
             .is_ok_and(|k| k.trim() == key)
             && fold_file(&dir, fold, "csv").is_file();
@@ -215,10 +215,12 @@ pub fn run_fold(job: &FoldJob, paths: &Paths, progress: &Progress) -> Result<Fol
     let history = train(
         &mut net,
         exp,
-        &job.data,
-        &scaler,
-        &train_idx,
-        val_idx,
+        &TrainData {
+            ds: &job.data,
+            scaler: &scaler,
+            train: &train_idx,
+            val: val_idx,
+        },
         &mut shuffle,
         &mut |e| {
             match &e {
@@ -321,7 +323,11 @@ pub fn run_jobs(
     workers: usize,
     paths: &Paths,
     progress: &Progress,
+    planned: &[(&Experiment, Vec<FoldJob>)],
 ) -> Vec<(FoldJob, anyhow::Error)> {
+    // An experiment's merged files are refreshed as each of its folds lands, so results (and
+    // the report) are usable long before a long `run` of many experiments ends.
+    let merging = Mutex::new(());
     let queue = Mutex::new(std::collections::VecDeque::from(jobs));
     let failures = Mutex::new(Vec::new());
     std::thread::scope(|s| {
@@ -334,6 +340,14 @@ pub fn run_jobs(
                     };
                     match run_fold(&job, paths, progress) {
                         Ok(out) => {
+                            if let Some((exp, all)) =
+                                planned.iter().find(|(e, _)| e.name == job.exp.name)
+                            {
+                                let _guard = merging.lock().expect("merge lock");
+                                if let Err(e) = merge(exp, all, paths) {
+                                    failures.lock().expect("failures").push((job.clone(), e));
+                                }
+                            }
                             let last = out
                                 .rows
                                 .last()
@@ -383,9 +397,9 @@ pub fn run(
         pending.extend(p);
         planned.push((exp, all));
     }
-    let failures = run_jobs(pending, workers, paths, &progress);
-    for (exp, all) in planned {
-        let folds = merge(exp, &all, paths)?;
+    let failures = run_jobs(pending, workers, paths, &progress, &planned);
+    for (exp, all) in &planned {
+        let folds = merge(exp, all, paths)?;
         let (mean, std) = mean_std_percent(&folds);
         progress.println(&format!(
             "Accuracy: mean={mean:.3} std={std:.3}, n={}  ({})",

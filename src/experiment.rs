@@ -16,7 +16,7 @@ use crate::data::mnist::{CLASSES, SIDE};
 use crate::data::prep::Scaling;
 
 /// A resolved experiment: one model variant and how to train and score it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Experiment {
     /// The experiment's name (its file stem); not part of the file.
@@ -185,21 +185,6 @@ pub struct CvSpec {
     pub folds: usize,
     /// Seed of the one shuffle that assigns images to folds.
     pub seed: u64,
-}
-
-impl Default for Experiment {
-    fn default() -> Self {
-        Experiment {
-            name: String::new(),
-            description: String::new(),
-            extends: None,
-            final_model: false,
-            data: DataSpec::default(),
-            model: ModelSpec::default(),
-            train: TrainSpec::default(),
-            cv: CvSpec::default(),
-        }
-    }
 }
 
 impl Default for DataSpec {

@@ -5,7 +5,9 @@
 pub mod cv;
 pub mod data;
 pub mod experiment;
+pub mod final_model;
 pub mod model;
+pub mod predict;
 pub mod progress;
 pub mod results;
 pub mod rng;

@@ -52,6 +52,55 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Train the final model of experiments on all training images and save it.
+    Final {
+        /// Experiment files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Only the experiments marked `final = true`.
+        #[arg(long)]
+        marked: bool,
+        /// Re-train even when an up-to-date model exists.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Score saved models on the test set; writes test.csv and confusion.png beside each.
+    Evaluate {
+        /// Final folders (results/<exp>/final) or model files.
+        #[arg(required = true)]
+        models: Vec<PathBuf>,
+    },
+    /// Predict the digit in image files (PNG, JPEG, BMP; any size, colour or background).
+    Predict {
+        /// Final folder or model file.
+        model: PathBuf,
+        /// Image files.
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+        /// Show the N most probable digits.
+        #[arg(long, default_value_t = 1)]
+        top: usize,
+        /// Print JSON lines instead of text.
+        #[arg(long)]
+        json: bool,
+        /// Write the 28×28 image the network saw into this folder.
+        #[arg(long)]
+        save_preprocessed: Option<PathBuf>,
+    },
+    /// Write plots, summary.csv and README.md from results/ (never trains).
+    Report {
+        /// The experiment every other one is compared with.
+        #[arg(long, default_value = "baseline")]
+        baseline: String,
+    },
+    /// Compare each experiment's fold scores at git revision REV with the working tree.
+    Diff {
+        /// A git revision (commit, tag, branch, HEAD~1, ...).
+        rev: String,
+        /// Exit 1 when any experiment got significantly worse.
+        #[arg(long)]
+        fail_on_regression: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -159,6 +208,125 @@ fn run(cli: Cli) -> Result<()> {
             let only = (!fold.is_empty()).then_some(&fold[..]);
             cv::run(&exps, &paths, only, force, jobs.unwrap_or_else(cores))?;
         }
+        Command::Final {
+            files,
+            marked,
+            force,
+        } => {
+            let exps = files
+                .iter()
+                .map(|f| experiment::load(f))
+                .collect::<Result<Vec<_>>>()?;
+            for e in exps.iter().filter(|e| !marked || e.final_model) {
+                mnist_lab::final_model::train_final(e, &paths, force)?;
+            }
+        }
+        Command::Evaluate { models } => {
+            for m in &models {
+                let score = mnist_lab::final_model::evaluate(m, &paths.data)?;
+                println!(
+                    "> {:.3}  ({}, test loss {:.4})",
+                    score.accuracy * 100.0,
+                    m.display(),
+                    score.loss
+                );
+            }
+        }
+        Command::Predict {
+            model,
+            images,
+            top,
+            json,
+            save_preprocessed,
+        } => {
+            return predict(&model, &images, top, json, save_preprocessed.as_deref());
+        }
+        Command::Report { baseline } => {
+            let exps =
+                mnist_lab::results::report::write_report(&paths.results, &paths.data, &baseline)?;
+            println!(
+                "wrote {}/README.md ({} experiments)",
+                paths.results.display(),
+                exps.len()
+            );
+        }
+        Command::Diff {
+            rev,
+            fail_on_regression,
+        } => {
+            let (text, regressed) = mnist_lab::results::diff::diff(&paths.results, &rev)?;
+            print!("{text}");
+            if regressed && fail_on_regression {
+                anyhow::bail!("at least one experiment got significantly worse than at {rev}");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn predict(
+    model: &std::path::Path,
+    images: &[PathBuf],
+    top: usize,
+    json: bool,
+    save: Option<&std::path::Path>,
+) -> Result<()> {
+    use mnist_lab::predict::predict_file;
+    let mut m = mnist_lab::model::io::load(&mnist_lab::final_model::model_path(model))?;
+    if let Some(dir) = save {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
+    }
+    let mut failed = 0;
+    for path in images {
+        match predict_file(&mut m, path) {
+            Ok(p) => {
+                let best = p.top(top.max(1));
+                if json {
+                    let top_json: Vec<serde_json::Value> = best
+                        .iter()
+                        .map(|(d, pr)| serde_json::json!({"digit": d, "probability": pr}))
+                        .collect();
+                    println!(
+                        "{}",
+                        serde_json::json!({"path": path.display().to_string(), "digit": p.digit, "probability": p.probs[p.digit], "top": top_json})
+                    );
+                } else {
+                    let alts: Vec<String> = best
+                        .iter()
+                        .map(|(d, pr)| format!("{d} ({pr:.3})"))
+                        .collect();
+                    println!(
+                        "{}\t{}\t{:.3}{}",
+                        path.display(),
+                        p.digit,
+                        p.probs[p.digit],
+                        if top > 1 {
+                            format!("\t{}", alts.join(" "))
+                        } else {
+                            String::new()
+                        }
+                    );
+                }
+                if let Some(dir) = save {
+                    let stem = path
+                        .file_stem()
+                        .map(|s| s.to_string_lossy().into_owned())
+                        .unwrap_or_else(|| "image".into());
+                    let out = dir.join(format!("{stem}.png"));
+                    p.input
+                        .save(&out)
+                        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", out.display()))?;
+                }
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                failed += 1;
+            }
+        }
+    }
+    if failed > 0 {
+        anyhow::bail!("{failed} of {} images could not be predicted", images.len());
     }
     Ok(())
 }

@@ -94,18 +94,33 @@ pub fn evaluate(net: &mut Network, ds: &Dataset, scaler: &Scaler, idx: &[usize])
     evaluate_with(net, ds, scaler, idx, |_, _| {})
 }
 
-/// Trains `net` on the images at `train_idx` for the experiment's epochs, scoring `val_idx`
-/// after each epoch. `shuffle` orders the batches.
+/// The images a training run uses.
+pub struct TrainData<'a> {
+    /// All images.
+    pub ds: &'a Dataset,
+    /// Pixel scaling.
+    pub scaler: &'a Scaler,
+    /// Indices trained on.
+    pub train: &'a [usize],
+    /// Indices scored after each epoch (may be empty).
+    pub val: &'a [usize],
+}
+
+/// Trains `net` on `data.train` for the experiment's epochs, scoring `data.val` after each
+/// epoch. `shuffle` orders the batches.
 pub fn train(
     net: &mut Network,
     exp: &Experiment,
-    ds: &Dataset,
-    scaler: &Scaler,
-    train_idx: &[usize],
-    val_idx: &[usize],
+    data: &TrainData,
     shuffle: &mut Rng,
     progress: &mut dyn FnMut(Event),
 ) -> Vec<EpochRow> {
+    let TrainData {
+        ds,
+        scaler,
+        train: train_idx,
+        val: val_idx,
+    } = *data;
     let t = &exp.train;
     let mut order = train_idx.to_vec();
     let batches = order.len().div_ceil(t.batch_size);

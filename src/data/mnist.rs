@@ -189,8 +189,12 @@ pub fn verify(dir: &Path, dataset: &str) -> Result<()> {
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    // Unique per process and call, so threads and processes writing the same file never
+    // share a temp file; the rename makes the last complete write win.
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let tmp = dir.join(format!(
-        ".{}.tmp-{}",
+        ".{}.tmp-{}-{n}",
         path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
         std::process::id()
     ));
@@ -224,7 +228,7 @@ pub fn fetch(dir: &Path, dataset: &str, from: Option<&Path>, mirrors: bool) -> R
     for (i, name) in FILES.iter().enumerate() {
         let dest = dir.join(name);
         let want = expected.map(|e| e[i]);
-        let good = |bytes: &[u8]| want.map_or(true, |w| sha256_hex(bytes) == w);
+        let good = |bytes: &[u8]| want.is_none_or(|w| sha256_hex(bytes) == w);
         if let Ok(bytes) = std::fs::read(&dest) {
             if good(&bytes) {
                 continue;

@@ -10,6 +10,7 @@ pub mod batchnorm;
 pub mod conv;
 pub mod dense;
 pub mod gemm;
+pub mod io;
 pub mod loss;
 pub mod pool;
 

@@ -1,0 +1,239 @@
+//! Predicting the digit in real images: preprocessing the way MNIST itself was made (ink on
+//! black, cropped, scaled into 20×20 keeping aspect ratio, centred by centre of mass in 28×28).
+//! An image that is already 28×28 is only converted to gray (and inverted if light).
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use image::{imageops, GrayImage, Luma};
+
+use crate::data::mnist::{PIXELS, SIDE};
+use crate::model::io::SavedModel;
+use crate::model::loss::softmax;
+use crate::train::logits;
+
+/// Converts any decoded image to MNIST form: 28×28 bytes, white ink on black.
+pub fn preprocess(img: &image::DynamicImage) -> Result<GrayImage> {
+    // Composite transparency over white (a transparent canvas with dark strokes is a drawing).
+    let rgba = img.to_rgba32f();
+    let (w, h) = rgba.dimensions();
+    if w == 0 || h == 0 {
+        bail!("the image is empty (0×0)");
+    }
+    let mut gray: Vec<f32> = rgba
+        .pixels()
+        .map(|p| {
+            let [r, g, b, a] = p.0;
+            let l = 0.299 * r + 0.587 * g + 0.114 * b;
+            l * a + (1.0 - a)
+        })
+        .collect();
+    // Background = median of the border; light background ⇒ dark ink ⇒ invert.
+    let mut border: Vec<f32> = Vec::new();
+    for x in 0..w {
+        border.push(gray[x as usize]);
+        border.push(gray[((h - 1) * w + x) as usize]);
+    }
+    for y in 0..h {
+        border.push(gray[(y * w) as usize]);
+        border.push(gray[(y * w + w - 1) as usize]);
+    }
+    border.sort_by(|a, b| a.total_cmp(b));
+    let mut bg = border[border.len() / 2];
+    if bg > 0.5 {
+        gray.iter_mut().for_each(|v| *v = 1.0 - *v);
+        bg = 1.0 - bg;
+    }
+    let peak = gray.iter().cloned().fold(0.0f32, f32::max);
+    if peak - bg < 0.15 {
+        bail!("the image is blank (no ink stands out from the background)");
+    }
+    if (w, h) == (SIDE as u32, SIDE as u32) {
+        // Already MNIST's size: taken as it is (only inverted if light), so an exported MNIST
+        // image is seen exactly as the network saw it in training.
+        let px = gray
+            .iter()
+            .map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8)
+            .collect();
+        return Ok(GrayImage::from_raw(w, h, px).expect("28×28 buffer"));
+    }
+    // Stretch so background → 0 and the strongest ink → 1, then find the ink's bounding box.
+    let ink: Vec<f32> = gray
+        .iter()
+        .map(|v| ((v - bg) / (peak - bg)).clamp(0.0, 1.0))
+        .collect();
+    let (mut x0, mut y0, mut x1, mut y1) = (w, h, 0, 0);
+    for y in 0..h {
+        for x in 0..w {
+            if ink[(y * w + x) as usize] > 0.3 {
+                x0 = x0.min(x);
+                y0 = y0.min(y);
+                x1 = x1.max(x);
+                y1 = y1.max(y);
+            }
+        }
+    }
+    if x1 < x0 {
+        bail!("the image is blank (no ink found)");
+    }
+    let (cw, ch) = (x1 - x0 + 1, y1 - y0 + 1);
+    let mut crop = GrayImage::new(cw, ch);
+    for y in 0..ch {
+        for x in 0..cw {
+            let v = ink[((y + y0) * w + x + x0) as usize];
+            crop.put_pixel(x, y, Luma([(v * 255.0).round() as u8]));
+        }
+    }
+    // Fit into 20×20 keeping the aspect ratio.
+    let scale = 20.0 / cw.max(ch) as f32;
+    let (nw, nh) = (
+        ((cw as f32 * scale).round() as u32).max(1),
+        ((ch as f32 * scale).round() as u32).max(1),
+    );
+    let small = imageops::resize(&crop, nw, nh, imageops::FilterType::Triangle);
+    // Centre of mass to the centre of the 28×28 field.
+    let (mut sx, mut sy, mut sm) = (0.0f64, 0.0f64, 0.0f64);
+    for (x, y, p) in small.enumerate_pixels() {
+        let m = p.0[0] as f64;
+        sx += m * (x as f64 + 0.5);
+        sy += m * (y as f64 + 0.5);
+        sm += m;
+    }
+    let (cx, cy) = if sm > 0.0 {
+        (sx / sm, sy / sm)
+    } else {
+        (nw as f64 / 2.0, nh as f64 / 2.0)
+    };
+    let side = SIDE as i64;
+    let ox = ((side as f64 / 2.0 - cx).round() as i64).clamp(0, side - nw as i64);
+    let oy = ((side as f64 / 2.0 - cy).round() as i64).clamp(0, side - nh as i64);
+    let mut out = GrayImage::new(SIDE as u32, SIDE as u32);
+    imageops::overlay(&mut out, &small, ox, oy);
+    Ok(out)
+}
+
+/// One image's prediction.
+#[derive(Debug, Clone)]
+pub struct Prediction {
+    /// Most probable digit.
+    pub digit: usize,
+    /// Softmax probabilities of the ten digits.
+    pub probs: Vec<f32>,
+    /// The 28×28 image the network saw.
+    pub input: GrayImage,
+}
+
+impl Prediction {
+    /// The `k` most probable digits, most probable first.
+    pub fn top(&self, k: usize) -> Vec<(usize, f32)> {
+        let mut v: Vec<(usize, f32)> = self.probs.iter().cloned().enumerate().collect();
+        v.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        v.truncate(k);
+        v
+    }
+}
+
+/// Classifies 28×28 MNIST-form images (white on black).
+pub fn predict_prepared(model: &mut SavedModel, images: &[GrayImage]) -> Vec<Prediction> {
+    let mut x = vec![0.0f32; images.len() * PIXELS];
+    for (row, img) in x.chunks_exact_mut(PIXELS).zip(images) {
+        model.scaler.scale_into(img.as_raw(), row);
+    }
+    let out = logits(&mut model.net, x);
+    out.chunks_exact(10)
+        .zip(images)
+        .map(|(l, img)| {
+            let probs = softmax(l);
+            Prediction {
+                digit: crate::model::loss::argmax(&probs),
+                probs,
+                input: img.clone(),
+            }
+        })
+        .collect()
+}
+
+/// Reads, preprocesses and classifies one image file.
+pub fn predict_file(model: &mut SavedModel, path: &Path) -> Result<Prediction> {
+    let img = image::ImageReader::open(path)
+        .with_context(|| format!("{}: cannot open", path.display()))?
+        .with_guessed_format()
+        .with_context(|| format!("{}: cannot read", path.display()))?
+        .decode()
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "{}: not a readable PNG/JPEG/BMP image ({e})",
+                path.display()
+            )
+        })?;
+    let prepared = preprocess(&img).with_context(|| path.display().to_string())?;
+    Ok(predict_prepared(model, &[prepared]).remove(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::{DynamicImage, Rgb, RgbImage};
+
+    fn centre_of_mass(img: &GrayImage) -> (f64, f64) {
+        let (mut sx, mut sy, mut sm) = (0.0, 0.0, 0.0);
+        for (x, y, p) in img.enumerate_pixels() {
+            let m = p.0[0] as f64;
+            sx += m * (x as f64 + 0.5);
+            sy += m * (y as f64 + 0.5);
+            sm += m;
+        }
+        (sx / sm, sy / sm)
+    }
+
+    /// A large RGB picture: black "pen" rectangle on white paper, off-centre.
+    fn drawing(w: u32, h: u32) -> DynamicImage {
+        let mut img = RgbImage::from_pixel(w, h, Rgb([250, 248, 240]));
+        for y in h / 5..h / 2 {
+            for x in w / 10..w / 10 + w / 20 {
+                img.put_pixel(x, y, Rgb([10, 10, 30]));
+            }
+        }
+        DynamicImage::ImageRgb8(img)
+    }
+
+    #[test]
+    fn light_background_is_inverted_cropped_scaled_and_centred() {
+        let out = preprocess(&drawing(400, 300)).unwrap();
+        assert_eq!(out.dimensions(), (28, 28));
+        // Border is background (black) after inversion.
+        assert_eq!(out.get_pixel(0, 0).0[0], 0);
+        assert_eq!(out.get_pixel(27, 27).0[0], 0);
+        // The ink (tall, thin) fills 20 rows and is centred by mass.
+        let rows_with_ink = (0..28)
+            .filter(|&y| (0..28).any(|x| out.get_pixel(x, y).0[0] > 100))
+            .count();
+        assert!((19..=21).contains(&rows_with_ink), "{rows_with_ink}");
+        let (cx, cy) = centre_of_mass(&out);
+        assert!(
+            (cx - 14.0).abs() <= 1.0 && (cy - 14.0).abs() <= 1.0,
+            "{cx} {cy}"
+        );
+    }
+
+    #[test]
+    fn dark_background_mnist_style_input_is_kept_as_is() {
+        let mut img = GrayImage::new(28, 28);
+        for y in 4..24 {
+            for x in 12..16 {
+                img.put_pixel(x, y, Luma([255]));
+            }
+        }
+        let out = preprocess(&DynamicImage::ImageLuma8(img)).unwrap();
+        assert!(out.get_pixel(14, 14).0[0] > 200);
+        assert_eq!(out.get_pixel(2, 2).0[0], 0);
+    }
+
+    #[test]
+    fn blank_images_are_an_error() {
+        let white = DynamicImage::ImageRgb8(RgbImage::from_pixel(50, 50, Rgb([255, 255, 255])));
+        assert!(format!("{:#}", preprocess(&white).unwrap_err()).contains("blank"));
+        let black = DynamicImage::ImageLuma8(GrayImage::new(28, 28));
+        assert!(format!("{:#}", preprocess(&black).unwrap_err()).contains("blank"));
+    }
+}

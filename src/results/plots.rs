@@ -1,0 +1,490 @@
+//! PNG exporters: pure functions of result rows (they never compute statistics beyond what a
+//! box plot draws, and never train). Text uses an embedded DejaVu Sans, so rendering needs no
+//! system fonts and is byte-identical from run to run.
+
+use std::path::Path;
+use std::sync::Once;
+
+use anyhow::Result;
+use plotters::prelude::*;
+use plotters::style::FontStyle;
+
+use crate::data::mnist::write_atomic;
+use crate::results::csv::{FoldRow, HistoryRow};
+
+/// matplotlib's default blue (train, as in the seed's figure).
+pub const BLUE: RGBColor = RGBColor(31, 119, 180);
+/// matplotlib's default orange (validation).
+pub const ORANGE: RGBColor = RGBColor(255, 127, 14);
+const FONT: &str = "sans-serif";
+
+fn register_font() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let bytes: &'static [u8] = include_bytes!("../../assets/DejaVuSans.ttf");
+        plotters::style::register_font(FONT, FontStyle::Normal, bytes)
+            .map_err(|_| ())
+            .expect("embedded font parses");
+    });
+}
+
+fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
+    anyhow::anyhow!("drawing failed: {e:?}")
+}
+
+/// Renders into an RGB buffer with `draw`, then writes it as PNG atomically.
+fn render(
+    path: &Path,
+    (w, h): (u32, u32),
+    draw: impl FnOnce(DrawingArea<BitMapBackend, plotters::coord::Shift>) -> Result<()>,
+) -> Result<()> {
+    register_font();
+    let mut buf = vec![0u8; (w * h * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, (w, h)).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        draw(root.clone())?;
+        root.present().map_err(err)?;
+    }
+    let mut png = Vec::new();
+    image::ImageEncoder::write_image(
+        image::codecs::png::PngEncoder::new(&mut png),
+        &buf,
+        w,
+        h,
+        image::ExtendedColorType::Rgb8,
+    )?;
+    write_atomic(path, &png)
+}
+
+fn range_of(values: impl Iterator<Item = f64>, pad: f64) -> (f64, f64) {
+    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+    for v in values.filter(|v| v.is_finite()) {
+        lo = lo.min(v);
+        hi = hi.max(v);
+    }
+    if !lo.is_finite() {
+        return (0.0, 1.0);
+    }
+    let span = (hi - lo).max(1e-6);
+    (lo - pad * span, hi + pad * span)
+}
+
+/// The seed's diagnostics figure: loss and accuracy over epochs, train blue, validation orange,
+/// one thin line per fold and the mean over folds drawn bold.
+pub fn diagnostics_png(path: &Path, history: &[HistoryRow], title: &str) -> Result<()> {
+    let mut folds: Vec<usize> = history.iter().map(|r| r.fold).collect();
+    folds.sort_unstable();
+    folds.dedup();
+    let epochs = history.iter().map(|r| r.row.epoch).max().unwrap_or(1);
+    render(path, (900, 900), |root| {
+        let (top, bottom) = root.split_vertically(450);
+        type Get = fn(&HistoryRow) -> (f64, f64);
+        let panels: [(&DrawingArea<_, _>, &str, &str, Get); 2] = [
+            (&top, "Cross Entropy Loss", "loss", |r| {
+                (r.row.train_loss, r.row.val_loss)
+            }),
+            (&bottom, "Classification Accuracy", "accuracy (%)", |r| {
+                (r.row.train_acc * 100.0, r.row.val_acc * 100.0)
+            }),
+        ];
+        for (area, caption, ylabel, get) in panels {
+            let (lo, hi) = range_of(
+                history.iter().flat_map(|r| {
+                    let (a, b) = get(r);
+                    [a, b]
+                }),
+                0.05,
+            );
+            let mut chart = ChartBuilder::on(area)
+                .caption(format!("{title}: {caption}"), (FONT, 22))
+                .margin(12)
+                .x_label_area_size(40)
+                .y_label_area_size(70)
+                .build_cartesian_2d(1f64..(epochs.max(2)) as f64, lo..hi)
+                .map_err(err)?;
+            chart
+                .configure_mesh()
+                .x_desc("epoch")
+                .y_desc(ylabel)
+                .label_style((FONT, 15))
+                .axis_desc_style((FONT, 16))
+                .light_line_style(WHITE.mix(0.0))
+                .draw()
+                .map_err(err)?;
+            for (which, color) in [(0usize, BLUE), (1, ORANGE)] {
+                let pick = |r: &HistoryRow| if which == 0 { get(r).0 } else { get(r).1 };
+                for (i, f) in folds.iter().enumerate() {
+                    let pts: Vec<(f64, f64)> = history
+                        .iter()
+                        .filter(|r| r.fold == *f)
+                        .map(|r| (r.row.epoch as f64, pick(r)))
+                        .filter(|p| p.1.is_finite())
+                        .collect();
+                    let s = chart
+                        .draw_series(LineSeries::new(pts, color.mix(0.45).stroke_width(1)))
+                        .map_err(err)?;
+                    if i == 0 {
+                        let name = if which == 0 {
+                            "train (each fold)"
+                        } else {
+                            "validation (each fold)"
+                        };
+                        s.label(name).legend(move |(x, y)| {
+                            PathElement::new(
+                                vec![(x, y), (x + 20, y)],
+                                color.mix(0.45).stroke_width(1),
+                            )
+                        });
+                    }
+                }
+                let mean: Vec<(f64, f64)> = (1..=epochs)
+                    .filter_map(|e| {
+                        let v: Vec<f64> = history
+                            .iter()
+                            .filter(|r| r.row.epoch == e)
+                            .map(pick)
+                            .filter(|v| v.is_finite())
+                            .collect();
+                        (!v.is_empty()).then(|| (e as f64, v.iter().sum::<f64>() / v.len() as f64))
+                    })
+                    .collect();
+                let name = if which == 0 {
+                    "train (mean)"
+                } else {
+                    "validation (mean)"
+                };
+                chart
+                    .draw_series(LineSeries::new(mean, color.stroke_width(3)))
+                    .map_err(err)?
+                    .label(name)
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(3))
+                    });
+            }
+            chart
+                .configure_series_labels()
+                .position(if caption.starts_with("Cross") {
+                    SeriesLabelPosition::UpperRight
+                } else {
+                    SeriesLabelPosition::LowerRight
+                })
+                .label_font((FONT, 14))
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK.mix(0.5))
+                .draw()
+                .map_err(err)?;
+        }
+        Ok(())
+    })
+}
+
+/// Box-plot statistics as matplotlib draws them (linear-interpolated quartiles, whiskers at the
+/// furthest data within 1.5 IQR, the rest as outliers).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BoxStats {
+    /// Lower whisker end.
+    pub low: f64,
+    /// First quartile.
+    pub q1: f64,
+    /// Median.
+    pub median: f64,
+    /// Third quartile.
+    pub q3: f64,
+    /// Upper whisker end.
+    pub high: f64,
+    /// Points beyond the whiskers.
+    pub outliers: Vec<f64>,
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let pos = p * (sorted.len() - 1) as f64;
+    let (i, frac) = (pos.floor() as usize, pos - pos.floor());
+    if i + 1 < sorted.len() {
+        sorted[i] + frac * (sorted[i + 1] - sorted[i])
+    } else {
+        sorted[i]
+    }
+}
+
+impl BoxStats {
+    /// Statistics of `values` (at least one).
+    pub fn of(values: &[f64]) -> Self {
+        let mut v = values.to_vec();
+        v.sort_by(|a, b| a.total_cmp(b));
+        let (q1, median, q3) = (
+            percentile(&v, 0.25),
+            percentile(&v, 0.5),
+            percentile(&v, 0.75),
+        );
+        let iqr = q3 - q1;
+        let (lo_lim, hi_lim) = (q1 - 1.5 * iqr, q3 + 1.5 * iqr);
+        let low = v
+            .iter()
+            .cloned()
+            .filter(|x| *x >= lo_lim)
+            .fold(f64::INFINITY, f64::min);
+        let high = v
+            .iter()
+            .cloned()
+            .filter(|x| *x <= hi_lim)
+            .fold(f64::NEG_INFINITY, f64::max);
+        let outliers = v
+            .iter()
+            .cloned()
+            .filter(|x| *x < lo_lim || *x > hi_lim)
+            .collect();
+        BoxStats {
+            low,
+            q1,
+            median,
+            q3,
+            high,
+            outliers,
+        }
+    }
+}
+
+/// Box plots of fold accuracies (percent) per experiment, with thin lines joining each fold's
+/// scores across experiments when `join_folds`.
+pub fn boxplot_png(
+    path: &Path,
+    title: &str,
+    groups: &[(String, Vec<FoldRow>)],
+    join_folds: bool,
+) -> Result<()> {
+    let width = (260 + 110 * groups.len() as u32).max(600);
+    render(path, (width, 560), |root| {
+        let (lo, hi) = range_of(
+            groups
+                .iter()
+                .flat_map(|(_, f)| f.iter().map(|r| r.val_acc * 100.0)),
+            0.1,
+        );
+        let n = groups.len().max(1);
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, (FONT, 22))
+            .margin(15)
+            .x_label_area_size(if n > 1 { 110 } else { 40 })
+            .y_label_area_size(75)
+            .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), lo..hi)
+            .map_err(err)?;
+        let names: Vec<String> = groups.iter().map(|(n, _)| n.clone()).collect();
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_labels(n)
+            .x_label_formatter(&|x| {
+                let i = x.round();
+                if (x - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < names.len() {
+                    names[i as usize].clone()
+                } else {
+                    String::new()
+                }
+            })
+            .x_label_style(if n > 1 {
+                (FONT, 14).into_font().transform(FontTransform::Rotate270)
+            } else {
+                (FONT, 14).into_font()
+            })
+            .y_desc("validation accuracy (%)")
+            .label_style((FONT, 14))
+            .axis_desc_style((FONT, 16))
+            .draw()
+            .map_err(err)?;
+        if join_folds && n > 1 {
+            let mut folds: Vec<usize> = groups
+                .iter()
+                .flat_map(|(_, f)| f.iter().map(|r| r.fold))
+                .collect();
+            folds.sort_unstable();
+            folds.dedup();
+            for fold in folds {
+                let pts: Vec<(f64, f64)> = groups
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, (_, f))| {
+                        f.iter()
+                            .find(|r| r.fold == fold)
+                            .map(|r| (i as f64, r.val_acc * 100.0))
+                    })
+                    .collect();
+                chart
+                    .draw_series(LineSeries::new(pts, BLACK.mix(0.25).stroke_width(1)))
+                    .map_err(err)?;
+            }
+        }
+        for (i, (_, folds)) in groups.iter().enumerate() {
+            if folds.is_empty() {
+                continue;
+            }
+            let vals: Vec<f64> = folds.iter().map(|r| r.val_acc * 100.0).collect();
+            let s = BoxStats::of(&vals);
+            let x = i as f64;
+            let hw = 0.25;
+            chart
+                .draw_series([
+                    Rectangle::new([(x - hw, s.q1), (x + hw, s.q3)], BLUE.mix(0.25).filled()),
+                    Rectangle::new([(x - hw, s.q1), (x + hw, s.q3)], BLUE.stroke_width(2)),
+                ])
+                .map_err(err)?;
+            let lines = [
+                vec![(x - hw, s.median), (x + hw, s.median)],
+                vec![(x, s.q3), (x, s.high)],
+                vec![(x, s.q1), (x, s.low)],
+                vec![(x - hw / 2.0, s.high), (x + hw / 2.0, s.high)],
+                vec![(x - hw / 2.0, s.low), (x + hw / 2.0, s.low)],
+            ];
+            for (j, l) in lines.into_iter().enumerate() {
+                let style = if j == 0 {
+                    ORANGE.stroke_width(3)
+                } else {
+                    BLACK.stroke_width(1)
+                };
+                chart
+                    .draw_series(std::iter::once(PathElement::new(l, style)))
+                    .map_err(err)?;
+            }
+            chart
+                .draw_series(
+                    vals.iter()
+                        .map(|v| Circle::new((x, *v), 3, BLACK.mix(0.6).filled())),
+                )
+                .map_err(err)?;
+        }
+        Ok(())
+    })
+}
+
+/// A grid of 28×28 grayscale images (the seed's first figure: the first nine training images).
+pub fn samples_png(path: &Path, images: &[&[u8]], labels: &[u8], cols: usize) -> Result<()> {
+    let rows = images.len().div_ceil(cols.max(1));
+    let cell = 28 * 5;
+    let (w, h) = (
+        (cols * (cell + 20) + 20) as u32,
+        (rows * (cell + 44) + 20) as u32,
+    );
+    render(path, (w, h), |root| {
+        for (k, img) in images.iter().enumerate() {
+            let (r, c) = (k / cols, k % cols);
+            let (x0, y0) = ((20 + c * (cell + 20)) as i32, (20 + r * (cell + 44)) as i32);
+            for y in 0..28 {
+                for x in 0..28 {
+                    let v = img[y * 28 + x];
+                    let px = RGBColor(v, v, v);
+                    root.draw(&Rectangle::new(
+                        [
+                            (x0 + (x * 5) as i32, y0 + (y * 5) as i32),
+                            (x0 + (x * 5 + 5) as i32, y0 + (y * 5 + 5) as i32),
+                        ],
+                        px.filled(),
+                    ))
+                    .map_err(err)?;
+                }
+            }
+            root.draw(&Text::new(
+                format!("label {}", labels[k]),
+                (x0, y0 + cell as i32 + 6),
+                (FONT, 18).into_font(),
+            ))
+            .map_err(err)?;
+        }
+        Ok(())
+    })
+}
+
+/// 10×10 confusion heat map with counts (rows: true digit, columns: predicted digit).
+pub fn confusion_png(path: &Path, confusion: &[[usize; 10]; 10], title: &str) -> Result<()> {
+    render(path, (720, 720), |root| {
+        let max_off = confusion
+            .iter()
+            .enumerate()
+            .flat_map(|(t, row)| {
+                row.iter()
+                    .enumerate()
+                    .filter(move |(p, _)| *p != t)
+                    .map(|(_, c)| *c)
+            })
+            .max()
+            .unwrap_or(1)
+            .max(1);
+        let max_diag = (0..10).map(|i| confusion[i][i]).max().unwrap_or(1).max(1);
+        let mut chart = ChartBuilder::on(&root)
+            .caption(format!("{title}: confusion on the test set"), (FONT, 20))
+            .margin(15)
+            .x_label_area_size(50)
+            .y_label_area_size(50)
+            .build_cartesian_2d(-0.5f64..9.5, 9.5f64..-0.5)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .disable_mesh()
+            .x_labels(10)
+            .y_labels(10)
+            .x_label_formatter(&|v| format!("{:.0}", v))
+            .y_label_formatter(&|v| format!("{:.0}", v))
+            .x_desc("predicted digit")
+            .y_desc("true digit")
+            .label_style((FONT, 15))
+            .axis_desc_style((FONT, 16))
+            .draw()
+            .map_err(err)?;
+        for (t, row) in confusion.iter().enumerate() {
+            for (p, &c) in row.iter().enumerate() {
+                // Diagonal on its own scale (blue), errors on theirs (orange), so both read.
+                let (base, frac) = if t == p {
+                    (BLUE, c as f64 / max_diag as f64)
+                } else {
+                    (ORANGE, c as f64 / max_off as f64)
+                };
+                let fill = if c == 0 {
+                    WHITE
+                } else {
+                    mix(base, 0.15 + 0.85 * frac)
+                };
+                let (x, y) = (p as f64, t as f64);
+                chart
+                    .draw_series([Rectangle::new(
+                        [(x - 0.5, y - 0.5), (x + 0.5, y + 0.5)],
+                        fill.filled(),
+                    )])
+                    .map_err(err)?;
+                let dark = t == p || frac > 0.6;
+                let color = if dark { WHITE } else { BLACK };
+                chart
+                    .draw_series([Text::new(
+                        c.to_string(),
+                        (
+                            x - 0.18 - 0.05 * (c.to_string().len() as f64 - 1.0),
+                            y - 0.12,
+                        ),
+                        (FONT, 14).into_font().color(&color),
+                    )])
+                    .map_err(err)?;
+            }
+        }
+        Ok(())
+    })
+}
+
+fn mix(c: RGBColor, t: f64) -> RGBColor {
+    let f = |a: u8| (255.0 + (a as f64 - 255.0) * t).round() as u8;
+    RGBColor(f(c.0), f(c.1), f(c.2))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn box_stats_match_matplotlib_conventions() {
+        let s = BoxStats::of(&[98.6, 98.7, 98.5, 98.8, 97.0]);
+        assert!(
+            (s.q1 - 98.5).abs() < 1e-9
+                && (s.median - 98.6).abs() < 1e-9
+                && (s.q3 - 98.7).abs() < 1e-9
+        );
+        assert_eq!(s.outliers, vec![97.0]);
+        assert!((s.low - 98.5).abs() < 1e-9 && (s.high - 98.8).abs() < 1e-9);
+    }
+}

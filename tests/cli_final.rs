@@ -1,0 +1,134 @@
+//! `final`, `evaluate` and `predict` as a user runs them, on synthetic data.
+
+mod common;
+use common::*;
+
+use image::{GrayImage, Luma, Rgb, RgbImage};
+
+#[test]
+fn final_evaluate_predict_round_trip() {
+    let w = workspace("final");
+    let d = w.path();
+    let out = mnist_lab(d, &["final", "experiments/tiny.toml"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let model = d.join("results/tiny/final/model.safetensors");
+    assert!(model.is_file() && d.join("results/tiny/final/spec.toml").is_file());
+    // Up to date: not trained again.
+    let again = mnist_lab(d, &["final", "experiments/tiny.toml"]);
+    assert!(text(&again).contains("up to date"), "{}", text(&again));
+
+    let ev = mnist_lab(d, &["evaluate", "results/tiny/final"]);
+    assert!(ev.status.success(), "{}", text(&ev));
+    let acc: f64 = text(&ev)
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(acc > 50.0, "{}", text(&ev));
+    let test_csv = std::fs::read_to_string(d.join("results/tiny/final/test.csv")).unwrap();
+    assert!(
+        test_csv.starts_with("class,n,accuracy,pred_0"),
+        "{test_csv}"
+    );
+    assert_eq!(test_csv.lines().count(), 12);
+    assert!(test_csv.lines().last().unwrap().starts_with("all,100,"));
+    assert!(d.join("results/tiny/final/confusion.png").is_file());
+
+    // Test images exported as 28×28 PNGs are predicted as the in-memory path predicts them.
+    let ds = mnist_lab::data::mnist::load(&d.join("data/synthetic"), mnist_lab::data::Split::Test)
+        .unwrap();
+    let mut saved = mnist_lab::model::io::load(&model).unwrap();
+    let imgs: Vec<GrayImage> = (0..20)
+        .map(|i| GrayImage::from_raw(28, 28, ds.image(i).to_vec()).unwrap())
+        .collect();
+    let in_memory = mnist_lab::predict::predict_prepared(&mut saved, &imgs);
+    let mut paths = Vec::new();
+    for (i, img) in imgs.iter().enumerate() {
+        let p = d.join(format!("digit-{i}.png"));
+        img.save(&p).unwrap();
+        paths.push(p.to_string_lossy().into_owned());
+    }
+    let mut args = vec!["predict", "results/tiny/final/model.safetensors"];
+    args.extend(paths.iter().map(String::as_str));
+    let pr = mnist_lab(d, &args);
+    assert!(pr.status.success(), "{}", text(&pr));
+    let stdout = String::from_utf8_lossy(&pr.stdout).into_owned();
+    let digits: Vec<usize> = stdout
+        .lines()
+        .map(|l| l.split('\t').nth(1).unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(
+        digits,
+        in_memory.iter().map(|p| p.digit).collect::<Vec<_>>()
+    );
+
+    // --top, --json and --save-preprocessed.
+    let pr = mnist_lab(
+        d,
+        &[
+            "predict",
+            "results/tiny/final",
+            &paths[0],
+            "--top",
+            "3",
+            "--json",
+            "--save-preprocessed",
+            "seen",
+        ],
+    );
+    assert!(pr.status.success(), "{}", text(&pr));
+    let v: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&pr.stdout).trim()).unwrap();
+    assert_eq!(v["top"].as_array().unwrap().len(), 3);
+    assert!(d.join("seen/digit-0.png").is_file());
+}
+
+#[test]
+fn predict_reports_bad_files_and_still_predicts_the_good_ones() {
+    let w = workspace("predict-bad");
+    let d = w.path();
+    assert!(mnist_lab(d, &["final", "experiments/tiny.toml"])
+        .status
+        .success());
+    // A light-background RGB drawing of a bar (the synthetic "digit"), large and off-centre.
+    let mut drawing = RgbImage::from_pixel(300, 200, Rgb([255, 255, 255]));
+    for y in 60..75 {
+        for x in 40..200 {
+            drawing.put_pixel(x, y, Rgb([0, 0, 0]));
+        }
+    }
+    drawing.save(d.join("drawing.png")).unwrap();
+    std::fs::write(d.join("notes.png"), b"this is text, not a picture").unwrap();
+    GrayImage::from_pixel(40, 40, Luma([255]))
+        .save(d.join("blank.png"))
+        .unwrap();
+    let out = mnist_lab(
+        d,
+        &[
+            "predict",
+            "results/tiny/final",
+            "drawing.png",
+            "notes.png",
+            "blank.png",
+        ],
+    );
+    assert!(!out.status.success());
+    let t = text(&out);
+    assert!(t.contains("drawing.png\t"), "{t}");
+    assert!(t.contains("notes.png: not a readable"), "{t}");
+    assert!(t.contains("blank.png") && t.contains("blank"), "{t}");
+    assert!(t.contains("2 of 3 images could not be predicted"), "{t}");
+    assert!(!t.contains("panicked"), "{t}");
+
+    let model = d.join("results/tiny/final/model.safetensors");
+    let bytes = std::fs::read(&model).unwrap();
+    std::fs::write(&model, &bytes[..bytes.len() / 2]).unwrap();
+    let out = mnist_lab(d, &["predict", "results/tiny/final", "drawing.png"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("model.safetensors") && text(&out).contains("truncated"),
+        "{}",
+        text(&out)
+    );
+}
