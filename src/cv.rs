@@ -185,6 +185,34 @@ pub fn plan_experiment(
     Ok((pending, all))
 }
 
+/// One `run` argument line per (experiment, fold) whose result is missing or stale:
+/// `FILE [--experiment NAME] --fold K`, in experiment then fold order.
+pub fn plan_lines(exps: &[Experiment], paths: &Paths) -> Result<Vec<String>> {
+    let mut data = DataCache::default();
+    let mut lines = Vec::new();
+    for exp in exps {
+        let (pending, _) = plan_experiment(exp, paths, &mut data, None, false)?;
+        let stem = exp
+            .source
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default();
+        let variant = if exp.name == stem {
+            String::new()
+        } else {
+            format!(" --experiment {}", exp.name)
+        };
+        for job in pending {
+            lines.push(format!(
+                "{}{variant} --fold {}",
+                exp.source.display(),
+                job.fold
+            ));
+        }
+    }
+    Ok(lines)
+}
+
 /// Result of one trained fold.
 pub struct FoldOutcome {
     /// Its history rows.

@@ -5,7 +5,7 @@
 //! wrong types keep the toml crate's line and column), then merged onto its parent table by
 //! table (arrays such as `model.layers` are replaced whole), then validated as a network.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -19,9 +19,13 @@ use crate::data::prep::Scaling;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct Experiment {
-    /// The experiment's name (its file stem); not part of the file.
+    /// The experiment's name (its file stem, plus the swept values for a sweep variant); not
+    /// part of the file.
     #[serde(skip)]
     pub name: String,
+    /// The file it was loaded from; not part of the file.
+    #[serde(skip)]
+    pub source: PathBuf,
     /// One line saying what this variant is.
     pub description: String,
     /// Name of the experiment this one starts from (`experiments/<name>.toml`).
@@ -38,6 +42,9 @@ pub struct Experiment {
     pub train: TrainSpec,
     /// Cross-validation.
     pub cv: CvSpec,
+    /// `[sweep] "train.learning_rate" = [0.01, 0.001]`: one variant per combination of values.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub sweep: BTreeMap<String, Vec<toml::Value>>,
 }
 
 /// `[data]`
@@ -513,22 +520,107 @@ fn load_table(path: &Path, seen: &mut BTreeSet<PathBuf>) -> Result<toml::Table> 
     Ok(base)
 }
 
-/// Loads, resolves (`extends`) and validates an experiment file.
+/// Loads, resolves (`extends`) and validates an experiment file without a `[sweep]`.
 pub fn load(path: &Path) -> Result<Experiment> {
-    let name = experiment_name(path)?;
+    let mut all = load_all(path)?;
+    if all.len() != 1 {
+        bail!(
+            "{}: has a [sweep] of {} variants where one experiment was expected",
+            path.display(),
+            all.len()
+        );
+    }
+    Ok(all.remove(0))
+}
+
+/// Text of a swept value for a variant name: `0.001`, `center`, `true`.
+fn value_label(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Sets `dotted` (e.g. `train.learning_rate`) in `table`, creating tables on the way.
+fn set_dotted(table: &mut toml::Table, dotted: &str, value: toml::Value) -> Result<()> {
+    let mut parts: Vec<&str> = dotted.split('.').collect();
+    let last = parts.pop().filter(|l| !l.is_empty()).context("empty key")?;
+    let mut t = table;
+    for p in parts {
+        t = t
+            .entry(p.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            .as_table_mut()
+            .with_context(|| format!("{p} is not a table"))?;
+    }
+    t.insert(last.to_string(), value);
+    Ok(())
+}
+
+/// Loads, resolves and validates an experiment file: one experiment, or one variant per
+/// combination of a `[sweep]`'s values, named `<stem>-<key>=<value>[-<key>=<value>…]`.
+pub fn load_all(path: &Path) -> Result<Vec<Experiment>> {
+    let stem = experiment_name(path)?;
+    let shown = path.display();
     let mut seen = BTreeSet::new();
     seen.insert(path.canonicalize().unwrap_or_else(|_| path.to_path_buf()));
-    let table = load_table(path, &mut seen)?;
-    let mut e: Experiment = toml::Value::Table(table)
-        .try_into()
-        .map_err(|err| anyhow::anyhow!("{}: {err}", path.display()))?;
-    e.name = name;
-    e.extends = None;
-    e.validate_settings()
-        .map_err(|err| anyhow::anyhow!("{}: {err}", path.display()))?;
-    e.summary()
-        .map_err(|err| anyhow::anyhow!("{}: {err}", path.display()))?;
-    Ok(e)
+    let mut table = load_table(path, &mut seen)?;
+    let sweep: BTreeMap<String, Vec<toml::Value>> = match table.remove("sweep") {
+        Some(v) => v
+            .try_into()
+            .map_err(|e| anyhow::anyhow!("{shown}: [sweep]: {e}"))?,
+        None => BTreeMap::new(),
+    };
+    let mut combos: Vec<Vec<(String, toml::Value)>> = vec![Vec::new()];
+    for (key, values) in &sweep {
+        if values.is_empty() {
+            bail!("{shown}: [sweep] {key:?} has no values");
+        }
+        if key.starts_with("sweep") || key == "extends" {
+            bail!("{shown}: [sweep] {key:?} cannot be swept");
+        }
+        combos = combos
+            .into_iter()
+            .flat_map(|c| {
+                values
+                    .iter()
+                    .map(move |v| [c.clone(), vec![(key.clone(), v.clone())]].concat())
+            })
+            .collect();
+    }
+    let mut out = Vec::with_capacity(combos.len());
+    for combo in combos {
+        let mut t = table.clone();
+        let mut name = stem.clone();
+        for (key, value) in &combo {
+            let what = format!("{shown}: [sweep] {key} = {value}");
+            set_dotted(&mut t, key, value.clone()).with_context(|| what.clone())?;
+            let last = key.rsplit('.').next().unwrap_or(key);
+            name += &format!("-{last}={}", value_label(value));
+        }
+        let at = |err: &dyn std::fmt::Display| {
+            if combo.is_empty() {
+                anyhow::anyhow!("{shown}: {err}")
+            } else {
+                anyhow::anyhow!("{shown}: variant {name}: {err}")
+            }
+        };
+        let mut e: Experiment = toml::Value::Table(t).try_into().map_err(|err| at(&err))?;
+        e.name = name.clone();
+        e.source = path.to_path_buf();
+        e.extends = None;
+        e.validate_settings().map_err(|err| at(&err))?;
+        e.summary().map_err(|err| at(&err))?;
+        if !e
+            .name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.=".contains(c))
+        {
+            bail!("{shown}: variant name {name:?} would not make a plain folder name; sweep numbers, booleans or simple strings");
+        }
+        out.push(e);
+    }
+    Ok(out)
 }
 
 /// The experiment's name: the file stem, which must make a plain folder name.
@@ -708,6 +800,42 @@ dense = { units = 10, activation = "softmax" }
         let b = d.write("b.toml", "extends = \"a\"\n");
         let e = format!("{:#}", load(&b).unwrap_err());
         assert!(e.contains("cycle"), "{e}");
+    }
+
+    #[test]
+    fn sweep_expands_into_named_variants() {
+        let d = Dir::new("sweep");
+        d.write("baseline.toml", BASELINE);
+        let p = d.write(
+            "lr-sweep.toml",
+            "extends = \"baseline\"\n[sweep]\n\"train.learning_rate\" = [0.01, 0.001]\n\"data.scaling\" = [\"unit\", \"center\"]\n",
+        );
+        let all = load_all(&p).unwrap();
+        let names: Vec<&str> = all.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(
+            names,
+            vec![
+                "lr-sweep-scaling=unit-learning_rate=0.01",
+                "lr-sweep-scaling=unit-learning_rate=0.001",
+                "lr-sweep-scaling=center-learning_rate=0.01",
+                "lr-sweep-scaling=center-learning_rate=0.001"
+            ]
+        );
+        assert_eq!(all[1].train.learning_rate, 0.001);
+        assert_eq!(all[2].data.scaling, Scaling::Center);
+        assert!(all
+            .iter()
+            .all(|e| e.sweep.is_empty() && !e.to_toml().contains("sweep")));
+        assert!(format!("{:#}", load(&p).unwrap_err()).contains("4 variants"));
+        let bad = d.write(
+            "bad-sweep.toml",
+            "extends = \"baseline\"\n[sweep]\n\"train.lerning_rate\" = [0.1]\n",
+        );
+        let e = format!("{:#}", load_all(&bad).unwrap_err());
+        assert!(
+            e.contains("variant bad-sweep-lerning_rate=0.1") && e.contains("lerning_rate"),
+            "{e}"
+        );
     }
 
     #[test]

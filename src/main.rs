@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 use mnist_lab::cv::{self, Paths};
 use mnist_lab::data::mnist;
@@ -39,18 +39,31 @@ enum Command {
     },
     /// Cross-validate experiments (only folds not already cached).
     Run {
-        /// Experiment files.
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
-        /// Run only these folds (1-based; repeat or comma-separate).
-        #[arg(long, value_delimiter = ',')]
-        fold: Vec<usize>,
+        #[command(flatten)]
+        args: RunArgs,
+        /// Run line INDEX (0-based) of a file written by `plan` instead (for job arrays).
+        #[arg(
+            long,
+            value_name = "FILE",
+            requires = "index",
+            conflicts_with = "files"
+        )]
+        from_plan: Option<PathBuf>,
+        /// The line of --from-plan to run.
+        #[arg(long, requires = "from_plan")]
+        index: Option<usize>,
         /// Worker threads, one fold each (default: number of cores).
         #[arg(long)]
         jobs: Option<usize>,
         /// Re-run folds even when their cached results match.
         #[arg(long)]
         force: bool,
+    },
+    /// Print one `run` argument line per (experiment, fold) that still needs training.
+    Plan {
+        /// Experiment files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
     },
     /// Train the final model of experiments on all training images and save it.
     Final {
@@ -101,6 +114,67 @@ enum Command {
         #[arg(long)]
         fail_on_regression: bool,
     },
+}
+
+/// What to run: experiment files, optionally narrowed to variants and folds.
+#[derive(Args, Debug)]
+struct RunArgs {
+    /// Experiment files.
+    files: Vec<PathBuf>,
+    /// Run only these folds (1-based; repeat or comma-separate).
+    #[arg(long, value_delimiter = ',')]
+    fold: Vec<usize>,
+    /// Run only the experiment (sweep variant) with this name.
+    #[arg(long)]
+    experiment: Option<String>,
+}
+
+/// A line of a plan file, parsed like `run`'s arguments.
+#[derive(Parser, Debug)]
+#[command(no_binary_name = true)]
+struct PlanLine {
+    #[command(flatten)]
+    args: RunArgs,
+}
+
+/// Every experiment (and sweep variant) of `files`, optionally only the one named `only`.
+fn load_experiments(files: &[PathBuf], only: Option<&str>) -> Result<Vec<experiment::Experiment>> {
+    let mut all = Vec::new();
+    for f in files {
+        all.extend(experiment::load_all(f)?);
+    }
+    if let Some(name) = only {
+        all.retain(|e| e.name == name);
+        if all.is_empty() {
+            anyhow::bail!(
+                "no experiment named {name:?} in {}",
+                files
+                    .iter()
+                    .map(|f| f.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
+    }
+    Ok(all)
+}
+
+/// Reads line `index` (0-based) of a plan file as `run` arguments.
+fn plan_line(file: &std::path::Path, index: usize) -> Result<RunArgs> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let line = lines.get(index).ok_or_else(|| {
+        anyhow::anyhow!(
+            "{} has {} jobs (0..{}); --index {index} is out of range",
+            file.display(),
+            lines.len(),
+            lines.len()
+        )
+    })?;
+    PlanLine::try_parse_from(line.split_whitespace())
+        .map(|p| p.args)
+        .map_err(|e| anyhow::anyhow!("{}: line {}: {e}", file.display(), index + 1))
 }
 
 #[derive(Subcommand)]
@@ -172,18 +246,21 @@ fn run(cli: Cli) -> Result<()> {
         Command::Check { files } => {
             let mut failed = 0;
             for f in &files {
-                match experiment::load(f).and_then(|e| Ok((e.summary()?, e))) {
-                    Ok((rows, e)) => {
-                        println!("{}: {}", f.display(), e.description);
-                        println!(
-                            "  {:<4} {:<20} {:<16} {:>10}",
-                            "#", "layer", "output shape", "params"
-                        );
-                        for (i, r) in rows.iter().enumerate() {
-                            println!("  {i:<4} {r}");
+                match experiment::load_all(f) {
+                    Ok(variants) => {
+                        for e in variants {
+                            let rows = e.summary()?;
+                            println!("{} [{}]: {}", f.display(), e.name, e.description);
+                            println!(
+                                "  {:<4} {:<20} {:<16} {:>10}",
+                                "#", "layer", "output shape", "params"
+                            );
+                            for (i, r) in rows.iter().enumerate() {
+                                println!("  {i:<4} {r}");
+                            }
+                            let total: usize = rows.iter().map(|r| r.params).sum();
+                            println!("  total params: {total}");
                         }
-                        let total: usize = rows.iter().map(|r| r.params).sum();
-                        println!("  total params: {total}");
                     }
                     Err(err) => {
                         eprintln!("error: {err:#}");
@@ -196,27 +273,34 @@ fn run(cli: Cli) -> Result<()> {
             }
         }
         Command::Run {
-            files,
-            fold,
+            args,
+            from_plan,
+            index,
             jobs,
             force,
         } => {
-            let exps = files
-                .iter()
-                .map(|f| experiment::load(f))
-                .collect::<Result<Vec<_>>>()?;
-            let only = (!fold.is_empty()).then_some(&fold[..]);
+            let args = match (from_plan, index) {
+                (Some(file), Some(i)) => plan_line(&file, i)?,
+                _ => args,
+            };
+            if args.files.is_empty() {
+                anyhow::bail!("name at least one experiment file (or --from-plan FILE --index K)");
+            }
+            let exps = load_experiments(&args.files, args.experiment.as_deref())?;
+            let only = (!args.fold.is_empty()).then_some(&args.fold[..]);
             cv::run(&exps, &paths, only, force, jobs.unwrap_or_else(cores))?;
+        }
+        Command::Plan { files } => {
+            for line in cv::plan_lines(&load_experiments(&files, None)?, &paths)? {
+                println!("{line}");
+            }
         }
         Command::Final {
             files,
             marked,
             force,
         } => {
-            let exps = files
-                .iter()
-                .map(|f| experiment::load(f))
-                .collect::<Result<Vec<_>>>()?;
+            let exps = load_experiments(&files, None)?;
             for e in exps.iter().filter(|e| !marked || e.final_model) {
                 mnist_lab::final_model::train_final(e, &paths, force)?;
             }
@@ -329,4 +413,16 @@ fn predict(
         anyhow::bail!("{failed} of {} images could not be predicted", images.len());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_definitions_are_consistent() {
+        Cli::command().debug_assert();
+        PlanLine::command().debug_assert();
+    }
 }
