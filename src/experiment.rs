@@ -725,10 +725,9 @@ dense = { units = 10, activation = "softmax" }
         assert_eq!(e.model.layers.len(), 5);
         assert_eq!(e.extends, None);
         // The resolved form round-trips.
-        assert_eq!(
-            Experiment::from_resolved_toml("lr", &e.to_toml()).unwrap(),
-            e
-        );
+        let mut back = Experiment::from_resolved_toml("lr", &e.to_toml()).unwrap();
+        back.source = e.source.clone();
+        assert_eq!(back, e);
     }
 
     #[test]
