@@ -44,6 +44,10 @@ final: build data
 	@for d in $(RESULTS)/*/final; do [ -f "$$d/model.safetensors" ] || continue; \
 	  $(BIN) --data-dir $(DATA_DIR) --results $(RESULTS) evaluate "$$d" || exit 1; done
 
+# Training speed of the seed's models and the GEMM peak, measured in one run.
+bench: build
+	$(BIN) bench
+
 # Plots, summary.csv and README.md from results/ alone.
 report: build
 	$(BIN) --data-dir $(DATA_DIR) --results $(RESULTS) report

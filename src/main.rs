@@ -59,6 +59,17 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Measure training/evaluation speed of the experiments' models and the GEMM peak.
+    Bench {
+        /// Experiment files (default: the seed's three models).
+        files: Vec<PathBuf>,
+        /// Training steps timed per model.
+        #[arg(long, default_value_t = 300)]
+        steps: usize,
+        /// Parallel workers for the aggregate measurement (default: number of cores).
+        #[arg(long)]
+        workers: Option<usize>,
+    },
     /// Print one `run` argument line per (experiment, fold) that still needs training.
     Plan {
         /// Experiment files.
@@ -289,6 +300,29 @@ fn run(cli: Cli) -> Result<()> {
             let exps = load_experiments(&args.files, args.experiment.as_deref())?;
             let only = (!args.fold.is_empty()).then_some(&args.fold[..]);
             cv::run(&exps, &paths, only, force, jobs.unwrap_or_else(cores))?;
+        }
+        Command::Bench {
+            files,
+            steps,
+            workers,
+        } => {
+            let files = if files.is_empty() {
+                ["baseline", "batchnorm", "deeper"]
+                    .iter()
+                    .map(|n| PathBuf::from(format!("experiments/{n}.toml")))
+                    .collect()
+            } else {
+                files
+            };
+            let workers = workers.unwrap_or_else(cores);
+            let exps = load_experiments(&files, None)?;
+            let peak1 = mnist_lab::bench::gemm_peak(1024, 1);
+            let peak_all = mnist_lab::bench::gemm_peak(1024, workers);
+            let rows = mnist_lab::bench::bench(&exps, steps, workers)?;
+            print!(
+                "{}",
+                mnist_lab::bench::table(&rows, workers, peak1, peak_all)
+            );
         }
         Command::Plan { files } => {
             for line in cv::plan_lines(&load_experiments(&files, None)?, &paths)? {

@@ -111,6 +111,8 @@ impl Network {
     pub fn build(exp: &Experiment, rng: &mut Rng) -> anyhow::Result<Self> {
         let summary = exp.summary()?;
         let dev = Cpu::default();
+        // Reuse freed buffers for the tape's zeroed gradients instead of fresh pages each step.
+        dev.enable_cache();
         let mut shape: Shape3 = INPUT;
         let mut layers = Vec::with_capacity(summary.len());
         for (i, (spec, row)) in exp.model.layers.iter().zip(&summary).enumerate() {

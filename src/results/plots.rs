@@ -99,12 +99,15 @@ pub fn diagnostics_png(path: &Path, history: &[HistoryRow], title: &str) -> Resu
             let mut chart = ChartBuilder::on(area)
                 .caption(format!("{title}: {caption}"), (FONT, 22))
                 .margin(12)
+                .margin_right(28)
                 .x_label_area_size(40)
                 .y_label_area_size(70)
                 .build_cartesian_2d(1f64..(epochs.max(2)) as f64, lo..hi)
                 .map_err(err)?;
             chart
                 .configure_mesh()
+                .x_labels(epochs.clamp(2, 20))
+                .x_label_formatter(&|x| format!("{x:.0}"))
                 .x_desc("epoch")
                 .y_desc(ylabel)
                 .label_style((FONT, 15))
@@ -288,6 +291,7 @@ pub fn boxplot_png(
                 (FONT, 14).into_font()
             })
             .y_desc("validation accuracy (%)")
+            .light_line_style(WHITE.mix(0.0))
             .label_style((FONT, 14))
             .axis_desc_style((FONT, 16))
             .draw()

@@ -1,0 +1,201 @@
+//! `mnist-lab bench`: training and evaluation throughput of the models of given experiment
+//! files, the FLOP rate they reach and the GEMM peak measured in the same run.
+
+use std::fmt::Write as _;
+use std::time::Instant;
+
+use anyhow::Result;
+use dfdx::prelude::*;
+
+use crate::data::mnist::{PIXELS, SIDE};
+use crate::experiment::{Experiment, LayerSpec, INPUT};
+use crate::model::gemm::{matmul, set_threads, View};
+use crate::model::loss::cross_entropy;
+use crate::model::{Act, Network};
+use crate::rng::Rng;
+use crate::train::EVAL_BATCH;
+
+/// Forward multiply-add FLOPs (×2) per sample, and those of the first layer's input gradient
+/// (which training skips).
+pub fn forward_flops(exp: &Experiment) -> Result<(f64, f64)> {
+    let rows = exp.summary()?;
+    let mut shape = INPUT;
+    let (mut total, mut first) = (0.0, 0.0);
+    for (i, (l, r)) in exp.model.layers.iter().zip(&rows).enumerate() {
+        let f = match l {
+            LayerSpec::Conv(c) => {
+                2.0 * (r.output.h * r.output.w * c.filters * c.kernel * c.kernel * shape.c) as f64
+            }
+            LayerSpec::Dense(d) => 2.0 * (shape.len() * d.units) as f64,
+            _ => 0.0,
+        };
+        if i == 0 {
+            first = f;
+        }
+        total += f;
+        shape = r.output;
+    }
+    Ok((total, first))
+}
+
+/// GFLOP/s of one n×n×n GEMM with `threads` threads (best of a few runs).
+pub fn gemm_peak(n: usize, threads: usize) -> f64 {
+    set_threads(threads);
+    let mut rng = Rng::new(1, 9);
+    let a: Vec<f32> = (0..n * n).map(|_| rng.next_f32()).collect();
+    let b: Vec<f32> = (0..n * n).map(|_| rng.next_f32()).collect();
+    let mut c = vec![0.0f32; n * n];
+    let mut best = f64::INFINITY;
+    for _ in 0..4 {
+        let t = Instant::now();
+        matmul(n, n, n, &mut c, false, View::rows(&a, n), View::rows(&b, n));
+        best = best.min(t.elapsed().as_secs_f64());
+    }
+    set_threads(1);
+    2.0 * (n * n * n) as f64 / best / 1e9
+}
+
+/// Measured throughput of one model.
+#[derive(Debug, Clone)]
+pub struct ModelBench {
+    /// Experiment name.
+    pub name: String,
+    /// Training samples per second of one worker.
+    pub train_per_sec: f64,
+    /// Evaluation samples per second of one worker.
+    pub eval_per_sec: f64,
+    /// Training samples per second of all workers together.
+    pub train_per_sec_all: f64,
+    /// Forward FLOPs per sample.
+    pub flops: f64,
+    /// Training FLOPs per sample (forward + both backward products, less the first layer's
+    /// input gradient).
+    pub train_flops: f64,
+}
+
+fn batch(rng: &mut Rng, n: usize) -> (Vec<f32>, Vec<u8>) {
+    let x = (0..n * PIXELS).map(|_| rng.next_f32()).collect();
+    let y = (0..n).map(|_| rng.below(10) as u8).collect();
+    (x, y)
+}
+
+/// Trains `steps` batches of `batch_size` on random data; returns samples/s.
+fn train_rate(exp: &Experiment, steps: usize, seed: u64) -> Result<f64> {
+    let mut net = Network::build(exp, &mut Rng::new(seed, 0))?;
+    let mut rng = Rng::new(seed, 1);
+    let bs = exp.train.batch_size;
+    let data: Vec<(Vec<f32>, Vec<u8>)> = (0..8).map(|_| batch(&mut rng, bs)).collect();
+    let step = |net: &mut Network, i: usize| {
+        let (x, y) = &data[i % data.len()];
+        let input: Act = net.dev.tensor_from_vec(x.clone(), (bs, SIDE * SIDE));
+        let loss = cross_entropy(net.forward(input.leaky_traced(), true), y);
+        let mut grads = loss.backward();
+        net.sgd_step(&mut grads, 0.01, 0.9);
+    };
+    for i in 0..5 {
+        step(&mut net, i);
+    }
+    let t = Instant::now();
+    for i in 0..steps {
+        step(&mut net, i);
+    }
+    Ok((steps * bs) as f64 / t.elapsed().as_secs_f64())
+}
+
+fn eval_rate(exp: &Experiment, samples: usize) -> Result<f64> {
+    let mut net = Network::build(exp, &mut Rng::new(2, 0))?;
+    let (x, _) = batch(&mut Rng::new(2, 1), EVAL_BATCH);
+    let t = Instant::now();
+    let mut done = 0;
+    while done < samples {
+        let input: Act = net.dev.tensor_from_vec(x.clone(), (EVAL_BATCH, PIXELS));
+        let _ = net.forward(input, false).as_vec();
+        done += EVAL_BATCH;
+    }
+    Ok(done as f64 / t.elapsed().as_secs_f64())
+}
+
+/// Benchmarks each experiment's model: one worker alone, then `workers` in parallel.
+pub fn bench(exps: &[Experiment], steps: usize, workers: usize) -> Result<Vec<ModelBench>> {
+    let mut out = Vec::new();
+    for exp in exps {
+        set_threads(1);
+        let (flops, first) = forward_flops(exp)?;
+        let train_per_sec = train_rate(exp, steps, 1)?;
+        let eval_per_sec = eval_rate(exp, steps * exp.train.batch_size)?;
+        let train_per_sec_all = if workers > 1 {
+            std::thread::scope(|s| {
+                let handles: Vec<_> = (0..workers)
+                    .map(|w| {
+                        s.spawn(move || {
+                            set_threads(1);
+                            train_rate(exp, steps, 10 + w as u64)
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("bench worker"))
+                    .sum::<Result<f64>>()
+            })?
+        } else {
+            train_per_sec
+        };
+        out.push(ModelBench {
+            name: exp.name.clone(),
+            train_per_sec,
+            eval_per_sec,
+            train_per_sec_all,
+            flops,
+            train_flops: 3.0 * flops - first,
+        });
+    }
+    Ok(out)
+}
+
+/// The bench table as Markdown, with seconds per epoch of the seed's protocol (48,000 training
+/// + 12,000 validation images).
+pub fn table(rows: &[ModelBench], workers: usize, peak1: f64, peak_all: f64) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "GEMM peak (1024³, f32): {peak1:.1} GFLOP/s on 1 thread, {peak_all:.1} GFLOP/s on {workers} threads\n");
+    let _ = writeln!(
+        s,
+        "| model | MFLOP/sample (fwd) | train samples/s (1 worker) | train GFLOP/s | % of 1-thread peak | eval samples/s | s/epoch (1 worker) | train samples/s ({workers} workers) | s/epoch, {workers} folds at once (per fold-epoch) |"
+    );
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for r in rows {
+        let gflops = r.train_per_sec * r.train_flops / 1e9;
+        let epoch1 = 48_000.0 / r.train_per_sec + 12_000.0 / r.eval_per_sec;
+        let epoch_all =
+            (48_000.0 / r.train_per_sec_all) + 12_000.0 / (r.eval_per_sec * workers as f64);
+        let _ = writeln!(
+            s,
+            "| {} | {:.2} | {:.0} | {gflops:.1} | {:.0}% | {:.0} | {epoch1:.1} | {:.0} | {epoch_all:.1} |",
+            r.name,
+            r.flops / 1e6,
+            r.train_per_sec,
+            100.0 * gflops / peak1,
+            r.eval_per_sec,
+            r.train_per_sec_all
+        );
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flop_counts_match_the_issue_numbers() {
+        let base = Experiment::from_resolved_toml(
+            "b",
+            "[[model.layers]]\nconv = { filters = 32, kernel = 3, activation = \"relu\" }\n[[model.layers]]\nmaxpool = 2\n[[model.layers]]\nflatten = true\n[[model.layers]]\ndense = { units = 100, activation = \"relu\" }\n[[model.layers]]\ndense = { units = 10, activation = \"softmax\" }\n",
+        )
+        .unwrap();
+        let (f, first) = forward_flops(&base).unwrap();
+        // 2·(26·26·32·9) + 2·5408·100 + 2·100·10 = 389,376 + 1,081,600 + 2,000
+        assert_eq!(f, 1_472_976.0);
+        assert_eq!(first, 389_376.0);
+    }
+}
