@@ -225,7 +225,15 @@ pub struct FoldOutcome {
 
 /// Trains one fold and writes its files atomically (rows, then key: a fold without a key is
 /// not cached, so an interruption between the two only costs a re-run).
-pub fn run_fold(job: &FoldJob, paths: &Paths, progress: &Progress) -> Result<FoldOutcome> {
+///
+/// `threads` is asked at each epoch's start how many threads the matrix products may use
+/// (results do not depend on it: the GEMM's arithmetic is the same for any thread count).
+pub fn run_fold(
+    job: &FoldJob,
+    paths: &Paths,
+    progress: &Progress,
+    threads: &(dyn Fn() -> usize + Sync),
+) -> Result<FoldOutcome> {
     let exp = &job.exp;
     let f0 = job.fold - 1;
     let train_idx = job.split.train(f0);
@@ -252,7 +260,10 @@ pub fn run_fold(job: &FoldJob, paths: &Paths, progress: &Progress) -> Result<Fol
         &mut shuffle,
         &mut |e| {
             match &e {
-                crate::train::Event::EpochStart { .. } => epoch_start = Instant::now(),
+                crate::train::Event::EpochStart { .. } => {
+                    gemm::set_threads(threads());
+                    epoch_start = Instant::now();
+                }
                 crate::train::Event::Batch { done, .. }
                     if *done == train_idx.len().div_ceil(exp.train.batch_size) =>
                 {
@@ -358,15 +369,30 @@ pub fn run_jobs(
     let merging = Mutex::new(());
     let queue = Mutex::new(std::collections::VecDeque::from(jobs));
     let failures = Mutex::new(Vec::new());
+    // Folds run one per worker on one thread each; once no fold is waiting, a worker's fold
+    // takes the cores that idle workers left (checked each epoch).
+    let workers = workers.max(1);
+    let busy = std::sync::atomic::AtomicUsize::new(0);
+    let threads = || {
+        if queue.lock().expect("queue").is_empty() {
+            let busy = busy.load(std::sync::atomic::Ordering::SeqCst).max(1);
+            (workers / busy).max(1)
+        } else {
+            1
+        }
+    };
     std::thread::scope(|s| {
-        for _ in 0..workers.max(1) {
+        for _ in 0..workers {
             s.spawn(|| {
                 gemm::set_threads(1);
                 loop {
                     let Some(job) = queue.lock().expect("queue").pop_front() else {
                         break;
                     };
-                    match run_fold(&job, paths, progress) {
+                    busy.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let result = run_fold(&job, paths, progress, &threads);
+                    busy.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                    match result {
                         Ok(out) => {
                             if let Some((exp, all)) =
                                 planned.iter().find(|(e, _)| e.name == job.exp.name)

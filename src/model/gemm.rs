@@ -118,4 +118,50 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn thread_count_does_not_change_a_single_bit() {
+        // The shapes of the seed's layers (forward, weight gradient, input gradient).
+        for (m, n, k) in [
+            (21632, 32, 9),
+            (32, 100, 5408),
+            (5408, 100, 32),
+            (3872, 64, 288),
+            (288, 64, 3872),
+            (3872, 288, 64),
+        ] {
+            let mut rng = crate::rng::Rng::new(m as u64, 1);
+            let a: Vec<f32> = (0..m * k).map(|_| rng.uniform(1.0)).collect();
+            let b: Vec<f32> = (0..k * n).map(|_| rng.uniform(1.0)).collect();
+            let mut one = vec![0.0; m * n];
+            let mut two = vec![0.0; m * n];
+            set_threads(1);
+            matmul(
+                m,
+                n,
+                k,
+                &mut one,
+                false,
+                View::rows(&a, k),
+                View::rows(&b, n),
+            );
+            set_threads(2);
+            matmul(
+                m,
+                n,
+                k,
+                &mut two,
+                false,
+                View::rows(&a, k),
+                View::rows(&b, n),
+            );
+            set_threads(1);
+            assert!(
+                one.iter()
+                    .zip(&two)
+                    .all(|(x, y)| x.to_bits() == y.to_bits()),
+                "{m}×{n}×{k}"
+            );
+        }
+    }
 }
