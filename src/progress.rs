@@ -50,7 +50,7 @@ impl Progress {
         let bar = self.multi.add(ProgressBar::new(0));
         bar.set_style(
             ProgressStyle::with_template(
-                "{prefix:<28} {msg:<12} [{bar:30.cyan/blue}] {pos:>5}/{len:5} batches {per_sec:>14} ETA {eta}",
+                "{prefix:<28} {msg:<32} [{bar:30.cyan/blue}] {pos:>5}/{len:5} batches ETA {eta}",
             )
             .expect("static template")
             .progress_chars("=> "),
@@ -63,6 +63,7 @@ impl Progress {
             progress: self.clone(),
             started: Instant::now(),
             epoch_started: Instant::now(),
+            epoch: 0,
             samples: 0,
         }
     }
@@ -76,6 +77,7 @@ pub struct Task {
     progress: Progress,
     started: Instant,
     epoch_started: Instant,
+    epoch: usize,
     samples: usize,
 }
 
@@ -84,6 +86,7 @@ impl Task {
     pub fn event(&mut self, e: Event) {
         match e {
             Event::EpochStart { epoch, batches } => {
+                self.epoch = epoch;
                 self.epoch_started = Instant::now();
                 self.samples = 0;
                 self.bar.set_length(batches as u64);
@@ -95,6 +98,14 @@ impl Task {
             Event::Batch { done, samples } => {
                 self.samples = samples;
                 self.bar.set_position(done as u64);
+                if done % 25 == 0 {
+                    let rate =
+                        samples as f64 / self.epoch_started.elapsed().as_secs_f64().max(1e-9);
+                    self.bar.set_message(format!(
+                        "epoch {}/{} {rate:>7.0} samples/s",
+                        self.epoch, self.epochs
+                    ));
+                }
             }
             Event::EpochEnd(row) => {
                 if !self.progress.terminal {
