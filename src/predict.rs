@@ -92,24 +92,25 @@ pub fn preprocess(img: &image::DynamicImage) -> Result<GrayImage> {
     );
     let small = imageops::resize(&crop, nw, nh, imageops::FilterType::Triangle);
     // Centre of mass to the centre of the 28×28 field.
-    let (mut sx, mut sy, mut sm) = (0.0f64, 0.0f64, 0.0f64);
-    for (x, y, p) in small.enumerate_pixels() {
-        let m = p.0[0] as f64;
-        sx += m * (x as f64 + 0.5);
-        sy += m * (y as f64 + 0.5);
-        sm += m;
-    }
-    let (cx, cy) = if sm > 0.0 {
-        (sx / sm, sy / sm)
-    } else {
-        (nw as f64 / 2.0, nh as f64 / 2.0)
-    };
+    let (cx, cy) = centre_of_mass(&small).unwrap_or((nw as f64 / 2.0, nh as f64 / 2.0));
     let side = SIDE as i64;
     let ox = ((side as f64 / 2.0 - cx).round() as i64).clamp(0, side - nw as i64);
     let oy = ((side as f64 / 2.0 - cy).round() as i64).clamp(0, side - nh as i64);
     let mut out = GrayImage::new(SIDE as u32, SIDE as u32);
     imageops::overlay(&mut out, &small, ox, oy);
     Ok(out)
+}
+
+/// Intensity-weighted centre (x, y) of an image, in pixel units; None when it is all black.
+pub fn centre_of_mass(img: &GrayImage) -> Option<(f64, f64)> {
+    let (mut sx, mut sy, mut sm) = (0.0f64, 0.0f64, 0.0f64);
+    for (x, y, p) in img.enumerate_pixels() {
+        let m = p.0[0] as f64;
+        sx += m * (x as f64 + 0.5);
+        sy += m * (y as f64 + 0.5);
+        sm += m;
+    }
+    (sm > 0.0).then(|| (sx / sm, sy / sm))
 }
 
 /// One image's prediction.
@@ -175,17 +176,6 @@ mod tests {
     use super::*;
     use image::{DynamicImage, Rgb, RgbImage};
 
-    fn centre_of_mass(img: &GrayImage) -> (f64, f64) {
-        let (mut sx, mut sy, mut sm) = (0.0, 0.0, 0.0);
-        for (x, y, p) in img.enumerate_pixels() {
-            let m = p.0[0] as f64;
-            sx += m * (x as f64 + 0.5);
-            sy += m * (y as f64 + 0.5);
-            sm += m;
-        }
-        (sx / sm, sy / sm)
-    }
-
     /// A large RGB picture: black "pen" rectangle on white paper, off-centre.
     fn drawing(w: u32, h: u32) -> DynamicImage {
         let mut img = RgbImage::from_pixel(w, h, Rgb([250, 248, 240]));
@@ -209,7 +199,7 @@ mod tests {
             .filter(|&y| (0..28).any(|x| out.get_pixel(x, y).0[0] > 100))
             .count();
         assert!((19..=21).contains(&rows_with_ink), "{rows_with_ink}");
-        let (cx, cy) = centre_of_mass(&out);
+        let (cx, cy) = centre_of_mass(&out).unwrap();
         assert!(
             (cx - 14.0).abs() <= 1.0 && (cy - 14.0).abs() <= 1.0,
             "{cx} {cy}"

@@ -3,6 +3,7 @@
 
 use dfdx::prelude::*;
 
+use super::dense::{add_column_sums, affine_forward, relu_mask};
 use super::gemm::{matmul, View};
 use super::{data_of, put_grad, take_grad, Act, Param};
 use crate::experiment::Shape3;
@@ -82,22 +83,7 @@ impl Conv {
         let mut col = vec![0.0f32; m * kd];
         im2col(&xv, batch, inp, out, k, &mut col);
         drop(xv);
-        let mut y = vec![0.0f32; m * cout];
-        for row in y.chunks_exact_mut(cout) {
-            row.copy_from_slice(&self.b.value);
-        }
-        matmul(
-            m,
-            cout,
-            kd,
-            &mut y,
-            true,
-            View::rows(&col, kd),
-            View::rows(&self.w.value, cout),
-        );
-        if self.relu {
-            y.iter_mut().for_each(|v| *v = v.max(0.0));
-        }
+        let y = affine_forward(&col, m, kd, &self.w.value, &self.b.value, self.relu);
         let saved_y = if T::OWNS_TAPE && self.relu {
             y.clone()
         } else {
@@ -120,11 +106,7 @@ impl Conv {
             tape.add_backward_op(move |grads| {
                 let mut gz = take_grad!(grads, yg);
                 if relu {
-                    for (g, y) in gz.iter_mut().zip(&saved_y) {
-                        if *y <= 0.0 {
-                            *g = 0.0;
-                        }
-                    }
+                    relu_mask(&mut gz, &saved_y);
                 }
                 let gw = grads.get_or_alloc_mut(&wg)?;
                 matmul(
@@ -136,12 +118,7 @@ impl Conv {
                     View::transposed(&col, kd),
                     View::rows(&gz, cout),
                 );
-                let gb = grads.get_or_alloc_mut(&bg)?;
-                for row in gz.chunks_exact(cout) {
-                    for (g, v) in gb.iter_mut().zip(row) {
-                        *g += v;
-                    }
-                }
+                add_column_sums(grads.get_or_alloc_mut(&bg)?, &gz);
                 if input_grad {
                     // Reuse the unfolded-input buffer for the unfolded-input gradient.
                     matmul(

@@ -22,6 +22,54 @@ pub struct Dense {
     pub b: Param,
 }
 
+/// `act(x·w + b)` for `rows` rows of `n_in` inputs: the forward kernel of dense layers and of
+/// convolutions (on im2col rows). Bias and ReLU are fused around one GEMM.
+pub(crate) fn affine_forward(
+    x: &[f32],
+    rows: usize,
+    n_in: usize,
+    w: &[f32],
+    b: &[f32],
+    relu: bool,
+) -> Vec<f32> {
+    let n_out = b.len();
+    let mut y = vec![0.0f32; rows * n_out];
+    for row in y.chunks_exact_mut(n_out) {
+        row.copy_from_slice(b);
+    }
+    matmul(
+        rows,
+        n_out,
+        n_in,
+        &mut y,
+        true,
+        View::rows(x, n_in),
+        View::rows(w, n_out),
+    );
+    if relu {
+        y.iter_mut().for_each(|v| *v = v.max(0.0));
+    }
+    y
+}
+
+/// Zeroes the gradient where ReLU's output was not positive.
+pub(crate) fn relu_mask(gz: &mut [f32], y: &[f32]) {
+    for (g, y) in gz.iter_mut().zip(y) {
+        if *y <= 0.0 {
+            *g = 0.0;
+        }
+    }
+}
+
+/// gb += the column sums of gz (the bias gradient).
+pub(crate) fn add_column_sums(gb: &mut [f32], gz: &[f32]) {
+    for row in gz.chunks_exact(gb.len()) {
+        for (g, v) in gb.iter_mut().zip(row) {
+            *g += v;
+        }
+    }
+}
+
 impl Dense {
     /// y = act(x·w + b), recorded on x's tape.
     pub fn forward<T: Tape<f32, Cpu> + 'static>(&self, x: Act<T>) -> Act<T> {
@@ -29,22 +77,7 @@ impl Dense {
         let batch = x.shape().0;
         let (n_in, n_out) = (self.inputs, self.units);
         let xv = data_of(&x);
-        let mut y = vec![0.0f32; batch * n_out];
-        for row in y.chunks_exact_mut(n_out) {
-            row.copy_from_slice(&self.b.value);
-        }
-        matmul(
-            batch,
-            n_out,
-            n_in,
-            &mut y,
-            true,
-            View::rows(&xv, n_in),
-            View::rows(&self.w.value, n_out),
-        );
-        if self.relu {
-            y.iter_mut().for_each(|v| *v = v.max(0.0));
-        }
+        let y = affine_forward(&xv, batch, n_in, &self.w.value, &self.b.value, self.relu);
         let saved_y = if T::OWNS_TAPE && self.relu {
             y.clone()
         } else {
@@ -67,11 +100,7 @@ impl Dense {
             tape.add_backward_op(move |grads| {
                 let mut gz = take_grad!(grads, yg);
                 if relu {
-                    for (g, y) in gz.iter_mut().zip(&saved_y) {
-                        if *y <= 0.0 {
-                            *g = 0.0;
-                        }
-                    }
+                    relu_mask(&mut gz, &saved_y);
                 }
                 let gw = grads.get_or_alloc_mut(&wg)?;
                 matmul(
@@ -83,12 +112,7 @@ impl Dense {
                     View::transposed(&xv, n_in),
                     View::rows(&gz, n_out),
                 );
-                let gb = grads.get_or_alloc_mut(&bg)?;
-                for row in gz.chunks_exact(n_out) {
-                    for (g, v) in gb.iter_mut().zip(row) {
-                        *g += v;
-                    }
-                }
+                add_column_sums(grads.get_or_alloc_mut(&bg)?, &gz);
                 if input_grad {
                     let gx = grads.get_or_alloc_mut(&xg)?;
                     matmul(
