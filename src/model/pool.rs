@@ -37,13 +37,18 @@ fn pool_forward(
                 for ky in 0..k {
                     for kx in 0..k {
                         let s = ((b * inp.h + oy * k + ky) * inp.w + ox * k + kx) * c;
-                        for ch in 0..c {
-                            let v = x[s + ch];
-                            // Strictly greater: the first maximum wins, as in TensorFlow.
-                            if v > ys[ch] {
-                                ys[ch] = v;
-                                args[ch] = (s + ch) as u32;
-                            }
+                        let base = s as u32;
+                        // Strictly greater: the first maximum wins, as in TensorFlow. Written
+                        // as selects, not branches, so it vectorizes over channels.
+                        for (ch, ((m, a), &v)) in ys
+                            .iter_mut()
+                            .zip(args.iter_mut())
+                            .zip(&x[s..s + c])
+                            .enumerate()
+                        {
+                            let better = v > *m;
+                            *m = if better { v } else { *m };
+                            *a = if better { base + ch as u32 } else { *a };
                         }
                     }
                 }
