@@ -268,7 +268,7 @@ pub fn boxplot_png(
         let mut chart = ChartBuilder::on(&root)
             .caption(title, (FONT, 22))
             .margin(15)
-            .x_label_area_size(if n > 1 { 110 } else { 40 })
+            .x_label_area_size(45)
             .y_label_area_size(75)
             .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), lo..hi)
             .map_err(err)?;
@@ -285,11 +285,7 @@ pub fn boxplot_png(
                     String::new()
                 }
             })
-            .x_label_style(if n > 1 {
-                (FONT, 14).into_font().transform(FontTransform::Rotate270)
-            } else {
-                (FONT, 14).into_font()
-            })
+            .x_label_style((FONT, 14))
             .y_desc("validation accuracy (%)")
             .light_line_style(WHITE.mix(0.0))
             .label_style((FONT, 14))

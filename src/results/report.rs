@@ -192,6 +192,15 @@ fn fmt_cmp(c: &Comparison) -> (String, String, String) {
     )
 }
 
+/// The anchor GitHub gives a heading: lower case, only letters, digits, '-' and '_'.
+fn github_anchor(heading: &str) -> String {
+    heading
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || *c == '-' || *c == '_')
+        .collect()
+}
+
 /// README.md of results/.
 pub fn readme(exps: &[ExperimentResults], baseline: &str, samples: bool) -> String {
     let base = exps.iter().find(|e| e.name == baseline);
@@ -230,9 +239,10 @@ pub fn readme(exps: &[ExperimentResults], baseline: &str, samples: bool) -> Stri
             .unwrap_or_default();
         let _ = writeln!(
             s,
-            "| [{0}](#{0}) | {1} | {mean:.3} ± {std:.3} | {delta} | {p} | {verdict} | {test} |",
+            "| [{0}](#{anchor}) | {1} | {mean:.3} ± {std:.3} | {delta} | {p} | {verdict} | {test} |",
             e.name,
-            e.folds.len()
+            e.folds.len(),
+            anchor = github_anchor(&e.name)
         );
     }
     let _ = writeln!(s, "\n![all experiments' fold accuracies](comparison.png)\n");
