@@ -66,6 +66,8 @@ pub fn train_final(exp: &Experiment, paths: &Paths, force: bool) -> Result<PathB
     let idx: Vec<usize> = (0..n).collect();
     let scaler = Scaler::fit(exp.data.scaling, &ds, &idx);
     let mut net = Network::build(exp, &mut Rng::new(exp.train.seed, 3000))?;
+    // One model, all cores: the GEMM's bits do not depend on its thread count.
+    crate::model::gemm::set_threads(std::thread::available_parallelism().map_or(1, |n| n.get()));
     let progress = Progress::new();
     let mut task = progress.task(format!("{} final", exp.name), exp.train.epochs);
     let rows = train(
