@@ -113,6 +113,8 @@ pub struct TestScore {
     pub loss: f64,
     /// confusion[true][predicted] counts.
     pub confusion: [[usize; CLASSES]; CLASSES],
+    /// Mean cross-entropy of each true class.
+    pub class_loss: [f64; CLASSES],
 }
 
 impl TestScore {
@@ -133,7 +135,7 @@ impl TestScore {
                 totals[p] += c;
                 let _ = write!(s, ",{c}");
             }
-            s.push_str(",\n");
+            let _ = writeln!(s, ",{:.6}", self.class_loss[t]);
         }
         let _ = write!(s, "all,{n_all},{:.6}", self.accuracy);
         for c in totals {
@@ -152,15 +154,26 @@ pub fn score_test(model: &mut SavedModel, data_root: &Path) -> Result<TestScore>
     )?;
     let idx: Vec<usize> = (0..ds.len()).collect();
     let mut confusion = [[0usize; CLASSES]; CLASSES];
+    let mut loss_sum = [0.0f64; CLASSES];
     let score = evaluate_with(&mut model.net, &ds, &model.scaler, &idx, |chunk, logits| {
         for (&i, row) in chunk.iter().zip(logits.chunks_exact(CLASSES)) {
-            confusion[ds.labels[i] as usize][crate::model::loss::argmax(row)] += 1;
+            let label = ds.labels[i] as usize;
+            confusion[label][crate::model::loss::argmax(row)] += 1;
+            // −log softmax(row)[label], in f64 with the max subtracted for stability.
+            let m = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
+            let lse = m + row.iter().map(|v| (*v as f64 - m).exp()).sum::<f64>().ln();
+            loss_sum[label] += lse - row[label] as f64;
         }
     });
+    let mut class_loss = [0.0f64; CLASSES];
+    for (t, l) in class_loss.iter_mut().enumerate() {
+        *l = loss_sum[t] / confusion[t].iter().sum::<usize>().max(1) as f64;
+    }
     Ok(TestScore {
         accuracy: score.acc,
         loss: score.loss,
         confusion,
+        class_loss,
     })
 }
 
