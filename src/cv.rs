@@ -15,6 +15,7 @@ use crate::experiment::Experiment;
 use crate::model::{gemm, Network};
 use crate::progress::Progress;
 use crate::results::csv::{folds_csv, history_csv, read_history, FoldRow, HistoryRow};
+use crate::results::stats::fold_mean_std;
 use crate::rng::Rng;
 use crate::train::{train, TrainData};
 
@@ -343,18 +344,6 @@ pub fn merge(exp: &Experiment, all: &[FoldJob], paths: &Paths) -> Result<Vec<Fol
     Ok(folds)
 }
 
-/// Mean and population standard deviation (numpy's default), in percent.
-pub fn mean_std_percent(folds: &[FoldRow]) -> (f64, f64) {
-    let n = folds.len().max(1) as f64;
-    let mean = folds.iter().map(|f| f.val_acc * 100.0).sum::<f64>() / n;
-    let var = folds
-        .iter()
-        .map(|f| (f.val_acc * 100.0 - mean).powi(2))
-        .sum::<f64>()
-        / n;
-    (mean, var.sqrt())
-}
-
 /// Runs `jobs` on `workers` threads (each with single-threaded matrix products, so a fold's
 /// numbers never depend on the worker count). Returns the jobs that failed with their errors.
 pub fn run_jobs(
@@ -454,7 +443,7 @@ pub fn run(
     let failures = run_jobs(pending, workers, paths, &progress, &planned);
     for (exp, all) in &planned {
         let folds = merge(exp, all, paths)?;
-        let (mean, std) = mean_std_percent(&folds);
+        let (mean, std) = fold_mean_std(&folds);
         progress.println(&format!(
             "Accuracy: mean={mean:.3} std={std:.3}, n={}  ({})",
             folds.len(),
@@ -505,7 +494,7 @@ mod tests {
             val_loss: 0.0,
             split: String::new(),
         };
-        let (m, s) = mean_std_percent(&[f(0.98), f(0.99)]);
+        let (m, s) = fold_mean_std(&[f(0.98), f(0.99)]);
         assert!((m - 98.5).abs() < 1e-9 && (s - 0.5).abs() < 1e-9);
     }
 }

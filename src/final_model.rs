@@ -159,10 +159,7 @@ pub fn score_test(model: &mut SavedModel, data_root: &Path) -> Result<TestScore>
         for (&i, row) in chunk.iter().zip(logits.chunks_exact(CLASSES)) {
             let label = ds.labels[i] as usize;
             confusion[label][crate::model::loss::argmax(row)] += 1;
-            // −log softmax(row)[label], in f64 with the max subtracted for stability.
-            let m = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
-            let lse = m + row.iter().map(|v| (*v as f64 - m).exp()).sum::<f64>().ln();
-            loss_sum[label] += lse - row[label] as f64;
+            loss_sum[label] += crate::model::loss::sample_cross_entropy(row, label);
         }
     });
     let mut class_loss = [0.0f64; CLASSES];

@@ -40,6 +40,13 @@ pub fn argmax(row: &[f32]) -> usize {
     best
 }
 
+/// −log softmax(row)[label] in f64 (max subtracted for stability): one sample's loss.
+pub fn sample_cross_entropy(row: &[f32], label: usize) -> f64 {
+    let m = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let lse = m + row.iter().map(|v| (*v as f64 - m).exp()).sum::<f64>().ln();
+    lse - row[label] as f64
+}
+
 /// Softmax of one row of logits.
 pub fn softmax(row: &[f32]) -> Vec<f32> {
     let m = row.iter().cloned().fold(f32::NEG_INFINITY, f32::max);

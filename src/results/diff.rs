@@ -9,7 +9,7 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 
 use crate::results::csv::{parse_folds, read_folds, FoldRow};
-use crate::results::stats::{compare, mean_std, Verdict};
+use crate::results::stats::{compare, fold_mean_std, Verdict};
 
 fn git(dir: &Path, args: &[&str]) -> Result<String> {
     let out = Command::new("git")
@@ -116,7 +116,7 @@ pub fn diff(results: &Path, rev: &str) -> Result<(String, bool)> {
     let names: std::collections::BTreeSet<&String> = before.keys().chain(after.keys()).collect();
     for name in names {
         let ms = |f: &[FoldRow]| {
-            let (m, sd) = mean_std(&f.iter().map(|r| r.val_acc * 100.0).collect::<Vec<_>>());
+            let (m, sd) = fold_mean_std(f);
             format!("{m:.3} ± {sd:.3}")
         };
         match (before.get(name), after.get(name)) {

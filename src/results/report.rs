@@ -10,7 +10,7 @@ use crate::data::mnist::{self, write_atomic, Split};
 use crate::experiment::{Activation, Experiment, LayerSpec};
 use crate::results::csv::{read_folds, read_history, FoldRow, HistoryRow};
 use crate::results::plots;
-use crate::results::stats::{compare, mean_std, Comparison};
+use crate::results::stats::{compare, fold_percents, mean_std, Comparison};
 
 /// One experiment's results as found under results/<name>/.
 #[derive(Debug, Clone)]
@@ -30,7 +30,7 @@ pub struct ExperimentResults {
 impl ExperimentResults {
     /// Fold accuracies in percent.
     pub fn scores(&self) -> Vec<f64> {
-        self.folds.iter().map(|f| f.val_acc * 100.0).collect()
+        fold_percents(&self.folds)
     }
 }
 

@@ -17,6 +17,16 @@ pub fn mean_std(v: &[f64]) -> (f64, f64) {
     )
 }
 
+/// Fold accuracies in percent.
+pub fn fold_percents(folds: &[FoldRow]) -> Vec<f64> {
+    folds.iter().map(|r| r.val_acc * 100.0).collect()
+}
+
+/// Mean and population standard deviation of fold accuracies, in percent.
+pub fn fold_mean_std(folds: &[FoldRow]) -> (f64, f64) {
+    mean_std(&fold_percents(folds))
+}
+
 /// Outcome of comparing a candidate with a reference.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Comparison {
@@ -152,9 +162,8 @@ pub fn compare(
         .map(|r| r.fold)
         .eq(reference.iter().map(|r| r.fold));
     let shared = split(candidate) == split(reference) && same_folds;
-    let pct = |f: &[FoldRow]| f.iter().map(|r| r.val_acc * 100.0).collect::<Vec<_>>();
     if shared {
-        corrected_paired(&pct(candidate), &pct(reference))
+        corrected_paired(&fold_percents(candidate), &fold_percents(reference))
     } else if require_shared {
         bail!(
             "the fold splits differ (split {} with folds {:?} vs split {} with folds {:?}); a paired comparison needs the same [cv] folds, seed and data",
@@ -164,7 +173,7 @@ pub fn compare(
             reference.iter().map(|r| r.fold).collect::<Vec<_>>()
         )
     } else {
-        welch(&pct(candidate), &pct(reference))
+        welch(&fold_percents(candidate), &fold_percents(reference))
     }
 }
 
