@@ -2,6 +2,7 @@
 //!
 //! Data flows one way: experiment files → training → result rows → exporters.
 
+pub mod alloc;
 pub mod bench;
 pub mod cv;
 pub mod data;

@@ -218,6 +218,7 @@ fn cores() -> usize {
 }
 
 fn main() -> ExitCode {
+    mnist_lab::alloc::keep_freed_memory();
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
