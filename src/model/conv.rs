@@ -5,6 +5,7 @@ use dfdx::prelude::*;
 
 use super::dense::{add_column_sums, affine_forward, relu_mask};
 use super::gemm::{matmul, View};
+use super::pool::{mask_non_positive, pool_forward, scatter_add, MaxPool};
 use super::{data_of, put_grad, take_grad, Act, Param};
 use crate::experiment::Shape3;
 
@@ -27,23 +28,21 @@ pub struct Conv {
     pub b: Param,
 }
 
-/// Unfolds each output position's receptive field into one row of `col`.
-fn im2col(x: &[f32], batch: usize, inp: Shape3, out: Shape3, k: usize, col: &mut [f32]) {
+/// Unfolds each output position's receptive field into one row of the returned matrix.
+fn im2col(x: &[f32], batch: usize, inp: Shape3, out: Shape3, k: usize) -> Vec<f32> {
     let run = k * inp.c;
-    let kd = k * run;
-    let mut r = 0;
+    let mut col = Vec::with_capacity(batch * out.h * out.w * k * run);
     for b in 0..batch {
         for oy in 0..out.h {
             for ox in 0..out.w {
-                let row = &mut col[r * kd..(r + 1) * kd];
                 for ky in 0..k {
                     let s = ((b * inp.h + oy + ky) * inp.w + ox) * inp.c;
-                    row[ky * run..(ky + 1) * run].copy_from_slice(&x[s..s + run]);
+                    col.extend_from_slice(&x[s..s + run]);
                 }
-                r += 1;
             }
         }
     }
+    col
 }
 
 /// Adds each row of `col` back onto the input positions it came from (adjoint of im2col).
@@ -73,23 +72,54 @@ fn col2im_add(col: &[f32], batch: usize, inp: Shape3, out: Shape3, k: usize, gx:
 impl Conv {
     /// y = act(conv(x, w) + b), recorded on x's tape.
     pub fn forward<T: Tape<f32, Cpu> + 'static>(&self, x: Act<T>) -> Act<T> {
+        self.forward_then(x, None)
+    }
+
+    /// y = maxpool(act(conv(x, w) + b)) as one op on x's tape. The same arithmetic as the two
+    /// layers one after the other, but the full-size convolution output lives only inside this
+    /// op: it is never copied into a tensor, copied out again by the pooling layer, kept for
+    /// ReLU's mask, or given a zero-filled gradient buffer of its own on the tape.
+    pub fn forward_pooled<T: Tape<f32, Cpu> + 'static>(&self, x: Act<T>, pool: &MaxPool) -> Act<T> {
+        self.forward_then(x, Some(pool))
+    }
+
+    fn forward_then<T: Tape<f32, Cpu> + 'static>(
+        &self,
+        x: Act<T>,
+        pool: Option<&MaxPool>,
+    ) -> Act<T> {
         let (x, mut tape) = x.split_tape();
         let batch = x.shape().0;
-        let xv = data_of(&x);
         let (inp, out, k) = (self.input, self.output, self.kernel);
         let cout = out.c;
         let kd = k * k * inp.c;
         let m = batch * out.h * out.w;
-        let mut col = vec![0.0f32; m * kd];
-        im2col(&xv, batch, inp, out, k, &mut col);
-        drop(xv);
-        let y = affine_forward(&col, m, kd, &self.w.value, &self.b.value, self.relu);
-        let saved_y = if T::OWNS_TAPE && self.relu {
-            y.clone()
-        } else {
-            Vec::new()
+        let mut col = im2col(&data_of(&x), batch, inp, out, k);
+        let z = affine_forward(&col, m, kd, &self.w.value, &self.b.value, self.relu);
+        // What the backward pass needs to rebuild the gradient at z: the arg-max of each pooled
+        // output (NO_GRAD where ReLU masks it), or z itself for ReLU's mask.
+        let (y, arg, saved_z, y_len) = match pool {
+            Some(p) => {
+                let n_out = batch * p.output.len();
+                let mut y = vec![f32::NEG_INFINITY; n_out];
+                let mut arg = vec![0u32; n_out];
+                pool_forward(&z, batch, p.input, p.output, p.size, &mut y, &mut arg);
+                if self.relu {
+                    mask_non_positive(&y, &mut arg);
+                }
+                (y, arg, Vec::new(), p.output.len())
+            }
+            None => {
+                let saved = if T::OWNS_TAPE && self.relu {
+                    z.clone()
+                } else {
+                    Vec::new()
+                };
+                (z, Vec::new(), saved, out.len())
+            }
         };
-        let out_t = x.device().tensor_from_vec(y, (batch, out.len()));
+        let pooled = pool.is_some();
+        let out_t = x.device().tensor_from_vec(y, (batch, y_len));
         if T::OWNS_TAPE {
             let (xg, yg, wg, bg) = (
                 x.ghost(),
@@ -104,10 +134,20 @@ impl Conv {
             };
             let (relu, input_grad) = (self.relu, self.input_grad);
             tape.add_backward_op(move |grads| {
-                let mut gz = take_grad!(grads, yg);
-                if relu {
-                    relu_mask(&mut gz, &saved_y);
-                }
+                let mut gy = take_grad!(grads, yg);
+                // gz: the gradient at z, zero where ReLU or pooling passed nothing.
+                let scattered;
+                let gz: &[f32] = if pooled {
+                    let mut g = vec![0.0f32; m * cout];
+                    scatter_add(&gy, &arg, &mut g);
+                    scattered = g;
+                    &scattered
+                } else {
+                    if relu {
+                        relu_mask(&mut gy, &saved_z);
+                    }
+                    &gy
+                };
                 let gw = grads.get_or_alloc_mut(&wg)?;
                 matmul(
                     kd,
@@ -116,9 +156,9 @@ impl Conv {
                     gw,
                     true,
                     View::transposed(&col, kd),
-                    View::rows(&gz, cout),
+                    View::rows(gz, cout),
                 );
-                add_column_sums(grads.get_or_alloc_mut(&bg)?, &gz);
+                add_column_sums(grads.get_or_alloc_mut(&bg)?, gz);
                 if input_grad {
                     // Reuse the unfolded-input buffer for the unfolded-input gradient.
                     matmul(
@@ -127,13 +167,13 @@ impl Conv {
                         cout,
                         &mut col,
                         false,
-                        View::rows(&gz, cout),
+                        View::rows(gz, cout),
                         View::transposed(&w, cout),
                     );
                     let gx = grads.get_or_alloc_mut(&xg)?;
                     col2im_add(&col, batch, inp, out, k, gx);
                 }
-                put_grad!(grads, yg, gz);
+                put_grad!(grads, yg, gy);
                 Ok(())
             });
         }
@@ -233,5 +273,68 @@ mod tests {
         check(&mut c, random(2 * 6 * 5 * 2, 1), 2, 1e-2, 2e-3);
         let mut c = conv(Shape3 { h: 5, w: 5, c: 1 }, 2, 4, true);
         check(&mut c, random(3 * 25, 2), 3, 1e-3, 5e-3);
+    }
+
+    /// Output, input gradient and weight gradients of `sum(op(x) ⊙ r)`.
+    fn run_with_grads(c: &Conv, pool: Option<&MaxPool>, x: &[f32], batch: usize) -> Vec<Vec<f32>> {
+        let dev = Cpu::default();
+        let xt: Act = dev.tensor_from_vec(x.to_vec(), (batch, x.len() / batch));
+        let y = match pool {
+            Some(p) => c.forward_pooled(xt.clone().leaky_traced(), p),
+            None => {
+                let p = MaxPool {
+                    input: c.output,
+                    output: Shape3 {
+                        h: c.output.h / 2,
+                        w: c.output.w / 2,
+                        c: c.output.c,
+                    },
+                    size: 2,
+                };
+                p.forward(c.forward(xt.clone().leaky_traced()))
+            }
+        };
+        let r: Act = dev.tensor_from_vec(random(y.shape().0 * y.shape().1, 7), *y.shape());
+        let y_vals = y.retaped::<NoneTape>().as_vec();
+        let grads = (y * r).sum::<(), _>().backward();
+        vec![
+            y_vals,
+            grads.get(&xt).as_vec(),
+            grads.get(&c.w.key).as_vec(),
+            grads.get(&c.b.key).as_vec(),
+        ]
+    }
+
+    #[test]
+    fn fused_conv_then_pool_matches_the_two_layers_bit_for_bit() {
+        for (seed, (h, w, ci, k, co, batch, relu)) in [
+            (7, 7, 1, 3, 4, 2, true),
+            (8, 9, 3, 2, 5, 3, true),
+            (9, 8, 2, 3, 3, 2, false),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let c = conv(Shape3 { h, w, c: ci }, k, co, relu);
+            let pool = MaxPool {
+                input: c.output,
+                output: Shape3 {
+                    h: c.output.h / 2,
+                    w: c.output.w / 2,
+                    c: co,
+                },
+                size: 2,
+            };
+            let x = random(batch * h * w * ci, 20 + seed as u64);
+            let fused = run_with_grads(&c, Some(&pool), &x, batch);
+            let apart = run_with_grads(&c, None, &x, batch);
+            for (i, (a, b)) in fused.iter().zip(&apart).enumerate() {
+                assert_eq!(a.len(), b.len());
+                assert!(
+                    a.iter().zip(b).all(|(p, q)| p.to_bits() == q.to_bits()),
+                    "case {seed}, output {i}"
+                );
+            }
+        }
     }
 }

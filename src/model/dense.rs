@@ -33,9 +33,9 @@ pub(crate) fn affine_forward(
     relu: bool,
 ) -> Vec<f32> {
     let n_out = b.len();
-    let mut y = vec![0.0f32; rows * n_out];
-    for row in y.chunks_exact_mut(n_out) {
-        row.copy_from_slice(b);
+    let mut y = Vec::with_capacity(rows * n_out);
+    for _ in 0..rows {
+        y.extend_from_slice(b);
     }
     matmul(
         rows,

@@ -165,14 +165,24 @@ impl Network {
         mut x: Act<T>,
         training: bool,
     ) -> Act<T> {
-        for layer in &mut self.layers {
-            x = match layer {
+        let mut i = 0;
+        while i < self.layers.len() {
+            // A convolution straight into max pooling runs as one fused op (same arithmetic).
+            if let (Layer::Conv(c), Some(Layer::MaxPool(p))) =
+                (&self.layers[i], self.layers.get(i + 1))
+            {
+                x = c.forward_pooled(x, p);
+                i += 2;
+                continue;
+            }
+            x = match &mut self.layers[i] {
                 Layer::Conv(l) => l.forward(x),
                 Layer::MaxPool(l) => l.forward(x),
                 Layer::Flatten => x,
                 Layer::Dense(l) => l.forward(x),
                 Layer::BatchNorm(l) => l.forward(x, training),
             };
+            i += 1;
         }
         x
     }

@@ -17,8 +17,12 @@ pub struct MaxPool {
     pub size: usize,
 }
 
-/// Pools `x` into `y`, writing the flat input index of each maximum into `arg`.
-fn pool_forward(
+/// `arg` value of a pooled output that passes no gradient back (see [`mask_non_positive`]).
+pub(crate) const NO_GRAD: u32 = u32::MAX;
+
+/// Pools `x` into `y` (which must hold −∞), writing the flat input index of each maximum into
+/// `arg`.
+pub(crate) fn pool_forward(
     x: &[f32],
     batch: usize,
     inp: Shape3,
@@ -33,7 +37,6 @@ fn pool_forward(
             for ox in 0..out.w {
                 let o = ((b * out.h + oy) * out.w + ox) * c;
                 let (ys, args) = (&mut y[o..o + c], &mut arg[o..o + c]);
-                ys.iter_mut().for_each(|v| *v = f32::NEG_INFINITY);
                 for ky in 0..k {
                     for kx in 0..k {
                         let s = ((b * inp.h + oy * k + ky) * inp.w + ox * k + kx) * c;
@@ -57,6 +60,27 @@ fn pool_forward(
     }
 }
 
+/// Marks outputs that are not positive as passing no gradient. Pooling ReLU outputs (all ≥ 0), a
+/// window's maximum is 0 exactly when ReLU zeroed its arg-max, so its gradient would be masked
+/// there anyway: this is how the fused conv-then-pool op applies ReLU's mask without keeping the
+/// full-size convolution output.
+pub(crate) fn mask_non_positive(y: &[f32], arg: &mut [u32]) {
+    for (a, v) in arg.iter_mut().zip(y) {
+        if *v <= 0.0 {
+            *a = NO_GRAD;
+        }
+    }
+}
+
+/// `gx[arg[i]] += gy[i]` for every pooled output that passes a gradient: the adjoint of pooling.
+pub(crate) fn scatter_add(gy: &[f32], arg: &[u32], gx: &mut [f32]) {
+    for (g, &a) in gy.iter().zip(arg) {
+        if a != NO_GRAD {
+            gx[a as usize] += g;
+        }
+    }
+}
+
 impl MaxPool {
     /// y = maxpool(x), recorded on x's tape.
     pub fn forward<T: Tape<f32, Cpu> + 'static>(&self, x: Act<T>) -> Act<T> {
@@ -64,7 +88,7 @@ impl MaxPool {
         let batch = x.shape().0;
         let xv = data_of(&x);
         let n_out = batch * self.output.len();
-        let mut y = vec![0.0f32; n_out];
+        let mut y = vec![f32::NEG_INFINITY; n_out];
         let mut arg = vec![0u32; n_out];
         pool_forward(
             &xv,
@@ -80,10 +104,7 @@ impl MaxPool {
             let (xg, yg) = (x.ghost(), out_t.ghost());
             tape.add_backward_op(move |grads| {
                 let gy = take_grad!(grads, yg);
-                let gx = grads.get_or_alloc_mut(&xg)?;
-                for (g, &a) in gy.iter().zip(&arg) {
-                    gx[a as usize] += g;
-                }
+                scatter_add(&gy, &arg, grads.get_or_alloc_mut(&xg)?);
                 put_grad!(grads, yg, gy);
                 Ok(())
             });
