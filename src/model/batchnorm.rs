@@ -38,13 +38,11 @@ impl BatchNorm {
         }
     }
 
-    /// Normalizes `x`; in training also updates the running statistics.
-    pub fn forward<T: Tape<f32, Cpu> + 'static>(&mut self, x: Act<T>, training: bool) -> Act<T> {
-        let (x, mut tape) = x.split_tape();
-        let (batch, feats) = *x.shape();
+    /// Normalizes the rows of `v` (channels last): returns x̂ and y = γ·x̂ + β, and in training
+    /// updates the running statistics. Shared by this layer's op and the fused convolution block.
+    pub(crate) fn normalize(&mut self, v: &[f32], training: bool) -> Normalized {
         let c = self.channels;
-        let mut v = data_of(&x);
-        let n = (batch * feats / c) as f32;
+        let n = (v.len() / c) as f32;
         let (mean, var) = if training {
             let mut mean = vec![0.0f64; c];
             for row in v.chunks_exact(c) {
@@ -73,70 +71,110 @@ impl BatchNorm {
             .iter()
             .map(|v| 1.0 / (v + self.epsilon).sqrt())
             .collect();
-        // v becomes x̂ = (x − mean)·inv, then y = γ·x̂ + β.
-        for row in v.chunks_exact_mut(c) {
-            for i in 0..c {
-                row[i] = (row[i] - mean[i]) * inv[i];
-            }
+        // x̂ = (x − mean)·inv, then y = γ·x̂ + β.
+        let mut xhat = Vec::with_capacity(v.len());
+        for row in v.chunks_exact(c) {
+            xhat.extend(row.iter().zip(&mean).zip(&inv).map(|((x, m), i)| (x - m) * i));
         }
-        let mut y = v.clone();
         let (gamma, beta) = (&self.gamma.value, &self.beta.value);
-        for row in y.chunks_exact_mut(c) {
-            for i in 0..c {
-                row[i] = gamma[i] * row[i] + beta[i];
-            }
+        let mut y = Vec::with_capacity(v.len());
+        for row in xhat.chunks_exact(c) {
+            y.extend(row.iter().zip(gamma).zip(beta).map(|((h, g), b)| g * h + b));
         }
-        let out_t = x.device().tensor_from_vec(y, (batch, feats));
+        Normalized {
+            xhat,
+            y,
+            inv,
+            n,
+            training,
+            gamma: gamma.clone(),
+        }
+    }
+
+    /// Normalizes `x`; in training also updates the running statistics.
+    pub fn forward<T: Tape<f32, Cpu> + 'static>(&mut self, x: Act<T>, training: bool) -> Act<T> {
+        let (x, mut tape) = x.split_tape();
+        let shape = *x.shape();
+        let mut norm = self.normalize(&data_of(&x), training);
+        let out_t = x.device().tensor_from_vec(std::mem::take(&mut norm.y), shape);
         if T::OWNS_TAPE {
-            let xhat = v;
             let (xg, yg, gg, bg) = (
                 x.ghost(),
                 out_t.ghost(),
                 self.gamma.key.ghost(),
                 self.beta.key.ghost(),
             );
-            let gamma = self.gamma.value.clone();
             tape.add_backward_op(move |grads| {
                 let gy = take_grad!(grads, yg);
-                let mut dbeta = vec![0.0f32; c];
-                let mut dgamma = vec![0.0f32; c];
-                for (grow, hrow) in gy.chunks_exact(c).zip(xhat.chunks_exact(c)) {
-                    for i in 0..c {
-                        dbeta[i] += grow[i];
-                        dgamma[i] += grow[i] * hrow[i];
-                    }
-                }
-                let gx = grads.get_or_alloc_mut(&xg)?;
-                if training {
-                    for ((xrow, grow), hrow) in gx
-                        .chunks_exact_mut(c)
-                        .zip(gy.chunks_exact(c))
-                        .zip(xhat.chunks_exact(c))
-                    {
-                        for i in 0..c {
-                            xrow[i] += gamma[i] * inv[i] / n
-                                * (n * grow[i] - dbeta[i] - hrow[i] * dgamma[i]);
-                        }
-                    }
-                } else {
-                    // Fixed statistics: a per-channel affine map.
-                    for (xrow, grow) in gx.chunks_exact_mut(c).zip(gy.chunks_exact(c)) {
-                        for i in 0..c {
-                            xrow[i] += gamma[i] * inv[i] * grow[i];
-                        }
-                    }
-                }
-                for (g, d) in grads.get_or_alloc_mut(&gg)?.iter_mut().zip(&dgamma) {
-                    *g += d;
-                }
-                for (g, d) in grads.get_or_alloc_mut(&bg)?.iter_mut().zip(&dbeta) {
-                    *g += d;
-                }
+                let (dgamma, dbeta) = norm.backward(&gy, grads.get_or_alloc_mut(&xg)?);
+                add_to(grads.get_or_alloc_mut(&gg)?, &dgamma);
+                add_to(grads.get_or_alloc_mut(&bg)?, &dbeta);
                 put_grad!(grads, yg, gy);
                 Ok(())
             });
         }
         out_t.put_tape(tape)
+    }
+}
+
+/// `dst += src`.
+pub(crate) fn add_to(dst: &mut [f32], src: &[f32]) {
+    for (g, d) in dst.iter_mut().zip(src) {
+        *g += d;
+    }
+}
+
+/// One normalized batch: what the backward pass needs, and the output.
+pub(crate) struct Normalized {
+    /// (x − mean)·inv.
+    pub xhat: Vec<f32>,
+    /// γ·x̂ + β (taken by the caller).
+    pub y: Vec<f32>,
+    /// 1/√(var + ε) per channel.
+    inv: Vec<f32>,
+    /// Values per channel.
+    n: f32,
+    /// Whether batch statistics were used (they then depend on the input).
+    training: bool,
+    /// γ at the forward pass.
+    gamma: Vec<f32>,
+}
+
+impl Normalized {
+    /// Adds the input gradient for output gradient `gy` to `gx`; returns (dγ, dβ).
+    pub(crate) fn backward(&self, gy: &[f32], gx: &mut [f32]) -> (Vec<f32>, Vec<f32>) {
+        let c = self.inv.len();
+        let (gamma, inv, n) = (&self.gamma, &self.inv, self.n);
+        let mut dbeta = vec![0.0f32; c];
+        let mut dgamma = vec![0.0f32; c];
+        for (grow, hrow) in gy.chunks_exact(c).zip(self.xhat.chunks_exact(c)) {
+            for i in 0..c {
+                dbeta[i] += grow[i];
+                dgamma[i] += grow[i] * hrow[i];
+            }
+        }
+        if self.training {
+            // γ·inv/n per channel, computed once (the same rounding as inline).
+            let k: Vec<f32> = gamma.iter().zip(inv).map(|(g, i)| g * i / n).collect();
+            for ((xrow, grow), hrow) in gx
+                .chunks_exact_mut(c)
+                .zip(gy.chunks_exact(c))
+                .zip(self.xhat.chunks_exact(c))
+            {
+                for i in 0..c {
+                    xrow[i] += k[i] * (n * grow[i] - dbeta[i] - hrow[i] * dgamma[i]);
+                }
+            }
+        } else {
+            // Fixed statistics: a per-channel affine map.
+            let k: Vec<f32> = gamma.iter().zip(inv).map(|(g, i)| g * i).collect();
+            for (xrow, grow) in gx.chunks_exact_mut(c).zip(gy.chunks_exact(c)) {
+                for i in 0..c {
+                    xrow[i] += k[i] * grow[i];
+                }
+            }
+        }
+        (dgamma, dbeta)
     }
 }
 
