@@ -74,7 +74,12 @@ impl BatchNorm {
         // x̂ = (x − mean)·inv, then y = γ·x̂ + β.
         let mut xhat = Vec::with_capacity(v.len());
         for row in v.chunks_exact(c) {
-            xhat.extend(row.iter().zip(&mean).zip(&inv).map(|((x, m), i)| (x - m) * i));
+            xhat.extend(
+                row.iter()
+                    .zip(&mean)
+                    .zip(&inv)
+                    .map(|((x, m), i)| (x - m) * i),
+            );
         }
         let (gamma, beta) = (&self.gamma.value, &self.beta.value);
         let mut y = Vec::with_capacity(v.len());
@@ -96,7 +101,9 @@ impl BatchNorm {
         let (x, mut tape) = x.split_tape();
         let shape = *x.shape();
         let mut norm = self.normalize(&data_of(&x), training);
-        let out_t = x.device().tensor_from_vec(std::mem::take(&mut norm.y), shape);
+        let out_t = x
+            .device()
+            .tensor_from_vec(std::mem::take(&mut norm.y), shape);
         if T::OWNS_TAPE {
             let (xg, yg, gg, bg) = (
                 x.ghost(),

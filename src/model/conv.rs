@@ -3,6 +3,7 @@
 
 use dfdx::prelude::*;
 
+use super::batchnorm::{add_to, BatchNorm};
 use super::dense::{add_column_sums, affine_forward, relu_mask};
 use super::gemm::{matmul, View};
 use super::pool::{mask_non_positive, pool_forward, scatter_add, MaxPool};
@@ -72,21 +73,25 @@ fn col2im_add(col: &[f32], batch: usize, inp: Shape3, out: Shape3, k: usize, gx:
 impl Conv {
     /// y = act(conv(x, w) + b), recorded on x's tape.
     pub fn forward<T: Tape<f32, Cpu> + 'static>(&self, x: Act<T>) -> Act<T> {
-        self.forward_then(x, None)
+        self.forward_block(x, None, None, false)
     }
 
-    /// y = maxpool(act(conv(x, w) + b)) as one op on x's tape. The same arithmetic as the two
-    /// layers one after the other, but the full-size convolution output lives only inside this
-    /// op: it is never copied into a tensor, copied out again by the pooling layer, kept for
-    /// ReLU's mask, or given a zero-filled gradient buffer of its own on the tape.
+    /// y = maxpool(act(conv(x, w) + b)) as one op on x's tape.
     pub fn forward_pooled<T: Tape<f32, Cpu> + 'static>(&self, x: Act<T>, pool: &MaxPool) -> Act<T> {
-        self.forward_then(x, Some(pool))
+        self.forward_block(x, None, Some(pool), false)
     }
 
-    fn forward_then<T: Tape<f32, Cpu> + 'static>(
+    /// The convolution and the batch norm and/or max-pool layers right after it, as one op on
+    /// x's tape: the same arithmetic as the layers one after the other, but the full-size
+    /// activations between them live only inside this op. They are never copied into a tensor
+    /// and out again by the next layer, copied for ReLU's mask, or given zero-filled gradient
+    /// buffers of their own on the tape.
+    pub fn forward_block<T: Tape<f32, Cpu> + 'static>(
         &self,
         x: Act<T>,
+        bn: Option<&mut BatchNorm>,
         pool: Option<&MaxPool>,
+        training: bool,
     ) -> Act<T> {
         let (x, mut tape) = x.split_tape();
         let batch = x.shape().0;
@@ -96,26 +101,38 @@ impl Conv {
         let m = batch * out.h * out.w;
         let mut col = im2col(&data_of(&x), batch, inp, out, k);
         let z = affine_forward(&col, m, kd, &self.w.value, &self.b.value, self.relu);
-        // What the backward pass needs to rebuild the gradient at z: the arg-max of each pooled
-        // output (NO_GRAD where ReLU masks it), or z itself for ReLU's mask.
-        let (y, arg, saved_z, y_len) = match pool {
-            Some(p) => {
+        let bn_keys = bn
+            .as_ref()
+            .map(|bn| (bn.gamma.key.ghost(), bn.beta.key.ghost()));
+        let mut norm = bn.map(|bn| bn.normalize(&z, training));
+        // z is kept for ReLU's mask unless the arg-max carries it.
+        let keep_z = T::OWNS_TAPE && self.relu && !(pool.is_some() && norm.is_none());
+        let (y, arg, y_len, saved_z) = match (pool, &mut norm) {
+            (Some(p), nm) => {
                 let n_out = batch * p.output.len();
                 let mut y = vec![f32::NEG_INFINITY; n_out];
                 let mut arg = vec![0u32; n_out];
-                pool_forward(&z, batch, p.input, p.output, p.size, &mut y, &mut arg);
-                if self.relu {
+                let src = match nm {
+                    Some(nm) => std::mem::take(&mut nm.y),
+                    None => Vec::new(),
+                };
+                let src = if nm.is_some() { &src } else { &z };
+                pool_forward(src, batch, p.input, p.output, p.size, &mut y, &mut arg);
+                if self.relu && nm.is_none() {
+                    // Pooling ReLU's output directly: its mask rides on the arg-max.
                     mask_non_positive(&y, &mut arg);
                 }
-                (y, arg, Vec::new(), p.output.len())
+                (y, arg, p.output.len(), if keep_z { z } else { Vec::new() })
             }
-            None => {
-                let saved = if T::OWNS_TAPE && self.relu {
-                    z.clone()
-                } else {
-                    Vec::new()
-                };
-                (z, Vec::new(), saved, out.len())
+            (None, Some(nm)) => (
+                std::mem::take(&mut nm.y),
+                Vec::new(),
+                out.len(),
+                if keep_z { z } else { Vec::new() },
+            ),
+            (None, None) => {
+                let saved = if keep_z { z.clone() } else { Vec::new() };
+                (z, Vec::new(), out.len(), saved)
             }
         };
         let pooled = pool.is_some();
@@ -135,19 +152,34 @@ impl Conv {
             let (relu, input_grad) = (self.relu, self.input_grad);
             tape.add_backward_op(move |grads| {
                 let mut gy = take_grad!(grads, yg);
-                // gz: the gradient at z, zero where ReLU or pooling passed nothing.
-                let scattered;
-                let gz: &[f32] = if pooled {
+                // The gradient before pooling (zero where no window's maximum was).
+                let mut scattered;
+                let g_pre: &mut [f32] = if pooled {
                     let mut g = vec![0.0f32; m * cout];
                     scatter_add(&gy, &arg, &mut g);
                     scattered = g;
-                    &scattered
+                    &mut scattered
                 } else {
-                    if relu {
-                        relu_mask(&mut gy, &saved_z);
-                    }
-                    &gy
+                    &mut gy
                 };
+                // The gradient at z.
+                let mut through_bn;
+                let gz: &mut [f32] = match &norm {
+                    Some(nm) => {
+                        let mut g = vec![0.0f32; m * cout];
+                        let (dgamma, dbeta) = nm.backward(g_pre, &mut g);
+                        let (gg, bg) = bn_keys.as_ref().expect("batch-norm keys");
+                        add_to(grads.get_or_alloc_mut(gg)?, &dgamma);
+                        add_to(grads.get_or_alloc_mut(bg)?, &dbeta);
+                        through_bn = g;
+                        &mut through_bn
+                    }
+                    None => g_pre,
+                };
+                if relu && !saved_z.is_empty() {
+                    relu_mask(gz, &saved_z);
+                }
+                let gz: &[f32] = gz;
                 let gw = grads.get_or_alloc_mut(&wg)?;
                 matmul(
                     kd,
@@ -275,38 +307,63 @@ mod tests {
         check(&mut c, random(3 * 25, 2), 3, 1e-3, 5e-3);
     }
 
-    /// Output, input gradient and weight gradients of `sum(op(x) ⊙ r)`.
-    fn run_with_grads(c: &Conv, pool: Option<&MaxPool>, x: &[f32], batch: usize) -> Vec<Vec<f32>> {
+    /// Output, and gradients of `sum(block(x) ⊙ r)` for the input and every parameter, of a
+    /// convolution followed by an optional batch norm and an optional 2×2 max-pool, run fused
+    /// or layer by layer.
+    fn run_block(
+        c: &Conv,
+        bn: bool,
+        pool: bool,
+        fused: bool,
+        x: &[f32],
+        batch: usize,
+    ) -> Vec<Vec<f32>> {
         let dev = Cpu::default();
+        let mut norm = bn.then(|| {
+            let mut b = BatchNorm::new(&dev, c.output.c, 0.99, 1e-3);
+            b.gamma.value = random(c.output.c, 8);
+            b.beta.value = random(c.output.c, 9);
+            b
+        });
+        let p = pool.then_some(MaxPool {
+            input: c.output,
+            output: Shape3 {
+                h: c.output.h / 2,
+                w: c.output.w / 2,
+                c: c.output.c,
+            },
+            size: 2,
+        });
         let xt: Act = dev.tensor_from_vec(x.to_vec(), (batch, x.len() / batch));
-        let y = match pool {
-            Some(p) => c.forward_pooled(xt.clone().leaky_traced(), p),
-            None => {
-                let p = MaxPool {
-                    input: c.output,
-                    output: Shape3 {
-                        h: c.output.h / 2,
-                        w: c.output.w / 2,
-                        c: c.output.c,
-                    },
-                    size: 2,
-                };
-                p.forward(c.forward(xt.clone().leaky_traced()))
+        let y = if fused {
+            c.forward_block(xt.clone().leaky_traced(), norm.as_mut(), p.as_ref(), true)
+        } else {
+            let mut y = c.forward(xt.clone().leaky_traced());
+            if let Some(b) = norm.as_mut() {
+                y = b.forward(y, true);
             }
+            if let Some(p) = &p {
+                y = p.forward(y);
+            }
+            y
         };
         let r: Act = dev.tensor_from_vec(random(y.shape().0 * y.shape().1, 7), *y.shape());
-        let y_vals = y.retaped::<NoneTape>().as_vec();
+        let mut out = vec![y.retaped::<NoneTape>().as_vec()];
         let grads = (y * r).sum::<(), _>().backward();
-        vec![
-            y_vals,
-            grads.get(&xt).as_vec(),
-            grads.get(&c.w.key).as_vec(),
-            grads.get(&c.b.key).as_vec(),
-        ]
+        out.push(grads.get(&xt).as_vec());
+        out.push(grads.get(&c.w.key).as_vec());
+        out.push(grads.get(&c.b.key).as_vec());
+        if let Some(b) = &norm {
+            out.push(grads.get(&b.gamma.key).as_vec());
+            out.push(grads.get(&b.beta.key).as_vec());
+            out.push(b.running_mean.clone());
+            out.push(b.running_var.clone());
+        }
+        out
     }
 
     #[test]
-    fn fused_conv_then_pool_matches_the_two_layers_bit_for_bit() {
+    fn fused_blocks_match_the_layers_one_by_one_bit_for_bit() {
         for (seed, (h, w, ci, k, co, batch, relu)) in [
             (7, 7, 1, 3, 4, 2, true),
             (8, 9, 3, 2, 5, 3, true),
@@ -316,24 +373,18 @@ mod tests {
         .enumerate()
         {
             let c = conv(Shape3 { h, w, c: ci }, k, co, relu);
-            let pool = MaxPool {
-                input: c.output,
-                output: Shape3 {
-                    h: c.output.h / 2,
-                    w: c.output.w / 2,
-                    c: co,
-                },
-                size: 2,
-            };
             let x = random(batch * h * w * ci, 20 + seed as u64);
-            let fused = run_with_grads(&c, Some(&pool), &x, batch);
-            let apart = run_with_grads(&c, None, &x, batch);
-            for (i, (a, b)) in fused.iter().zip(&apart).enumerate() {
-                assert_eq!(a.len(), b.len());
-                assert!(
-                    a.iter().zip(b).all(|(p, q)| p.to_bits() == q.to_bits()),
-                    "case {seed}, output {i}"
-                );
+            for (bn, pool) in [(false, true), (true, true), (true, false)] {
+                let fused = run_block(&c, bn, pool, true, &x, batch);
+                let apart = run_block(&c, bn, pool, false, &x, batch);
+                assert_eq!(fused.len(), apart.len());
+                for (i, (a, b)) in fused.iter().zip(&apart).enumerate() {
+                    assert_eq!(a.len(), b.len());
+                    assert!(
+                        a.iter().zip(b).all(|(p, q)| p.to_bits() == q.to_bits()),
+                        "case {seed}, bn {bn}, pool {pool}: output {i}"
+                    );
+                }
             }
         }
     }

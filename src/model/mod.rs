@@ -167,12 +167,27 @@ impl Network {
     ) -> Act<T> {
         let mut i = 0;
         while i < self.layers.len() {
-            // A convolution straight into max pooling runs as one fused op (same arithmetic).
-            if let (Layer::Conv(c), Some(Layer::MaxPool(p))) =
-                (&self.layers[i], self.layers.get(i + 1))
-            {
-                x = c.forward_pooled(x, p);
-                i += 2;
+            // A convolution and the batch norm and/or max pooling right after it run as one
+            // fused op (the same arithmetic as layer by layer).
+            if let Layer::Conv(_) = self.layers[i] {
+                let (head, rest) = self.layers.split_at_mut(i + 1);
+                let Layer::Conv(c) = &head[i] else {
+                    unreachable!()
+                };
+                let mut rest = rest.iter_mut().peekable();
+                let bn = match rest.peek() {
+                    Some(Layer::BatchNorm(_)) => match rest.next() {
+                        Some(Layer::BatchNorm(b)) => Some(b),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                let pool = match rest.next() {
+                    Some(Layer::MaxPool(p)) => Some(&*p),
+                    _ => None,
+                };
+                i += 1 + bn.is_some() as usize + pool.is_some() as usize;
+                x = c.forward_block(x, bn, pool, training);
                 continue;
             }
             x = match &mut self.layers[i] {
