@@ -38,8 +38,9 @@ impl BatchNorm {
         }
     }
 
-    /// Normalizes the rows of `v` (channels last): returns x̂ and y = γ·x̂ + β, and in training
-    /// updates the running statistics. Shared by this layer's op and the fused convolution block.
+    /// The statistics that normalize the rows of `v` (channels last): the batch's in training
+    /// (which also updates the running ones), else the running ones. Shared by this layer's op and
+    /// the fused convolution block.
     pub(crate) fn normalize(&mut self, v: &[f32], training: bool) -> Normalized {
         let c = self.channels;
         let n = (v.len() / c) as f32;
@@ -71,28 +72,13 @@ impl BatchNorm {
             .iter()
             .map(|v| 1.0 / (v + self.epsilon).sqrt())
             .collect();
-        // x̂ = (x − mean)·inv, then y = γ·x̂ + β.
-        let mut xhat = Vec::with_capacity(v.len());
-        for row in v.chunks_exact(c) {
-            xhat.extend(
-                row.iter()
-                    .zip(&mean)
-                    .zip(&inv)
-                    .map(|((x, m), i)| (x - m) * i),
-            );
-        }
-        let (gamma, beta) = (&self.gamma.value, &self.beta.value);
-        let mut y = Vec::with_capacity(v.len());
-        for row in xhat.chunks_exact(c) {
-            y.extend(row.iter().zip(gamma).zip(beta).map(|((h, g), b)| g * h + b));
-        }
         Normalized {
-            xhat,
-            y,
+            mean,
             inv,
             n,
             training,
-            gamma: gamma.clone(),
+            gamma: self.gamma.value.clone(),
+            beta: self.beta.value.clone(),
         }
     }
 
@@ -100,10 +86,9 @@ impl BatchNorm {
     pub fn forward<T: Tape<f32, Cpu> + 'static>(&mut self, x: Act<T>, training: bool) -> Act<T> {
         let (x, mut tape) = x.split_tape();
         let shape = *x.shape();
-        let mut norm = self.normalize(&data_of(&x), training);
-        let out_t = x
-            .device()
-            .tensor_from_vec(std::mem::take(&mut norm.y), shape);
+        let v = data_of(&x);
+        let norm = self.normalize(&v, training);
+        let out_t = x.device().tensor_from_vec(norm.apply(&v), shape);
         if T::OWNS_TAPE {
             let (xg, yg, gg, bg) = (
                 x.ghost(),
@@ -113,7 +98,7 @@ impl BatchNorm {
             );
             tape.add_backward_op(move |grads| {
                 let gy = take_grad!(grads, yg);
-                let (dgamma, dbeta) = norm.backward(&gy, grads.get_or_alloc_mut(&xg)?);
+                let (dgamma, dbeta) = norm.backward(&gy, &v, false, grads.get_or_alloc_mut(&xg)?);
                 add_to(grads.get_or_alloc_mut(&gg)?, &dgamma);
                 add_to(grads.get_or_alloc_mut(&bg)?, &dbeta);
                 put_grad!(grads, yg, gy);
@@ -131,53 +116,87 @@ pub(crate) fn add_to(dst: &mut [f32], src: &[f32]) {
     }
 }
 
-/// One normalized batch: what the backward pass needs, and the output.
+/// The per-channel maps of one normalized batch: x̂ = (x − mean)·inv, y = γ·x̂ + β. x̂ is
+/// recomputed from x wherever it is needed (the same two roundings each time) rather than stored:
+/// one full-size buffer less to write and read back.
 pub(crate) struct Normalized {
-    /// (x − mean)·inv.
-    pub xhat: Vec<f32>,
-    /// γ·x̂ + β (taken by the caller).
-    pub y: Vec<f32>,
-    /// 1/√(var + ε) per channel.
+    mean: Vec<f32>,
+    /// 1/√(var + ε).
     inv: Vec<f32>,
     /// Values per channel.
     n: f32,
     /// Whether batch statistics were used (they then depend on the input).
     training: bool,
-    /// γ at the forward pass.
+    /// γ and β at the forward pass.
     gamma: Vec<f32>,
+    beta: Vec<f32>,
 }
 
 impl Normalized {
-    /// Adds the input gradient for output gradient `gy` to `gx`; returns (dγ, dβ).
-    pub(crate) fn backward(&self, gy: &[f32], gx: &mut [f32]) -> (Vec<f32>, Vec<f32>) {
+    /// Appends y for the rows of `x` to `y`.
+    pub(crate) fn apply_into(&self, x: &[f32], y: &mut Vec<f32>) {
         let c = self.inv.len();
-        let (gamma, inv, n) = (&self.gamma, &self.inv, self.n);
+        let (mean, inv, gamma, beta) = (&self.mean, &self.inv, &self.gamma, &self.beta);
+        for row in x.chunks_exact(c) {
+            y.extend(
+                row.iter()
+                    .zip(mean)
+                    .zip(inv)
+                    .zip(gamma.iter().zip(beta))
+                    .map(|(((x, m), i), (g, b))| g * ((x - m) * i) + b),
+            );
+        }
+    }
+
+    /// y for the rows of `x`.
+    pub(crate) fn apply(&self, x: &[f32]) -> Vec<f32> {
+        let mut y = Vec::with_capacity(x.len());
+        self.apply_into(x, &mut y);
+        y
+    }
+
+    /// Adds the input gradient for output gradient `gy` at input `x` to `gx`, zeroed where
+    /// `relu_mask` and x ≤ 0 (the gradient of a ReLU before this layer); returns (dγ, dβ).
+    pub(crate) fn backward(
+        &self,
+        gy: &[f32],
+        x: &[f32],
+        relu_mask: bool,
+        gx: &mut [f32],
+    ) -> (Vec<f32>, Vec<f32>) {
+        let c = self.inv.len();
+        let (mean, gamma, inv, n) = (&self.mean, &self.gamma, &self.inv, self.n);
         let mut dbeta = vec![0.0f32; c];
         let mut dgamma = vec![0.0f32; c];
-        for (grow, hrow) in gy.chunks_exact(c).zip(self.xhat.chunks_exact(c)) {
+        for (grow, xrow) in gy.chunks_exact(c).zip(x.chunks_exact(c)) {
             for i in 0..c {
+                let h = (xrow[i] - mean[i]) * inv[i];
                 dbeta[i] += grow[i];
-                dgamma[i] += grow[i] * hrow[i];
+                dgamma[i] += grow[i] * h;
             }
         }
-        if self.training {
-            // γ·inv/n per channel, computed once (the same rounding as inline).
-            let k: Vec<f32> = gamma.iter().zip(inv).map(|(g, i)| g * i / n).collect();
-            for ((xrow, grow), hrow) in gx
-                .chunks_exact_mut(c)
-                .zip(gy.chunks_exact(c))
-                .zip(self.xhat.chunks_exact(c))
-            {
-                for i in 0..c {
-                    xrow[i] += k[i] * (n * grow[i] - dbeta[i] - hrow[i] * dgamma[i]);
-                }
-            }
+        // γ·inv/n (or γ·inv) per channel, computed once: the same rounding as inline.
+        let k: Vec<f32> = if self.training {
+            gamma.iter().zip(inv).map(|(g, i)| g * i / n).collect()
         } else {
-            // Fixed statistics: a per-channel affine map.
-            let k: Vec<f32> = gamma.iter().zip(inv).map(|(g, i)| g * i).collect();
-            for (xrow, grow) in gx.chunks_exact_mut(c).zip(gy.chunks_exact(c)) {
-                for i in 0..c {
-                    xrow[i] += k[i] * grow[i];
+            gamma.iter().zip(inv).map(|(g, i)| g * i).collect()
+        };
+        for ((gxrow, grow), xrow) in gx
+            .chunks_exact_mut(c)
+            .zip(gy.chunks_exact(c))
+            .zip(x.chunks_exact(c))
+        {
+            for i in 0..c {
+                let d = if self.training {
+                    let h = (xrow[i] - mean[i]) * inv[i];
+                    k[i] * (n * grow[i] - dbeta[i] - h * dgamma[i])
+                } else {
+                    // Fixed statistics: a per-channel affine map.
+                    k[i] * grow[i]
+                };
+                gxrow[i] += d;
+                if relu_mask && xrow[i] <= 0.0 {
+                    gxrow[i] = 0.0;
                 }
             }
         }

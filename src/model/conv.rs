@@ -100,41 +100,48 @@ impl Conv {
         let kd = k * k * inp.c;
         let m = batch * out.h * out.w;
         let mut col = im2col(&data_of(&x), batch, inp, out, k);
-        let z = affine_forward(&col, m, kd, &self.w.value, &self.b.value, self.relu);
+        let mut z = affine_forward(&col, m, kd, &self.w.value, &self.b.value, self.relu);
         let bn_keys = bn
             .as_ref()
             .map(|bn| (bn.gamma.key.ghost(), bn.beta.key.ghost()));
-        let mut norm = bn.map(|bn| bn.normalize(&z, training));
-        // z is kept for ReLU's mask unless the arg-max carries it.
-        let keep_z = T::OWNS_TAPE && self.relu && !(pool.is_some() && norm.is_none());
-        let (y, arg, y_len, saved_z) = match (pool, &mut norm) {
+        let norm = bn.map(|bn| bn.normalize(&z, training));
+        // z is kept for the batch norm's backward pass and for ReLU's mask, unless the arg-max
+        // carries that.
+        let keep_z = T::OWNS_TAPE && (norm.is_some() || (self.relu && pool.is_none()));
+        let (y, arg, y_len) = match (pool, &norm) {
             (Some(p), nm) => {
                 let n_out = batch * p.output.len();
                 let mut y = vec![f32::NEG_INFINITY; n_out];
                 let mut arg = vec![0u32; n_out];
-                let src = match nm {
-                    Some(nm) => std::mem::take(&mut nm.y),
-                    None => Vec::new(),
-                };
-                let src = if nm.is_some() { &src } else { &z };
-                pool_forward(src, batch, p.input, p.output, p.size, &mut y, &mut arg);
-                if self.relu && nm.is_none() {
-                    // Pooling ReLU's output directly: its mask rides on the arg-max.
-                    mask_non_positive(&y, &mut arg);
+                match nm {
+                    // Normalize one sample at a time into a buffer that stays in cache, and
+                    // pool from there: the normalized batch is never stored whole.
+                    Some(nm) => {
+                        let (zi, yo) = (p.input.len(), p.output.len());
+                        let mut buf = Vec::with_capacity(zi);
+                        for b in 0..batch {
+                            buf.clear();
+                            nm.apply_into(&z[b * zi..(b + 1) * zi], &mut buf);
+                            let (ys, args) =
+                                (&mut y[b * yo..(b + 1) * yo], &mut arg[b * yo..(b + 1) * yo]);
+                            pool_forward(p, &buf, b * zi, 1, ys, args);
+                        }
+                    }
+                    None => {
+                        pool_forward(p, &z, 0, batch, &mut y, &mut arg);
+                        if self.relu {
+                            // Pooling ReLU's output directly: its mask rides on the arg-max.
+                            mask_non_positive(&y, &mut arg);
+                        }
+                    }
                 }
-                (y, arg, p.output.len(), if keep_z { z } else { Vec::new() })
+                (y, arg, p.output.len())
             }
-            (None, Some(nm)) => (
-                std::mem::take(&mut nm.y),
-                Vec::new(),
-                out.len(),
-                if keep_z { z } else { Vec::new() },
-            ),
-            (None, None) => {
-                let saved = if keep_z { z.clone() } else { Vec::new() };
-                (z, Vec::new(), out.len(), saved)
-            }
+            (None, Some(nm)) => (nm.apply(&z), Vec::new(), out.len()),
+            (None, None) if keep_z => (z.clone(), Vec::new(), out.len()),
+            (None, None) => (std::mem::take(&mut z), Vec::new(), out.len()),
         };
+        let saved_z = if keep_z { z } else { Vec::new() };
         let pooled = pool.is_some();
         let out_t = x.device().tensor_from_vec(y, (batch, y_len));
         if T::OWNS_TAPE {
@@ -162,23 +169,25 @@ impl Conv {
                 } else {
                     &mut gy
                 };
-                // The gradient at z.
+                // The gradient at z, with ReLU's mask.
                 let mut through_bn;
                 let gz: &mut [f32] = match &norm {
                     Some(nm) => {
                         let mut g = vec![0.0f32; m * cout];
-                        let (dgamma, dbeta) = nm.backward(g_pre, &mut g);
+                        let (dgamma, dbeta) = nm.backward(g_pre, &saved_z, relu, &mut g);
                         let (gg, bg) = bn_keys.as_ref().expect("batch-norm keys");
                         add_to(grads.get_or_alloc_mut(gg)?, &dgamma);
                         add_to(grads.get_or_alloc_mut(bg)?, &dbeta);
                         through_bn = g;
                         &mut through_bn
                     }
-                    None => g_pre,
+                    None => {
+                        if relu && !pooled {
+                            relu_mask(g_pre, &saved_z);
+                        }
+                        g_pre
+                    }
                 };
-                if relu && !saved_z.is_empty() {
-                    relu_mask(gz, &saved_z);
-                }
                 let gz: &[f32] = gz;
                 let gw = grads.get_or_alloc_mut(&wg)?;
                 matmul(

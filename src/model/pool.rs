@@ -20,17 +20,17 @@ pub struct MaxPool {
 /// `arg` value of a pooled output that passes no gradient back (see [`mask_non_positive`]).
 pub(crate) const NO_GRAD: u32 = u32::MAX;
 
-/// Pools `x` into `y` (which must hold −∞), writing the flat input index of each maximum into
-/// `arg`.
+/// Pools the `batch` samples in `x` into `y` (which must hold −∞), writing the flat input index
+/// of each maximum, plus `base`, into `arg`.
 pub(crate) fn pool_forward(
+    p: &MaxPool,
     x: &[f32],
+    base: usize,
     batch: usize,
-    inp: Shape3,
-    out: Shape3,
-    k: usize,
     y: &mut [f32],
     arg: &mut [u32],
 ) {
+    let (inp, out, k) = (p.input, p.output, p.size);
     let c = inp.c;
     for b in 0..batch {
         for oy in 0..out.h {
@@ -40,7 +40,7 @@ pub(crate) fn pool_forward(
                 for ky in 0..k {
                     for kx in 0..k {
                         let s = ((b * inp.h + oy * k + ky) * inp.w + ox * k + kx) * c;
-                        let base = s as u32;
+                        let first = (base + s) as u32;
                         // Strictly greater: the first maximum wins, as in TensorFlow. Written
                         // as selects, not branches, so it vectorizes over channels.
                         for (ch, ((m, a), &v)) in ys
@@ -51,7 +51,7 @@ pub(crate) fn pool_forward(
                         {
                             let better = v > *m;
                             *m = if better { v } else { *m };
-                            *a = if better { base + ch as u32 } else { *a };
+                            *a = if better { first + ch as u32 } else { *a };
                         }
                     }
                 }
@@ -90,15 +90,7 @@ impl MaxPool {
         let n_out = batch * self.output.len();
         let mut y = vec![f32::NEG_INFINITY; n_out];
         let mut arg = vec![0u32; n_out];
-        pool_forward(
-            &xv,
-            batch,
-            self.input,
-            self.output,
-            self.size,
-            &mut y,
-            &mut arg,
-        );
+        pool_forward(self, &xv, 0, batch, &mut y, &mut arg);
         let out_t = x.device().tensor_from_vec(y, (batch, self.output.len()));
         if T::OWNS_TAPE {
             let (xg, yg) = (x.ghost(), out_t.ghost());
