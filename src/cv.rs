@@ -125,6 +125,24 @@ pub struct FoldJob {
     pub key: String,
 }
 
+/// A fold's relative training cost: work per image × images × epochs. The work is the
+/// forward FLOPs of conv and dense layers, plus 20 per batch-normalized value (its memory-bound
+/// passes; about what the seed's batchnorm model measures over the baseline).
+fn fold_cost(job: &FoldJob) -> f64 {
+    let exp = &job.exp;
+    let flops = crate::bench::forward_flops(exp).map_or(0.0, |(f, _)| f);
+    let normalized: usize = exp.summary().map_or(0, |rows| {
+        exp.model
+            .layers
+            .iter()
+            .zip(&rows)
+            .filter(|(l, _)| matches!(l, crate::experiment::LayerSpec::Batchnorm(_)))
+            .map(|(_, r)| r.output.len())
+            .sum()
+    });
+    (flops + 20.0 * normalized as f64) * job.split.n as f64 * exp.train.epochs as f64
+}
+
 /// The cache key of a fold: what it was trained from, and by which numerics.
 pub fn fold_key(exp: &Experiment, fold: usize, split: &FoldSplit, data_sha: &str) -> String {
     let mut h = Sha256::new();
@@ -440,6 +458,10 @@ pub fn run(
         pending.extend(p);
         planned.push((exp, all));
     }
+    // Longest folds first (stable, so each experiment's folds keep their order): the last
+    // fold standing is then a short one, not a deep model's that leaves a core idle for
+    // minutes. Measured on the seed's three models with 2 workers: 907 s in file order.
+    pending.sort_by(|a, b| fold_cost(b).total_cmp(&fold_cost(a)));
     let failures = run_jobs(pending, workers, paths, &progress, &planned);
     for (exp, all) in &planned {
         let folds = merge(exp, all, paths)?;
