@@ -66,6 +66,9 @@ pub struct ModelBench {
     pub eval_per_sec: f64,
     /// Training samples per second of all workers together.
     pub train_per_sec_all: f64,
+    /// Training samples per second of one worker whose GEMMs use all the workers' threads
+    /// (what the last fold of a run gets).
+    pub train_per_sec_threaded: f64,
     /// Forward FLOPs per sample.
     pub flops: f64,
     /// Training FLOPs per sample (forward + both backward products, less the first layer's
@@ -79,8 +82,10 @@ fn batch(rng: &mut Rng, n: usize) -> (Vec<f32>, Vec<u8>) {
     (x, y)
 }
 
-/// Trains `steps` batches of `batch_size` on random data; returns samples/s.
-fn train_rate(exp: &Experiment, steps: usize, seed: u64) -> Result<f64> {
+/// Trains `steps` batches of `batch_size` on random data with `threads` GEMM threads; returns
+/// samples/s.
+fn train_rate(exp: &Experiment, steps: usize, seed: u64, threads: usize) -> Result<f64> {
+    set_threads(threads);
     let mut net = Network::build(exp, &mut Rng::new(seed, 0))?;
     let mut rng = Rng::new(seed, 1);
     let bs = exp.train.batch_size;
@@ -99,7 +104,9 @@ fn train_rate(exp: &Experiment, steps: usize, seed: u64) -> Result<f64> {
     for i in 0..steps {
         step(&mut net, i);
     }
-    Ok((steps * bs) as f64 / t.elapsed().as_secs_f64())
+    let rate = (steps * bs) as f64 / t.elapsed().as_secs_f64();
+    set_threads(1);
+    Ok(rate)
 }
 
 fn eval_rate(exp: &Experiment, samples: usize) -> Result<f64> {
@@ -121,17 +128,17 @@ pub fn bench(exps: &[Experiment], steps: usize, workers: usize) -> Result<Vec<Mo
     for exp in exps {
         set_threads(1);
         let (flops, first) = forward_flops(exp)?;
-        let train_per_sec = train_rate(exp, steps, 1)?;
+        let train_per_sec = train_rate(exp, steps, 1, 1)?;
+        let train_per_sec_threaded = if workers > 1 {
+            train_rate(exp, steps, 1, workers)?
+        } else {
+            train_per_sec
+        };
         let eval_per_sec = eval_rate(exp, steps * exp.train.batch_size)?;
         let train_per_sec_all = if workers > 1 {
             std::thread::scope(|s| {
                 let handles: Vec<_> = (0..workers)
-                    .map(|w| {
-                        s.spawn(move || {
-                            set_threads(1);
-                            train_rate(exp, steps, 10 + w as u64)
-                        })
-                    })
+                    .map(|w| s.spawn(move || train_rate(exp, steps, 10 + w as u64, 1)))
                     .collect();
                 handles
                     .into_iter()
@@ -146,6 +153,7 @@ pub fn bench(exps: &[Experiment], steps: usize, workers: usize) -> Result<Vec<Mo
             train_per_sec,
             eval_per_sec,
             train_per_sec_all,
+            train_per_sec_threaded,
             flops,
             train_flops: 3.0 * flops - first,
         });
@@ -160,9 +168,9 @@ pub fn table(rows: &[ModelBench], workers: usize, peak1: f64, peak_all: f64) -> 
     let _ = writeln!(s, "GEMM peak (1024³, f32): {peak1:.1} GFLOP/s on 1 thread, {peak_all:.1} GFLOP/s on {workers} threads\n");
     let _ = writeln!(
         s,
-        "| model | MFLOP/sample (fwd) | train samples/s (1 worker) | train GFLOP/s | % of 1-thread peak | eval samples/s | s/epoch (1 worker) | train samples/s ({workers} workers) | s/epoch, {workers} folds at once (per fold-epoch) |"
+        "| model | MFLOP/sample (fwd) | train samples/s (1 worker) | train GFLOP/s | % of 1-thread peak | eval samples/s | s/epoch (1 worker) | train samples/s ({workers} workers) | s/epoch, {workers} folds at once (per fold-epoch) | train samples/s (1 worker, {workers} GEMM threads) |"
     );
-    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in rows {
         let gflops = r.train_per_sec * r.train_flops / 1e9;
         let epoch1 = 48_000.0 / r.train_per_sec + 12_000.0 / r.eval_per_sec;
@@ -170,13 +178,14 @@ pub fn table(rows: &[ModelBench], workers: usize, peak1: f64, peak_all: f64) -> 
             (48_000.0 / r.train_per_sec_all) + 12_000.0 / (r.eval_per_sec * workers as f64);
         let _ = writeln!(
             s,
-            "| {} | {:.2} | {:.0} | {gflops:.1} | {:.0}% | {:.0} | {epoch1:.1} | {:.0} | {epoch_all:.1} |",
+            "| {} | {:.2} | {:.0} | {gflops:.1} | {:.0}% | {:.0} | {epoch1:.1} | {:.0} | {epoch_all:.1} | {:.0} |",
             r.name,
             r.flops / 1e6,
             r.train_per_sec,
             100.0 * gflops / peak1,
             r.eval_per_sec,
-            r.train_per_sec_all
+            r.train_per_sec_all,
+            r.train_per_sec_threaded
         );
     }
     s

@@ -6,6 +6,12 @@ thread_local! {
     static THREADS: Cell<usize> = const { Cell::new(1) };
 }
 
+/// Products smaller than this many multiply-adds run on one thread whatever `set_threads` says:
+/// measured with `mnist-lab bench` (1 worker, 2 GEMM threads), splitting the seed's smaller
+/// products over 2 threads made a training step 1.1–1.5× slower; above this size (deeper's
+/// conv products, 71M and 95M) 2 threads gain about 6%.
+const PARALLEL_MIN_MACS: usize = 32 << 20;
+
 /// Sets how many threads the matrix products of the calling thread may use.
 pub fn set_threads(n: usize) {
     THREADS.with(|t| t.set(n.max(1)));
@@ -60,7 +66,7 @@ pub fn matmul(m: usize, n: usize, k: usize, dst: &mut [f32], accumulate: bool, a
         return;
     }
     let threads = THREADS.with(|t| t.get());
-    let parallelism = if threads > 1 {
+    let parallelism = if threads > 1 && m * n * k >= PARALLEL_MIN_MACS {
         gemm::Parallelism::Rayon(threads)
     } else {
         gemm::Parallelism::None
