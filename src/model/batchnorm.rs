@@ -77,8 +77,8 @@ impl BatchNorm {
             inv,
             n,
             training,
-            gamma: self.gamma.value.clone(),
-            beta: self.beta.value.clone(),
+            gamma: self.gamma.value.to_vec(),
+            beta: self.beta.value.to_vec(),
         }
     }
 
@@ -206,6 +206,8 @@ impl Normalized {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::super::gradcheck::{check, random, TapeOp};
     use super::*;
 
@@ -236,8 +238,8 @@ mod tests {
     fn gradients_match_finite_differences() {
         let dev = Cpu::default();
         let mut bn = BatchNorm::new(&dev, 3, 0.99, 1e-3);
-        bn.gamma.value = vec![0.5, 1.5, -1.0];
-        bn.beta.value = vec![0.1, -0.2, 0.3];
+        bn.gamma.value = Arc::new(vec![0.5, 1.5, -1.0]);
+        bn.beta.value = Arc::new(vec![0.1, -0.2, 0.3]);
         // 4 samples of 2 positions × 3 channels.
         check(&mut bn, random(4 * 6, 11), 4, 1e-2, 5e-3);
     }

@@ -1,6 +1,8 @@
 //! 2-D convolution (valid padding, stride 1) on NHWC batches: im2col over the whole batch and
 //! one GEMM per pass, with bias and ReLU fused in.
 
+use std::sync::Arc;
+
 use dfdx::prelude::*;
 
 use super::batchnorm::{add_to, BatchNorm};
@@ -151,11 +153,7 @@ impl Conv {
                 self.w.key.ghost(),
                 self.b.key.ghost(),
             );
-            let w = if self.input_grad {
-                self.w.value.clone()
-            } else {
-                Vec::new()
-            };
+            let w = Arc::clone(&self.w.value);
             let (relu, input_grad) = (self.relu, self.input_grad);
             tape.add_backward_op(move |grads| {
                 let mut gy = take_grad!(grads, yg);
@@ -330,8 +328,8 @@ mod tests {
         let dev = Cpu::default();
         let mut norm = bn.then(|| {
             let mut b = BatchNorm::new(&dev, c.output.c, 0.99, 1e-3);
-            b.gamma.value = random(c.output.c, 8);
-            b.beta.value = random(c.output.c, 9);
+            b.gamma.value = Arc::new(random(c.output.c, 8));
+            b.beta.value = Arc::new(random(c.output.c, 9));
             b
         });
         let p = pool.then_some(MaxPool {

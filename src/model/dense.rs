@@ -1,5 +1,7 @@
 //! Fully connected layer with bias and ReLU fused into the GEMM pass.
 
+use std::sync::Arc;
+
 use dfdx::prelude::*;
 
 use super::gemm::{matmul, View};
@@ -91,11 +93,7 @@ impl Dense {
                 self.w.key.ghost(),
                 self.b.key.ghost(),
             );
-            let w = if self.input_grad {
-                self.w.value.clone()
-            } else {
-                Vec::new()
-            };
+            let w = Arc::clone(&self.w.value);
             let (relu, input_grad) = (self.relu, self.input_grad);
             tape.add_backward_op(move |grads| {
                 let mut gz = take_grad!(grads, yg);

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
@@ -35,21 +36,41 @@ fn arrays(net: &mut Network) -> Vec<(String, Vec<usize>, &mut Vec<f32>)> {
         match layer {
             Layer::Conv(c) => {
                 let shape = vec![c.kernel, c.kernel, c.input.c, c.output.c];
-                out.push((format!("layers.{i}.weight"), shape, &mut c.w.value));
-                out.push((format!("layers.{i}.bias"), vec![c.output.c], &mut c.b.value));
+                out.push((
+                    format!("layers.{i}.weight"),
+                    shape,
+                    Arc::make_mut(&mut c.w.value),
+                ));
+                out.push((
+                    format!("layers.{i}.bias"),
+                    vec![c.output.c],
+                    Arc::make_mut(&mut c.b.value),
+                ));
             }
             Layer::Dense(d) => {
                 out.push((
                     format!("layers.{i}.weight"),
                     vec![d.inputs, d.units],
-                    &mut d.w.value,
+                    Arc::make_mut(&mut d.w.value),
                 ));
-                out.push((format!("layers.{i}.bias"), vec![d.units], &mut d.b.value));
+                out.push((
+                    format!("layers.{i}.bias"),
+                    vec![d.units],
+                    Arc::make_mut(&mut d.b.value),
+                ));
             }
             Layer::BatchNorm(b) => {
                 let c = b.channels;
-                out.push((format!("layers.{i}.gamma"), vec![c], &mut b.gamma.value));
-                out.push((format!("layers.{i}.beta"), vec![c], &mut b.beta.value));
+                out.push((
+                    format!("layers.{i}.gamma"),
+                    vec![c],
+                    Arc::make_mut(&mut b.gamma.value),
+                ));
+                out.push((
+                    format!("layers.{i}.beta"),
+                    vec![c],
+                    Arc::make_mut(&mut b.beta.value),
+                ));
                 out.push((
                     format!("layers.{i}.running_mean"),
                     vec![c],
