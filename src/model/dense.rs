@@ -35,9 +35,12 @@ pub(crate) fn affine_forward(
     relu: bool,
 ) -> Vec<f32> {
     let n_out = b.len();
-    let mut y = Vec::with_capacity(rows * n_out);
-    for _ in 0..rows {
-        y.extend_from_slice(b);
+    // Every row starts as the bias: copied in doubling blocks, not one short copy per row.
+    let n = rows * n_out;
+    let mut y = Vec::with_capacity(n);
+    y.extend_from_slice(&b[..n_out.min(n)]);
+    while y.len() < n {
+        y.extend_from_within(..(n - y.len()).min(y.len()));
     }
     matmul(
         rows,

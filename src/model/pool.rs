@@ -17,7 +17,7 @@ pub struct MaxPool {
     pub size: usize,
 }
 
-/// `arg` value of a pooled output that passes no gradient back (see [`mask_non_positive`]).
+/// `arg` value of a pooled output that passes no gradient back (see [`relu_pooled`]).
 pub(crate) const NO_GRAD: u32 = u32::MAX;
 
 /// Pools the `batch` samples in `x` into `y` (which must hold −∞), writing the flat input index
@@ -60,16 +60,64 @@ pub(crate) fn pool_forward(
     }
 }
 
-/// Marks outputs that are not positive as passing no gradient. Pooling ReLU outputs (all ≥ 0), a
-/// window's maximum is 0 exactly when ReLU zeroed its arg-max, so its gradient would be masked
-/// there anyway: this is how the fused conv-then-pool op applies ReLU's mask without keeping the
-/// full-size convolution output.
-pub(crate) fn mask_non_positive(y: &[f32], arg: &mut [u32]) {
-    for (a, v) in arg.iter_mut().zip(y) {
-        if *v <= 0.0 {
-            *a = NO_GRAD;
+/// Applies ReLU to outputs pooled from raw (pre-ReLU) values, giving exactly what pooling ReLU's
+/// output would have, so the fused conv-then-pool op skips a ReLU pass over the full-size
+/// convolution output. Max-pooling commutes with ReLU wherever a window holds a positive value
+/// (the same first maximum wins). A window with none would have held only ReLU's zeros: pooling
+/// picks the first of them (`first.max(0.0)`, signed zero and all), and ReLU's mask passes no
+/// gradient there, so its arg-max becomes [`NO_GRAD`].
+pub(crate) fn relu_pooled(p: &MaxPool, x: &[f32], batch: usize, y: &mut [f32], arg: &mut [u32]) {
+    let (inp, out, k) = (p.input, p.output, p.size);
+    let c = inp.c;
+    for b in 0..batch {
+        for oy in 0..out.h {
+            for ox in 0..out.w {
+                let o = ((b * out.h + oy) * out.w + ox) * c;
+                let s = ((b * inp.h + oy * k) * inp.w + ox * k) * c;
+                for ((m, a), &first) in y[o..o + c]
+                    .iter_mut()
+                    .zip(&mut arg[o..o + c])
+                    .zip(&x[s..s + c])
+                {
+                    if *m <= 0.0 {
+                        *m = first.max(0.0);
+                        *a = NO_GRAD;
+                    }
+                }
+            }
         }
     }
+}
+
+/// The gradient before pooling, from the pooled outputs' gradient `gy`: each window's arg-max
+/// gets its output's gradient, everything else zero. Bit for bit what scattering into zeros
+/// gives (`0.0 + g`), but written in one sequential pass when the windows tile the input.
+pub(crate) fn unpool(p: &MaxPool, gy: &[f32], arg: &[u32], batch: usize) -> Vec<f32> {
+    let (inp, out, k) = (p.input, p.output, p.size);
+    let n = batch * inp.len();
+    if out.h * k != inp.h || out.w * k != inp.w {
+        let mut g = vec![0.0; n];
+        scatter_add(gy, arg, &mut g);
+        return g;
+    }
+    let c = inp.c;
+    let mut g = Vec::with_capacity(n);
+    for b in 0..batch {
+        for iy in 0..inp.h {
+            for ix in 0..inp.w {
+                let o = ((b * out.h + iy / k) * out.w + ix / k) * c;
+                let first = g.len() as u32;
+                g.extend(
+                    arg[o..o + c]
+                        .iter()
+                        .zip(&gy[o..o + c])
+                        .zip(first..)
+                        .map(|((&a, &gv), i)| if a == i { 0.0 + gv } else { 0.0 }),
+                );
+            }
+        }
+    }
+    g
 }
 
 /// `gx[arg[i]] += gy[i]` for every pooled output that passes a gradient: the adjoint of pooling.
