@@ -3,6 +3,7 @@
 
 use dfdx::prelude::*;
 
+use super::dense::add_column_sums;
 use super::{data_of, put_grad, take_grad, Act, Param};
 
 /// A batch-normalization layer.
@@ -99,20 +100,13 @@ impl BatchNorm {
             tape.add_backward_op(move |grads| {
                 let gy = take_grad!(grads, yg);
                 let (dgamma, dbeta) = norm.backward(&gy, &v, false, grads.get_or_alloc_mut(&xg)?);
-                add_to(grads.get_or_alloc_mut(&gg)?, &dgamma);
-                add_to(grads.get_or_alloc_mut(&bg)?, &dbeta);
+                add_column_sums(grads.get_or_alloc_mut(&gg)?, &dgamma);
+                add_column_sums(grads.get_or_alloc_mut(&bg)?, &dbeta);
                 put_grad!(grads, yg, gy);
                 Ok(())
             });
         }
         out_t.put_tape(tape)
-    }
-}
-
-/// `dst += src`.
-pub(crate) fn add_to(dst: &mut [f32], src: &[f32]) {
-    for (g, d) in dst.iter_mut().zip(src) {
-        *g += d;
     }
 }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use dfdx::prelude::*;
 
-use super::batchnorm::{add_to, BatchNorm};
+use super::batchnorm::BatchNorm;
 use super::dense::{add_column_sums, affine_forward, relu_mask};
 use super::gemm::{matmul, View};
 use super::pool::{pool_forward, relu_pooled, unpool, MaxPool};
@@ -76,11 +76,6 @@ impl Conv {
     /// y = act(conv(x, w) + b), recorded on x's tape.
     pub fn forward<T: Tape<f32, Cpu> + 'static>(&self, x: Act<T>) -> Act<T> {
         self.forward_block(x, None, None, false)
-    }
-
-    /// y = maxpool(act(conv(x, w) + b)) as one op on x's tape.
-    pub fn forward_pooled<T: Tape<f32, Cpu> + 'static>(&self, x: Act<T>, pool: &MaxPool) -> Act<T> {
-        self.forward_block(x, None, Some(pool), false)
     }
 
     /// The convolution and the batch norm and/or max-pool layers right after it, as one op on
@@ -181,8 +176,8 @@ impl Conv {
                         let mut g = vec![0.0f32; m * cout];
                         let (dgamma, dbeta) = nm.backward(g_pre, &saved_z, relu, &mut g);
                         let (gg, bg) = bn_keys.as_ref().expect("batch-norm keys");
-                        add_to(grads.get_or_alloc_mut(gg)?, &dgamma);
-                        add_to(grads.get_or_alloc_mut(bg)?, &dbeta);
+                        add_column_sums(grads.get_or_alloc_mut(gg)?, &dgamma);
+                        add_column_sums(grads.get_or_alloc_mut(bg)?, &dbeta);
                         through_bn = g;
                         &mut through_bn
                     }

@@ -139,29 +139,14 @@ mod tests {
             let mut rng = crate::rng::Rng::new(m as u64, 1);
             let a: Vec<f32> = (0..m * k).map(|_| rng.uniform(1.0)).collect();
             let b: Vec<f32> = (0..k * n).map(|_| rng.uniform(1.0)).collect();
-            let mut one = vec![0.0; m * n];
-            let mut two = vec![0.0; m * n];
-            set_threads(1);
-            matmul(
-                m,
-                n,
-                k,
-                &mut one,
-                false,
-                View::rows(&a, k),
-                View::rows(&b, n),
-            );
-            set_threads(2);
-            matmul(
-                m,
-                n,
-                k,
-                &mut two,
-                false,
-                View::rows(&a, k),
-                View::rows(&b, n),
-            );
-            set_threads(1);
+            let product = |threads| {
+                let mut c = vec![0.0; m * n];
+                set_threads(threads);
+                matmul(m, n, k, &mut c, false, View::rows(&a, k), View::rows(&b, n));
+                set_threads(1);
+                c
+            };
+            let (one, two) = (product(1), product(2));
             assert!(
                 one.iter()
                     .zip(&two)

@@ -20,6 +20,22 @@ pub struct MaxPool {
 /// `arg` value of a pooled output that passes no gradient back (see [`relu_pooled`]).
 pub(crate) const NO_GRAD: u32 = u32::MAX;
 
+/// For each pooling window of `batch` samples, in output order: (offset of its output,
+/// offset of its top-left input), both at channel 0.
+fn windows(p: &MaxPool, batch: usize) -> impl Iterator<Item = (usize, usize)> {
+    let (inp, out, k) = (p.input, p.output, p.size);
+    (0..batch).flat_map(move |b| {
+        (0..out.h).flat_map(move |oy| {
+            (0..out.w).map(move |ox| {
+                (
+                    ((b * out.h + oy) * out.w + ox) * inp.c,
+                    ((b * inp.h + oy * k) * inp.w + ox * k) * inp.c,
+                )
+            })
+        })
+    })
+}
+
 /// Pools the `batch` samples in `x` into `y` (which must hold −∞), writing the flat input index
 /// of each maximum, plus `base`, into `arg`.
 pub(crate) fn pool_forward(
@@ -30,30 +46,24 @@ pub(crate) fn pool_forward(
     y: &mut [f32],
     arg: &mut [u32],
 ) {
-    let (inp, out, k) = (p.input, p.output, p.size);
-    let c = inp.c;
-    for b in 0..batch {
-        for oy in 0..out.h {
-            for ox in 0..out.w {
-                let o = ((b * out.h + oy) * out.w + ox) * c;
-                let (ys, args) = (&mut y[o..o + c], &mut arg[o..o + c]);
-                for ky in 0..k {
-                    for kx in 0..k {
-                        let s = ((b * inp.h + oy * k + ky) * inp.w + ox * k + kx) * c;
-                        let first = (base + s) as u32;
-                        // Strictly greater: the first maximum wins, as in TensorFlow. Written
-                        // as selects, not branches, so it vectorizes over channels.
-                        for (ch, ((m, a), &v)) in ys
-                            .iter_mut()
-                            .zip(args.iter_mut())
-                            .zip(&x[s..s + c])
-                            .enumerate()
-                        {
-                            let better = v > *m;
-                            *m = if better { v } else { *m };
-                            *a = if better { first + ch as u32 } else { *a };
-                        }
-                    }
+    let (w, k, c) = (p.input.w, p.size, p.input.c);
+    for (o, s0) in windows(p, batch) {
+        let (ys, args) = (&mut y[o..o + c], &mut arg[o..o + c]);
+        for ky in 0..k {
+            for kx in 0..k {
+                let s = s0 + (ky * w + kx) * c;
+                let first = (base + s) as u32;
+                // Strictly greater: the first maximum wins, as in TensorFlow. Written as
+                // selects, not branches, so it vectorizes over channels.
+                for (ch, ((m, a), &v)) in ys
+                    .iter_mut()
+                    .zip(args.iter_mut())
+                    .zip(&x[s..s + c])
+                    .enumerate()
+                {
+                    let better = v > *m;
+                    *m = if better { v } else { *m };
+                    *a = if better { first + ch as u32 } else { *a };
                 }
             }
         }
@@ -67,23 +77,16 @@ pub(crate) fn pool_forward(
 /// picks the first of them (`first.max(0.0)`, signed zero and all), and ReLU's mask passes no
 /// gradient there, so its arg-max becomes [`NO_GRAD`].
 pub(crate) fn relu_pooled(p: &MaxPool, x: &[f32], batch: usize, y: &mut [f32], arg: &mut [u32]) {
-    let (inp, out, k) = (p.input, p.output, p.size);
-    let c = inp.c;
-    for b in 0..batch {
-        for oy in 0..out.h {
-            for ox in 0..out.w {
-                let o = ((b * out.h + oy) * out.w + ox) * c;
-                let s = ((b * inp.h + oy * k) * inp.w + ox * k) * c;
-                for ((m, a), &first) in y[o..o + c]
-                    .iter_mut()
-                    .zip(&mut arg[o..o + c])
-                    .zip(&x[s..s + c])
-                {
-                    if *m <= 0.0 {
-                        *m = first.max(0.0);
-                        *a = NO_GRAD;
-                    }
-                }
+    let c = p.input.c;
+    for (o, s) in windows(p, batch) {
+        for ((m, a), &first) in y[o..o + c]
+            .iter_mut()
+            .zip(&mut arg[o..o + c])
+            .zip(&x[s..s + c])
+        {
+            if *m <= 0.0 {
+                *m = first.max(0.0);
+                *a = NO_GRAD;
             }
         }
     }
