@@ -7,35 +7,21 @@ use std::time::Instant;
 use anyhow::Result;
 use dfdx::prelude::*;
 
-use crate::data::mnist::{PIXELS, SIDE};
-use crate::experiment::{Experiment, LayerSpec, INPUT};
+use crate::data::{dataset, DatasetInfo};
+use crate::experiment::Experiment;
+use crate::files::Paths;
 use crate::model::gemm::{matmul, set_threads, View};
-use crate::model::loss::cross_entropy;
+use crate::model::layer::Mode;
 use crate::model::{Act, Network};
 use crate::rng::Rng;
-use crate::train::EVAL_BATCH;
+use crate::train::{step, EVAL_BATCH};
 
 /// Forward multiply-add FLOPs (×2) per sample, and those of the first layer's input gradient
 /// (which training skips).
-pub fn forward_flops(exp: &Experiment) -> Result<(f64, f64)> {
-    let rows = exp.summary()?;
-    let mut shape = INPUT;
-    let (mut total, mut first) = (0.0, 0.0);
-    for (i, (l, r)) in exp.model.layers.iter().zip(&rows).enumerate() {
-        let f = match l {
-            LayerSpec::Conv(c) => {
-                2.0 * (r.output.h * r.output.w * c.filters * c.kernel * c.kernel * shape.c) as f64
-            }
-            LayerSpec::Dense(d) => 2.0 * (shape.len() * d.units) as f64,
-            _ => 0.0,
-        };
-        if i == 0 {
-            first = f;
-        }
-        total += f;
-        shape = r.output;
-    }
-    Ok((total, first))
+pub fn forward_flops(exp: &Experiment, info: &DatasetInfo) -> Result<(f64, f64)> {
+    let rows = exp.network(info)?;
+    let total = rows.iter().map(|r| r.flops).sum();
+    Ok((total, rows.first().map_or(0.0, |r| r.flops)))
 }
 
 /// GFLOP/s of one n×n×n GEMM with `threads` threads (best of a few runs).
@@ -76,69 +62,85 @@ pub struct ModelBench {
     pub train_flops: f64,
 }
 
-fn batch(rng: &mut Rng, n: usize) -> (Vec<f32>, Vec<u8>) {
-    let x = (0..n * PIXELS).map(|_| rng.next_f32()).collect();
-    let y = (0..n).map(|_| rng.below(10) as u8).collect();
+/// A random batch of `n` images of `info`'s shape with random labels.
+fn batch(rng: &mut Rng, n: usize, info: &DatasetInfo) -> (Vec<f32>, Vec<u8>) {
+    let x = (0..n * info.image.len()).map(|_| rng.next_f32()).collect();
+    let y = (0..n).map(|_| rng.below(info.classes()) as u8).collect();
     (x, y)
 }
 
-/// Trains `steps` batches of `batch_size` on random data with `threads` GEMM threads; returns
+/// Trains `steps` batches of the experiment's batch size on random data, with the experiment's
+/// optimizer and the training step every run uses, with `threads` GEMM threads; returns
 /// samples/s.
-fn train_rate(exp: &Experiment, steps: usize, seed: u64, threads: usize) -> Result<f64> {
+fn train_rate(
+    exp: &Experiment,
+    info: &DatasetInfo,
+    steps: usize,
+    seed: u64,
+    threads: usize,
+) -> Result<f64> {
     set_threads(threads);
-    let mut net = Network::build(exp, &mut Rng::new(seed, 0))?;
+    let mut net = Network::build(&exp.model.layers, info, &mut Rng::new(seed, 0))?;
+    let optimizer = exp.train.optimizer.spec();
+    let (mut opt, lr) = (optimizer.build(), optimizer.learning_rate());
     let mut rng = Rng::new(seed, 1);
     let bs = exp.train.batch_size;
-    let data: Vec<(Vec<f32>, Vec<u8>)> = (0..8).map(|_| batch(&mut rng, bs)).collect();
-    let step = |net: &mut Network, i: usize| {
+    let data: Vec<(Vec<f32>, Vec<u8>)> = (0..8).map(|_| batch(&mut rng, bs, info)).collect();
+    let mut layer_rng = Rng::new(seed, 2);
+    let mut run = |net: &mut Network, i: usize| {
         let (x, y) = &data[i % data.len()];
-        let input: Act = net.dev.tensor_from_vec(x.clone(), (bs, SIDE * SIDE));
-        let loss = cross_entropy(net.forward(input.leaky_traced(), true), y);
-        let mut grads = loss.backward();
-        net.sgd_step(&mut grads, 0.01, 0.9);
+        step(net, opt.as_mut(), lr, x.clone(), y, &mut layer_rng);
     };
     for i in 0..5 {
-        step(&mut net, i);
+        run(&mut net, i);
     }
     let t = Instant::now();
     for i in 0..steps {
-        step(&mut net, i);
+        run(&mut net, i);
     }
     let rate = (steps * bs) as f64 / t.elapsed().as_secs_f64();
     set_threads(1);
     Ok(rate)
 }
 
-fn eval_rate(exp: &Experiment, samples: usize) -> Result<f64> {
-    let mut net = Network::build(exp, &mut Rng::new(2, 0))?;
-    let (x, _) = batch(&mut Rng::new(2, 1), EVAL_BATCH);
+fn eval_rate(exp: &Experiment, info: &DatasetInfo, samples: usize) -> Result<f64> {
+    let mut net = Network::build(&exp.model.layers, info, &mut Rng::new(2, 0))?;
+    let (x, _) = batch(&mut Rng::new(2, 1), EVAL_BATCH, info);
     let t = Instant::now();
     let mut done = 0;
     while done < samples {
-        let input: Act = net.dev.tensor_from_vec(x.clone(), (EVAL_BATCH, PIXELS));
-        let _ = net.forward(input, false).as_vec();
+        let input: Act = net.dev.tensor_from_vec(x.clone(), (EVAL_BATCH, net.inputs));
+        let _ = net.forward(input, &mut Mode::Eval).as_vec();
         done += EVAL_BATCH;
     }
     Ok(done as f64 / t.elapsed().as_secs_f64())
 }
 
 /// Benchmarks each experiment's model: one worker alone, then `workers` in parallel.
-pub fn bench(exps: &[Experiment], steps: usize, workers: usize) -> Result<Vec<ModelBench>> {
+/// `paths.data` is asked only for the image shape of datasets not known by name.
+pub fn bench(
+    exps: &[Experiment],
+    paths: &Paths,
+    steps: usize,
+    workers: usize,
+) -> Result<Vec<ModelBench>> {
     let mut out = Vec::new();
     for exp in exps {
         set_threads(1);
-        let (flops, first) = forward_flops(exp)?;
-        let train_per_sec = train_rate(exp, steps, 1, 1)?;
+        let name = &exp.data.dataset;
+        let info = &dataset::info(&paths.dataset_dir(name), name)?;
+        let (flops, first) = forward_flops(exp, info)?;
+        let train_per_sec = train_rate(exp, info, steps, 1, 1)?;
         let train_per_sec_threaded = if workers > 1 {
-            train_rate(exp, steps, 1, workers)?
+            train_rate(exp, info, steps, 1, workers)?
         } else {
             train_per_sec
         };
-        let eval_per_sec = eval_rate(exp, steps * exp.train.batch_size)?;
+        let eval_per_sec = eval_rate(exp, info, steps * exp.train.batch_size)?;
         let train_per_sec_all = if workers > 1 {
             std::thread::scope(|s| {
                 let handles: Vec<_> = (0..workers)
-                    .map(|w| s.spawn(move || train_rate(exp, steps, 10 + w as u64, 1)))
+                    .map(|w| s.spawn(move || train_rate(exp, info, steps, 10 + w as u64, 1)))
                     .collect();
                 handles
                     .into_iter()
@@ -159,6 +161,14 @@ pub fn bench(exps: &[Experiment], steps: usize, workers: usize) -> Result<Vec<Mo
         });
     }
     Ok(out)
+}
+
+/// Measures the GEMM peak and every experiment's model; returns the Markdown table.
+pub fn run(exps: &[Experiment], paths: &Paths, steps: usize, workers: usize) -> Result<String> {
+    let peak1 = gemm_peak(1024, 1);
+    let peak_all = gemm_peak(1024, workers);
+    let rows = bench(exps, paths, steps, workers)?;
+    Ok(table(&rows, workers, peak1, peak_all))
 }
 
 /// The bench table as Markdown, with seconds per epoch of the seed's protocol (48,000 training
@@ -202,7 +212,8 @@ mod tests {
             "[[model.layers]]\nconv = { filters = 32, kernel = 3, activation = \"relu\" }\n[[model.layers]]\nmaxpool = 2\n[[model.layers]]\nflatten = true\n[[model.layers]]\ndense = { units = 100, activation = \"relu\" }\n[[model.layers]]\ndense = { units = 10, activation = \"softmax\" }\n",
         )
         .unwrap();
-        let (f, first) = forward_flops(&base).unwrap();
+        let mnist = dataset::info(std::path::Path::new(""), "mnist").unwrap();
+        let (f, first) = forward_flops(&base, &mnist).unwrap();
         // 2·(26·26·32·9) + 2·5408·100 + 2·100·10 = 389,376 + 1,081,600 + 2,000
         assert_eq!(f, 1_472_976.0);
         assert_eq!(first, 389_376.0);

@@ -3,17 +3,22 @@
 //! Every key has a default (the seed tutorial's settings), so a file that `extends` another
 //! holds only what it changes. Each file is first checked on its own text (unknown keys and
 //! wrong types keep the toml crate's line and column), then merged onto its parent table by
-//! table (arrays such as `model.layers` are replaced whole), then validated as a network.
+//! table (arrays such as `model.layers` are replaced whole, and so is a tagged table such as
+//! `[train.optimizer.<kind>]` whose kind changes), then validated. Layer kinds and optimizer
+//! kinds are declared where they are implemented (`model::layers`, `optim`); the network is
+//! checked against the dataset's image shape and classes by [`Experiment::network`].
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Serialize, Serializer};
 
-use crate::data::mnist::{CLASSES, SIDE};
 use crate::data::prep::Scaling;
+use crate::data::DatasetInfo;
+use crate::model::layers::LayerEntry;
+use crate::model::{summarize, LayerSummary};
+use crate::optim::OptimizerSpec;
 
 /// A resolved experiment: one model variant and how to train and score it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -51,7 +56,8 @@ pub struct Experiment {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DataSpec {
-    /// Folder name under the data root: `mnist` or `fashion-mnist`.
+    /// Folder name under the data root: `mnist`, `fashion-mnist`, or any folder of
+    /// MNIST-format IDX files.
     pub dataset: String,
     /// Pixel scaling.
     pub scaling: Scaling,
@@ -65,123 +71,105 @@ pub struct DataSpec {
 #[serde(deny_unknown_fields, default)]
 pub struct ModelSpec {
     /// Layers in order, input first.
-    pub layers: Vec<LayerSpec>,
-}
-
-/// One `[[model.layers]]` entry: exactly one of these keys.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase", deny_unknown_fields)]
-pub enum LayerSpec {
-    /// `conv = { filters, kernel, activation, init }`: valid padding, stride 1.
-    Conv(ConvSpec),
-    /// `maxpool = N`: N×N window, stride N (Keras MaxPooling2D((N, N))).
-    Maxpool(usize),
-    /// `flatten = true`
-    Flatten(bool),
-    /// `dense = { units, activation, init }`
-    Dense(DenseSpec),
-    /// `batchnorm = {}` (optionally `momentum`, `epsilon`)
-    Batchnorm(BatchNormSpec),
-}
-
-/// Convolution settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ConvSpec {
-    /// Number of output channels.
-    pub filters: usize,
-    /// Square kernel side.
-    pub kernel: usize,
-    /// Applied after the bias.
-    #[serde(default)]
-    pub activation: Activation,
-    /// Weight initializer (biases start at zero).
-    #[serde(default)]
-    pub init: Init,
-}
-
-/// Fully connected layer settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DenseSpec {
-    /// Output size.
-    pub units: usize,
-    /// Applied after the bias; `softmax` only on the last layer.
-    #[serde(default)]
-    pub activation: Activation,
-    /// Weight initializer (biases start at zero).
-    #[serde(default)]
-    pub init: Init,
-}
-
-/// Batch normalization settings (Keras defaults).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct BatchNormSpec {
-    /// Running statistics: r = momentum·r + (1 − momentum)·batch.
-    pub momentum: f32,
-    /// Added to the variance.
-    pub epsilon: f32,
-}
-
-impl Default for BatchNormSpec {
-    fn default() -> Self {
-        BatchNormSpec {
-            momentum: 0.99,
-            epsilon: 1e-3,
-        }
-    }
-}
-
-/// Activation functions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Activation {
-    /// Identity (Keras' default).
-    #[default]
-    Linear,
-    /// max(0, x)
-    Relu,
-    /// Softmax over classes, trained with categorical cross-entropy; last layer only.
-    Softmax,
-}
-
-/// Weight initializers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum Init {
-    /// U(±sqrt(6 / (fan_in + fan_out))), Keras' default.
-    #[default]
-    GlorotUniform,
-    /// U(±sqrt(6 / fan_in)).
-    HeUniform,
-}
-
-/// Optimizers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Optimizer {
-    /// SGD with classic momentum: v = m·v − lr·g; w += v.
-    #[default]
-    Sgd,
+    pub layers: Vec<LayerEntry>,
 }
 
 /// `[train]`
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(try_from = "TrainFields")]
 pub struct TrainSpec {
-    /// Optimizer kind.
-    pub optimizer: Optimizer,
-    /// Step size.
-    pub learning_rate: f32,
-    /// Momentum coefficient.
-    pub momentum: f32,
+    /// The optimizer and its settings.
+    pub optimizer: OptimizerSpec,
     /// Passes over the training data.
     pub epochs: usize,
     /// Samples per step (the last batch of an epoch may be smaller, as in Keras).
     pub batch_size: usize,
     /// Seed for weight init and batch order.
     pub seed: u64,
+}
+
+/// `[train]` as a file may write it: the optimizer as a table or a name, and the seed's flat
+/// `learning_rate` and `momentum`, which set the optimizer's keys of the same names.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TrainFields {
+    #[serde(default, deserialize_with = "crate::optim::deserialize_optional")]
+    optimizer: Option<OptimizerSpec>,
+    learning_rate: Option<f32>,
+    momentum: Option<f32>,
+    epochs: Option<usize>,
+    batch_size: Option<usize>,
+    seed: Option<u64>,
+}
+
+impl TryFrom<TrainFields> for TrainSpec {
+    type Error = String;
+
+    fn try_from(f: TrainFields) -> Result<Self, String> {
+        let defaults = TrainSpec::default();
+        let mut optimizer = f.optimizer.unwrap_or_default();
+        if let Some(lr) = f.learning_rate {
+            *optimizer.spec_mut().learning_rate_mut() = lr;
+        }
+        if let Some(m) = f.momentum {
+            let key = optimizer.key();
+            match optimizer.spec_mut().momentum_mut() {
+                Some(slot) => *slot = m,
+                None => {
+                    return Err(format!(
+                        "train.momentum: the {key} optimizer has no momentum"
+                    ))
+                }
+            }
+        }
+        Ok(TrainSpec {
+            optimizer,
+            epochs: f.epochs.unwrap_or(defaults.epochs),
+            batch_size: f.batch_size.unwrap_or(defaults.batch_size),
+            seed: f.seed.unwrap_or(defaults.seed),
+        })
+    }
+}
+
+impl Serialize for TrainSpec {
+    /// The flat form of the seed's files when it says everything (see
+    /// [`crate::optim::OptimizerKind::flat`]), else `[train.optimizer.<kind>]`.
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Flat<'a> {
+            optimizer: &'a str,
+            learning_rate: f32,
+            momentum: f32,
+            epochs: usize,
+            batch_size: usize,
+            seed: u64,
+        }
+        #[derive(Serialize)]
+        struct Nested<'a> {
+            epochs: usize,
+            batch_size: usize,
+            seed: u64,
+            optimizer: &'a OptimizerSpec,
+        }
+        match self.optimizer.spec().flat() {
+            Some((learning_rate, momentum)) => Flat {
+                optimizer: self.optimizer.key(),
+                learning_rate,
+                momentum,
+                epochs: self.epochs,
+                batch_size: self.batch_size,
+                seed: self.seed,
+            }
+            .serialize(s),
+            None => Nested {
+                epochs: self.epochs,
+                batch_size: self.batch_size,
+                seed: self.seed,
+                optimizer: &self.optimizer,
+            }
+            .serialize(s),
+        }
+    }
 }
 
 /// `[cv]`
@@ -207,9 +195,7 @@ impl Default for DataSpec {
 impl Default for TrainSpec {
     fn default() -> Self {
         TrainSpec {
-            optimizer: Optimizer::Sgd,
-            learning_rate: 0.01,
-            momentum: 0.9,
+            optimizer: OptimizerSpec::default(),
             epochs: 10,
             batch_size: 32,
             seed: 1,
@@ -223,180 +209,32 @@ impl Default for CvSpec {
     }
 }
 
-/// Shape of an activation: height × width × channels (flat vectors are 1 × 1 × n).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Shape3 {
-    /// Rows.
-    pub h: usize,
-    /// Columns.
-    pub w: usize,
-    /// Channels (or features, when flat).
-    pub c: usize,
-}
-
-impl Shape3 {
-    /// Number of values.
-    pub fn len(&self) -> usize {
-        self.h * self.w * self.c
-    }
-
-    /// True when there are no values.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-/// One row of the network summary (`mnist-lab check`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct LayerSummary {
-    /// Layer kind as Keras names it.
-    pub kind: &'static str,
-    /// Output shape.
-    pub output: Shape3,
-    /// Whether the output is a flat vector.
-    pub flat: bool,
-    /// Number of parameters (Keras counts batch-norm's running statistics too).
-    pub params: usize,
-}
-
-impl fmt::Display for LayerSummary {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let shape = if self.flat {
-            format!("({})", self.output.c)
-        } else {
-            format!("({}, {}, {})", self.output.h, self.output.w, self.output.c)
-        };
-        write!(f, "{:<20} {:<16} {:>10}", self.kind, shape, self.params)
-    }
-}
-
-/// The input shape of every MNIST-format dataset.
-pub const INPUT: Shape3 = Shape3 {
-    h: SIDE,
-    w: SIDE,
-    c: 1,
-};
-
 impl Experiment {
-    /// Computes every layer's output shape and parameter count, or says which layer cannot chain.
-    pub fn summary(&self) -> Result<Vec<LayerSummary>> {
-        let layers = &self.model.layers;
-        if layers.is_empty() {
-            bail!("model.layers is empty: expected at least one `[[model.layers]]` entry");
+    /// Where this experiment came from, to start an error message: `path: ` (and `variant
+    /// NAME: ` for a sweep variant).
+    fn origin(&self) -> String {
+        if self.source.as_os_str().is_empty() {
+            return String::new();
         }
-        let mut shape = INPUT;
-        let mut flat = false;
-        let mut out = Vec::with_capacity(layers.len());
-        let last = layers.len() - 1;
-        for (i, layer) in layers.iter().enumerate() {
-            let at = |what: String| anyhow::anyhow!("model.layers[{i}] ({}): {what}", layer.kind());
-            let (kind, params) = match layer {
-                LayerSpec::Conv(c) => {
-                    if flat {
-                        return Err(at(format!(
-                            "input is flat ({}); a conv layer needs an image",
-                            shape.c
-                        )));
-                    }
-                    if c.filters == 0 || c.kernel == 0 {
-                        return Err(at("filters and kernel must be at least 1".into()));
-                    }
-                    if c.kernel > shape.h || c.kernel > shape.w {
-                        return Err(at(format!(
-                            "kernel {} is larger than its {}×{} input",
-                            c.kernel, shape.h, shape.w
-                        )));
-                    }
-                    if c.activation == Activation::Softmax {
-                        return Err(at("softmax is only allowed on the last dense layer".into()));
-                    }
-                    let params = c.kernel * c.kernel * shape.c * c.filters + c.filters;
-                    shape = Shape3 {
-                        h: shape.h - c.kernel + 1,
-                        w: shape.w - c.kernel + 1,
-                        c: c.filters,
-                    };
-                    ("conv2d", params)
-                }
-                LayerSpec::Maxpool(k) => {
-                    if flat {
-                        return Err(at("input is flat; max pooling needs an image".into()));
-                    }
-                    if *k == 0 || *k > shape.h || *k > shape.w {
-                        return Err(at(format!(
-                            "pool size {k} does not fit its {}×{} input (expected 1..={})",
-                            shape.h,
-                            shape.w,
-                            shape.h.min(shape.w)
-                        )));
-                    }
-                    shape = Shape3 {
-                        h: shape.h / k,
-                        w: shape.w / k,
-                        c: shape.c,
-                    };
-                    ("max_pooling2d", 0)
-                }
-                LayerSpec::Flatten(on) => {
-                    if !on {
-                        return Err(at(
-                            "`flatten = false` is not a layer; remove the entry".into()
-                        ));
-                    }
-                    if flat {
-                        return Err(at("input is already flat".into()));
-                    }
-                    flat = true;
-                    shape = Shape3 {
-                        h: 1,
-                        w: 1,
-                        c: shape.len(),
-                    };
-                    ("flatten", 0)
-                }
-                LayerSpec::Dense(d) => {
-                    if !flat {
-                        return Err(at(format!(
-                            "input is an image ({}, {}, {}); add `flatten = true` before a dense layer",
-                            shape.h, shape.w, shape.c
-                        )));
-                    }
-                    if d.units == 0 {
-                        return Err(at("units must be at least 1".into()));
-                    }
-                    if d.activation == Activation::Softmax && i != last {
-                        return Err(at("softmax is only allowed on the last layer".into()));
-                    }
-                    let params = shape.c * d.units + d.units;
-                    shape = Shape3 {
-                        h: 1,
-                        w: 1,
-                        c: d.units,
-                    };
-                    ("dense", params)
-                }
-                LayerSpec::Batchnorm(b) => {
-                    if !(0.0..1.0).contains(&b.momentum) || b.epsilon <= 0.0 {
-                        return Err(at("expected 0 <= momentum < 1 and epsilon > 0".into()));
-                    }
-                    ("batch_normalization", 4 * shape.c)
-                }
-            };
-            out.push(LayerSummary {
-                kind,
-                output: shape,
-                flat,
-                params,
-            });
+        let stem = self.source.file_stem().and_then(|s| s.to_str());
+        if stem == Some(self.name.as_str()) {
+            format!("{}: ", self.source.display())
+        } else {
+            format!("{}: variant {}: ", self.source.display(), self.name)
         }
-        match layers.last() {
-            Some(LayerSpec::Dense(d)) if d.units == CLASSES && d.activation == Activation::Softmax => {}
-            _ => bail!(
-                "model.layers[{last}] ({}): the last layer must be `dense = {{ units = {CLASSES}, activation = \"softmax\" }}`",
-                layers[last].kind()
-            ),
-        }
-        Ok(out)
+    }
+
+    /// Checks the network against the dataset's image shape and classes: every layer's output
+    /// shape and parameter count, or which layer cannot take its input and why.
+    pub fn network(&self, info: &DatasetInfo) -> Result<Vec<LayerSummary>> {
+        summarize(&self.model.layers, info).map_err(|e| {
+            anyhow::anyhow!(
+                "{}{e:#} (dataset {:?}, images {})",
+                self.origin(),
+                self.data.dataset,
+                info.image
+            )
+        })
     }
 
     /// Checks every setting outside the layer list.
@@ -408,18 +246,13 @@ impl Experiment {
         if t.batch_size == 0 {
             bail!("train.batch_size is 0, expected at least 1");
         }
-        if !(t.learning_rate > 0.0 && t.learning_rate.is_finite()) {
-            bail!(
-                "train.learning_rate is {}, expected a positive number",
-                t.learning_rate
-            );
+        let opt = t.optimizer.spec();
+        let lr = opt.learning_rate();
+        if !(lr > 0.0 && lr.is_finite()) {
+            bail!("train.learning_rate is {lr}, expected a positive number");
         }
-        if !(0.0..1.0).contains(&t.momentum) {
-            bail!(
-                "train.momentum is {}, expected 0 <= momentum < 1",
-                t.momentum
-            );
-        }
+        opt.validate()
+            .map_err(|e| anyhow::anyhow!("train.optimizer.{}: {e}", t.optimizer.key()))?;
         if self.cv.folds < 2 {
             bail!("cv.folds is {}, expected at least 2", self.cv.folds);
         }
@@ -447,34 +280,46 @@ impl Experiment {
         toml::to_string(self).expect("an Experiment always serializes")
     }
 
-    /// Parses a resolved experiment written by [`Experiment::to_toml`].
+    /// The resolved experiment without what cannot change a trained number (its description
+    /// and whether a final model is wanted): what cache keys are made of.
+    pub fn trained_toml(&self) -> String {
+        Experiment {
+            description: String::new(),
+            final_model: false,
+            ..self.clone()
+        }
+        .to_toml()
+    }
+
+    /// Parses a resolved experiment written by [`Experiment::to_toml`]; its network is checked
+    /// by [`Experiment::network`] once the dataset is known.
     pub fn from_resolved_toml(name: &str, text: &str) -> Result<Self> {
         let mut e: Experiment = toml::from_str(text).context("not a resolved experiment")?;
         e.name = name.to_string();
         e.validate_settings()?;
-        e.summary()?;
         Ok(e)
     }
 }
 
-impl LayerSpec {
-    /// The key that names this layer kind in the file.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            LayerSpec::Conv(_) => "conv",
-            LayerSpec::Maxpool(_) => "maxpool",
-            LayerSpec::Flatten(_) => "flatten",
-            LayerSpec::Dense(_) => "dense",
-            LayerSpec::Batchnorm(_) => "batchnorm",
-        }
-    }
-}
+/// Tables that hold exactly one key naming a kind (`[train.optimizer.sgd]`): a child that
+/// names another kind replaces the parent's table instead of merging into it.
+const TAGGED: [&str; 1] = ["train.optimizer"];
 
-/// Merges `child` onto `base`: tables merge key by key, anything else is replaced.
-fn merge(base: &mut toml::Table, child: toml::Table) {
+/// Merges `child` onto `base` (at dotted `path`): tables merge key by key, anything else is
+/// replaced.
+fn merge(base: &mut toml::Table, child: toml::Table, path: &str) {
     for (k, v) in child {
+        let at = if path.is_empty() {
+            k.clone()
+        } else {
+            format!("{path}.{k}")
+        };
         match (base.get_mut(&k), v) {
-            (Some(toml::Value::Table(b)), toml::Value::Table(c)) => merge(b, c),
+            (Some(toml::Value::Table(b)), toml::Value::Table(c))
+                if !(TAGGED.contains(&at.as_str()) && b.keys().ne(c.keys())) =>
+            {
+                merge(b, c, &at)
+            }
             (_, v) => {
                 base.insert(k, v);
             }
@@ -482,16 +327,62 @@ fn merge(base: &mut toml::Table, child: toml::Table) {
     }
 }
 
-/// Reads one file, checks it alone against the schema, and returns it merged onto its parents.
+/// The optimizer kind of a normalized table (`sgd` when it names none).
+fn optimizer_kind(table: &toml::Table) -> String {
+    table
+        .get("train")
+        .and_then(|t| t.get("optimizer"))
+        .and_then(|o| o.as_table())
+        .and_then(|o| o.keys().next().cloned())
+        .unwrap_or_else(|| OptimizerSpec::default().key().to_string())
+}
+
+/// Rewrites one file's `[train]` into the form files merge in: `optimizer = "<kind>"` and the
+/// flat `learning_rate` / `momentum` become `[train.optimizer.<kind>]` keys, the kind being the
+/// file's own or else `inherited`.
+fn normalize_train(table: &mut toml::Table, inherited: &str, shown: &str) -> Result<()> {
+    let Some(toml::Value::Table(train)) = table.get_mut("train") else {
+        return Ok(());
+    };
+    let flat: Vec<(String, toml::Value)> = ["learning_rate", "momentum"]
+        .iter()
+        .filter_map(|k| train.remove(*k).map(|v| (k.to_string(), v)))
+        .collect();
+    let (kind, mut settings) = match train.remove("optimizer") {
+        Some(toml::Value::String(kind)) => (kind, toml::Table::new()),
+        Some(toml::Value::Table(t)) => match t.into_iter().next() {
+            Some((kind, toml::Value::Table(settings))) => (kind, settings),
+            // The schema check has refused anything else already.
+            _ => bail!("{shown}: [train.optimizer] must name one optimizer"),
+        },
+        Some(_) => bail!("{shown}: train.optimizer must be a name or a table"),
+        None if flat.is_empty() => return Ok(()),
+        None => (inherited.to_string(), toml::Table::new()),
+    };
+    for (key, value) in flat {
+        if settings.contains_key(&key) {
+            bail!("{shown}: train.{key} and train.optimizer.{kind}.{key} are both set; keep one");
+        }
+        settings.insert(key, value);
+    }
+    let mut optimizer = toml::Table::new();
+    optimizer.insert(kind, toml::Value::Table(settings));
+    train.insert("optimizer".into(), toml::Value::Table(optimizer));
+    Ok(())
+}
+
+/// Reads one file, checks it alone against the schema, and returns it merged onto its parents
+/// (normalized: see [`normalize_train`]).
 fn load_table(path: &Path, seen: &mut BTreeSet<PathBuf>) -> Result<toml::Table> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let shown = path.display();
+    let shown = path.display().to_string();
     // Each file alone must fit the schema: unknown keys and wrong types keep their line/column.
     let own: Experiment = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{shown}: {e}"))?;
     let mut table: toml::Table =
         toml::from_str(&text).map_err(|e| anyhow::anyhow!("{shown}: {e}"))?;
     let Some(parent) = own.extends else {
+        normalize_train(&mut table, OptimizerSpec::default().key(), &shown)?;
         return Ok(table);
     };
     table.remove("extends");
@@ -513,10 +404,11 @@ fn load_table(path: &Path, seen: &mut BTreeSet<PathBuf>) -> Result<toml::Table> 
     }
     let mut base = load_table(&parent_path, seen)
         .with_context(|| format!("{shown}: in its parent {parent:?}"))?;
+    normalize_train(&mut table, &optimizer_kind(&base), &shown)?;
     // The parent's description and final flag describe the parent, not this variant.
     base.remove("description");
     base.remove("final");
-    merge(&mut base, table);
+    merge(&mut base, table, "");
     Ok(base)
 }
 
@@ -531,6 +423,22 @@ pub fn load(path: &Path) -> Result<Experiment> {
         );
     }
     Ok(all.remove(0))
+}
+
+/// Every experiment (and sweep variant) of `files`, or only the one named `only`.
+pub fn load_files(files: &[PathBuf], only: Option<&str>) -> Result<Vec<Experiment>> {
+    let mut all = Vec::new();
+    for f in files {
+        all.extend(load_all(f)?);
+    }
+    if let Some(name) = only {
+        all.retain(|e| e.name == name);
+        if all.is_empty() {
+            let shown: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+            bail!("no experiment named {name:?} in {}", shown.join(", "));
+        }
+    }
+    Ok(all)
 }
 
 /// Text of a swept value for a variant name: `0.001`, `center`, `true`.
@@ -558,7 +466,8 @@ fn set_dotted(table: &mut toml::Table, dotted: &str, value: toml::Value) -> Resu
 }
 
 /// Loads, resolves and validates an experiment file: one experiment, or one variant per
-/// combination of a `[sweep]`'s values, named `<stem>-<key>=<value>[-<key>=<value>…]`.
+/// combination of a `[sweep]`'s values, named `<stem>-<key>=<value>[-<key>=<value>…]`. Its
+/// network is checked by [`Experiment::network`] once the dataset is known.
 pub fn load_all(path: &Path) -> Result<Vec<Experiment>> {
     let stem = experiment_name(path)?;
     let shown = path.display();
@@ -610,7 +519,6 @@ pub fn load_all(path: &Path) -> Result<Vec<Experiment>> {
         e.source = path.to_path_buf();
         e.extends = None;
         e.validate_settings().map_err(|err| at(&err))?;
-        e.summary().map_err(|err| at(&err))?;
         if !e
             .name
             .chars()
@@ -650,6 +558,12 @@ pub fn experiment_name(path: &Path) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::layer::Shape;
+
+    /// MNIST's shape and classes (known by name: no file is read).
+    fn mnist() -> DatasetInfo {
+        crate::data::dataset::info(Path::new("."), "mnist").unwrap()
+    }
 
     const BASELINE: &str = r#"
 description = "baseline"
@@ -685,28 +599,24 @@ dense = { units = 10, activation = "softmax" }
         }
     }
 
+    /// The error of loading `text` as x.toml (beside the baseline), or of checking its network
+    /// on MNIST.
     fn load_err(tag: &str, text: &str) -> String {
         let d = Dir::new(tag);
         d.write("baseline.toml", BASELINE);
         let p = d.write("x.toml", text);
-        format!("{:#}", load(&p).unwrap_err())
+        let e = load(&p).and_then(|e| e.network(&mnist()));
+        format!("{:#}", e.unwrap_err())
     }
 
     #[test]
     fn baseline_summary_matches_keras_param_counts() {
         let d = Dir::new("summary");
         let e = load(&d.write("baseline.toml", BASELINE)).unwrap();
-        let s = e.summary().unwrap();
+        let s = e.network(&mnist()).unwrap();
         let params: Vec<usize> = s.iter().map(|l| l.params).collect();
         assert_eq!(params, vec![320, 0, 0, 540_900, 1010]);
-        assert_eq!(
-            s[1].output,
-            Shape3 {
-                h: 13,
-                w: 13,
-                c: 32
-            }
-        );
+        assert_eq!(s[1].output, Shape::image(13, 13, 32));
         assert_eq!(e.train, TrainSpec::default());
     }
 
@@ -720,8 +630,13 @@ dense = { units = 10, activation = "softmax" }
         );
         let e = load(&p).unwrap();
         assert_eq!(e.name, "lr");
-        assert_eq!(e.train.learning_rate, 0.001);
-        assert_eq!(e.train.momentum, 0.9);
+        assert_eq!(
+            e.train.optimizer,
+            OptimizerSpec::Sgd(crate::optim::sgd::SgdSpec {
+                learning_rate: 0.001,
+                momentum: 0.9
+            })
+        );
         assert_eq!(e.model.layers.len(), 5);
         assert_eq!(e.extends, None);
         // The resolved form round-trips.
@@ -820,7 +735,7 @@ dense = { units = 10, activation = "softmax" }
                 "lr-sweep-scaling=center-learning_rate=0.001"
             ]
         );
-        assert_eq!(all[1].train.learning_rate, 0.001);
+        assert_eq!(all[1].train.optimizer.spec().learning_rate(), 0.001);
         assert_eq!(all[2].data.scaling, Scaling::Center);
         assert!(all
             .iter()

@@ -4,17 +4,17 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use sha2::{Digest, Sha256};
 
-use crate::cv::{Paths, NUMERICS_VERSION};
-use crate::data::mnist::{self, write_atomic, Split, CLASSES};
 use crate::data::prep::Scaler;
+use crate::data::{dataset, Split};
 use crate::experiment::Experiment;
+use crate::files::{write_atomic, Paths};
+use crate::key::key;
 use crate::model::io::{self, SavedModel};
 use crate::model::Network;
 use crate::progress::Progress;
 use crate::results::csv::{history_csv, HistoryRow};
-use crate::rng::Rng;
+use crate::rng::{Run, Streams};
 use crate::train::{evaluate_with, train, TrainData};
 
 /// The model file inside a final folder.
@@ -34,26 +34,15 @@ pub fn model_path(given: &Path) -> PathBuf {
     }
 }
 
-fn final_key(exp: &Experiment, data_sha: &str) -> String {
-    let mut h = Sha256::new();
-    h.update(format!(
-        "mnist-lab {} numerics {NUMERICS_VERSION}\nfinal\ndata {data_sha}\n",
-        env!("CARGO_PKG_VERSION")
-    ));
-    h.update(exp.to_toml());
-    format!("{:x}", h.finalize())
-}
-
 /// Trains `exp` on every training image (no validation split) and saves the model, unless a
 /// model trained from the same experiment, data and code is already there (or `force`).
 pub fn train_final(exp: &Experiment, paths: &Paths, force: bool) -> Result<PathBuf> {
     let dir = final_dir(paths, &exp.name);
     let path = dir.join(MODEL_FILE);
-    let ds = mnist::load(
-        &mnist::dataset_dir(&paths.data, &exp.data.dataset),
-        Split::Train,
-    )?;
-    let key = final_key(exp, &ds.sha256);
+    let name = &exp.data.dataset;
+    let ds = dataset::load(&paths.dataset_dir(name), name, Split::Train)?;
+    exp.network(&ds.info)?;
+    let key = key(exp, Run::Final, "", &ds.sha256);
     if !force && path.is_file() {
         if let Ok(m) = io::load(&path) {
             if m.metadata.get("key") == Some(&key) {
@@ -65,7 +54,8 @@ pub fn train_final(exp: &Experiment, paths: &Paths, force: bool) -> Result<PathB
     let n = exp.data.limit.map_or(ds.len(), |l| l.min(ds.len()));
     let idx: Vec<usize> = (0..n).collect();
     let scaler = Scaler::fit(exp.data.scaling, &ds, &idx);
-    let mut net = Network::build(exp, &mut Rng::new(exp.train.seed, 3000))?;
+    let streams = Streams::new(exp.train.seed, Run::Final);
+    let mut net = Network::build(&exp.model.layers, &ds.info, &mut streams.init())?;
     // One model, all cores: the GEMM's bits do not depend on its thread count.
     crate::model::gemm::set_threads(std::thread::available_parallelism().map_or(1, |n| n.get()));
     let progress = Progress::new();
@@ -79,7 +69,7 @@ pub fn train_final(exp: &Experiment, paths: &Paths, force: bool) -> Result<PathB
             train: &idx,
             val: &[],
         },
-        &mut Rng::new(exp.train.seed, 3001),
+        &streams,
         &mut |e| task.event(e),
     );
     task.finish();
@@ -93,6 +83,7 @@ pub fn train_final(exp: &Experiment, paths: &Paths, force: bool) -> Result<PathB
         &path,
         &mut net,
         exp,
+        &ds.info,
         &scaler,
         &[
             ("key", key),
@@ -112,20 +103,21 @@ pub struct TestScore {
     /// Mean cross-entropy.
     pub loss: f64,
     /// confusion[true][predicted] counts.
-    pub confusion: [[usize; CLASSES]; CLASSES],
+    pub confusion: Vec<Vec<usize>>,
     /// Mean cross-entropy of each true class.
-    pub class_loss: [f64; CLASSES],
+    pub class_loss: Vec<f64>,
 }
 
 impl TestScore {
     /// test.csv: one row per true class (count, accuracy, predicted-class counts), then `all`.
     pub fn to_csv(&self) -> String {
+        let classes = self.confusion.len();
         let mut s = String::from("class,n,accuracy");
-        for p in 0..CLASSES {
+        for p in 0..classes {
             let _ = write!(s, ",pred_{p}");
         }
         s.push_str(",loss\n");
-        let mut totals = [0usize; CLASSES];
+        let mut totals = vec![0usize; classes];
         let mut n_all = 0;
         for (t, row) in self.confusion.iter().enumerate() {
             let n: usize = row.iter().sum();
@@ -138,7 +130,7 @@ impl TestScore {
             let _ = writeln!(s, ",{:.6}", self.class_loss[t]);
         }
         let _ = write!(s, "all,{n_all},{:.6}", self.accuracy);
-        for c in totals {
+        for c in &totals {
             let _ = write!(s, ",{c}");
         }
         let _ = writeln!(s, ",{:.6}", self.loss);
@@ -148,24 +140,34 @@ impl TestScore {
 
 /// Scores a loaded model on the test split of its dataset.
 pub fn score_test(model: &mut SavedModel, data_root: &Path) -> Result<TestScore> {
-    let ds = mnist::load(
-        &mnist::dataset_dir(data_root, &model.exp.data.dataset),
-        Split::Test,
-    )?;
+    let name = &model.exp.data.dataset;
+    let ds = dataset::load(&data_root.join(name), name, Split::Test)?;
+    if ds.info != model.info {
+        bail!(
+            "the model was trained on {} images of {} classes, but {} has {} images of {} classes",
+            model.info.image,
+            model.info.classes(),
+            data_root.join(name).display(),
+            ds.info.image,
+            ds.info.classes()
+        );
+    }
+    let classes = ds.info.classes();
     let idx: Vec<usize> = (0..ds.len()).collect();
-    let mut confusion = [[0usize; CLASSES]; CLASSES];
-    let mut loss_sum = [0.0f64; CLASSES];
+    let mut confusion = vec![vec![0usize; classes]; classes];
+    let mut loss_sum = vec![0.0f64; classes];
     let score = evaluate_with(&mut model.net, &ds, &model.scaler, &idx, |chunk, logits| {
-        for (&i, row) in chunk.iter().zip(logits.chunks_exact(CLASSES)) {
+        for (&i, row) in chunk.iter().zip(logits.chunks_exact(classes)) {
             let label = ds.labels[i] as usize;
             confusion[label][crate::model::loss::argmax(row)] += 1;
             loss_sum[label] += crate::model::loss::sample_cross_entropy(row, label);
         }
     });
-    let mut class_loss = [0.0f64; CLASSES];
-    for (t, l) in class_loss.iter_mut().enumerate() {
-        *l = loss_sum[t] / confusion[t].iter().sum::<usize>().max(1) as f64;
-    }
+    let class_loss = loss_sum
+        .iter()
+        .zip(&confusion)
+        .map(|(l, row)| l / row.iter().sum::<usize>().max(1) as f64)
+        .collect();
     Ok(TestScore {
         accuracy: score.acc,
         loss: score.loss,
@@ -185,6 +187,7 @@ pub fn evaluate(given: &Path, data_root: &Path) -> Result<TestScore> {
     crate::results::plots::confusion_png(
         &dir.join("confusion.png"),
         &score.confusion,
+        &model.info.class_names,
         &model.exp.name,
     )?;
     if score.confusion.iter().flatten().sum::<usize>() == 0 {

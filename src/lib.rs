@@ -4,11 +4,15 @@
 
 pub mod alloc;
 pub mod bench;
+pub mod check;
 pub mod cv;
 pub mod data;
 pub mod experiment;
+pub mod files;
 pub mod final_model;
+pub mod key;
 pub mod model;
+pub mod optim;
 pub mod predict;
 pub mod progress;
 pub mod results;

@@ -1,4 +1,4 @@
-//! The `mnist-lab` command line: parsing only; each subcommand calls one library function.
+//! The `mnist-lab` command line: parsing and dispatch; each subcommand calls library functions.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -6,9 +6,10 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
-use mnist_lab::cv::{self, Paths};
-use mnist_lab::data::mnist;
-use mnist_lab::experiment;
+use mnist_lab::data::fetch;
+use mnist_lab::experiment::load_files;
+use mnist_lab::files::Paths;
+use mnist_lab::{bench, check, cv, final_model, predict, results};
 
 /// Declarative CNN experiments on MNIST-format data.
 #[derive(Parser)]
@@ -94,20 +95,20 @@ enum Command {
         #[arg(required = true)]
         models: Vec<PathBuf>,
     },
-    /// Predict the digit in image files (PNG, JPEG, BMP; any size, colour or background).
+    /// Predict the class of image files (PNG, JPEG, BMP; any size, colour or background).
     Predict {
         /// Final folder or model file.
         model: PathBuf,
         /// Image files.
         #[arg(required = true)]
         images: Vec<PathBuf>,
-        /// Show the N most probable digits.
+        /// Show the N most probable classes.
         #[arg(long, default_value_t = 1)]
         top: usize,
         /// Print JSON lines instead of text.
         #[arg(long)]
         json: bool,
-        /// Write the 28×28 image the network saw into this folder.
+        /// Write the image the network saw into this folder.
         #[arg(long)]
         save_preprocessed: Option<PathBuf>,
     },
@@ -148,28 +149,6 @@ struct PlanLine {
     args: RunArgs,
 }
 
-/// Every experiment (and sweep variant) of `files`, optionally only the one named `only`.
-fn load_experiments(files: &[PathBuf], only: Option<&str>) -> Result<Vec<experiment::Experiment>> {
-    let mut all = Vec::new();
-    for f in files {
-        all.extend(experiment::load_all(f)?);
-    }
-    if let Some(name) = only {
-        all.retain(|e| e.name == name);
-        if all.is_empty() {
-            anyhow::bail!(
-                "no experiment named {name:?} in {}",
-                files
-                    .iter()
-                    .map(|f| f.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            );
-        }
-    }
-    Ok(all)
-}
-
 /// Reads line `index` (0-based) of a plan file as `run` arguments.
 fn plan_line(file: &std::path::Path, index: usize) -> Result<RunArgs> {
     let text = std::fs::read_to_string(file)
@@ -190,7 +169,7 @@ fn plan_line(file: &std::path::Path, index: usize) -> Result<RunArgs> {
 
 #[derive(Subcommand)]
 enum DataAction {
-    /// Put the four IDX files in DIR/<dataset> and verify their sha256.
+    /// Put the four IDX files in <data-dir>/<dataset> and verify them (sha256 where known).
     Fetch {
         /// Dataset name (folder under the data dir).
         #[arg(long, default_value = "mnist")]
@@ -244,46 +223,17 @@ fn run(cli: Cli) -> Result<()> {
                     offline,
                 },
         } => {
-            let dir = dir.unwrap_or_else(|| mnist::dataset_dir(&paths.data, &dataset));
-            mnist::fetch(&dir, &dataset, from.as_deref(), !offline)?;
-            println!("{}: verified", dir.display());
+            let dir = dir.unwrap_or_else(|| paths.dataset_dir(&dataset));
+            let verified = fetch::fetch(&dir, &dataset, from.as_deref(), !offline)?;
+            println!("{}", verified.message(&dir));
         }
         Command::Data {
             action: DataAction::Verify { dataset },
         } => {
-            let dir = mnist::dataset_dir(&paths.data, &dataset);
-            mnist::verify(&dir, &dataset)?;
-            println!("{}: verified", dir.display());
+            let dir = paths.dataset_dir(&dataset);
+            println!("{}", fetch::verify(&dir, &dataset)?.message(&dir));
         }
-        Command::Check { files } => {
-            let mut failed = 0;
-            for f in &files {
-                match experiment::load_all(f) {
-                    Ok(variants) => {
-                        for e in variants {
-                            let rows = e.summary()?;
-                            println!("{} [{}]: {}", f.display(), e.name, e.description);
-                            println!(
-                                "  {:<4} {:<20} {:<16} {:>10}",
-                                "#", "layer", "output shape", "params"
-                            );
-                            for (i, r) in rows.iter().enumerate() {
-                                println!("  {i:<4} {r}");
-                            }
-                            let total: usize = rows.iter().map(|r| r.params).sum();
-                            println!("  total params: {total}");
-                        }
-                    }
-                    Err(err) => {
-                        eprintln!("error: {err:#}");
-                        failed += 1;
-                    }
-                }
-            }
-            if failed > 0 {
-                anyhow::bail!("{failed} of {} experiment files are invalid", files.len());
-            }
-        }
+        Command::Check { files } => check::check(&files, &paths)?,
         Command::Run {
             args,
             from_plan,
@@ -298,7 +248,7 @@ fn run(cli: Cli) -> Result<()> {
             if args.files.is_empty() {
                 anyhow::bail!("name at least one experiment file (or --from-plan FILE --index K)");
             }
-            let exps = load_experiments(&args.files, args.experiment.as_deref())?;
+            let exps = load_files(&args.files, args.experiment.as_deref())?;
             let only = (!args.fold.is_empty()).then_some(&args.fold[..]);
             cv::run(&exps, &paths, only, force, jobs.unwrap_or_else(cores))?;
         }
@@ -315,18 +265,14 @@ fn run(cli: Cli) -> Result<()> {
             } else {
                 files
             };
-            let workers = workers.unwrap_or_else(cores);
-            let exps = load_experiments(&files, None)?;
-            let peak1 = mnist_lab::bench::gemm_peak(1024, 1);
-            let peak_all = mnist_lab::bench::gemm_peak(1024, workers);
-            let rows = mnist_lab::bench::bench(&exps, steps, workers)?;
+            let exps = load_files(&files, None)?;
             print!(
                 "{}",
-                mnist_lab::bench::table(&rows, workers, peak1, peak_all)
+                bench::run(&exps, &paths, steps, workers.unwrap_or_else(cores))?
             );
         }
         Command::Plan { files } => {
-            for line in cv::plan_lines(&load_experiments(&files, None)?, &paths)? {
+            for line in cv::plan::plan_lines(&load_files(&files, None)?, &paths)? {
                 println!("{line}");
             }
         }
@@ -335,14 +281,16 @@ fn run(cli: Cli) -> Result<()> {
             marked,
             force,
         } => {
-            let exps = load_experiments(&files, None)?;
-            for e in exps.iter().filter(|e| !marked || e.final_model) {
-                mnist_lab::final_model::train_final(e, &paths, force)?;
+            for e in load_files(&files, None)?
+                .iter()
+                .filter(|e| !marked || e.final_model)
+            {
+                final_model::train_final(e, &paths, force)?;
             }
         }
         Command::Evaluate { models } => {
             for m in &models {
-                let score = mnist_lab::final_model::evaluate(m, &paths.data)?;
+                let score = final_model::evaluate(m, &paths.data)?;
                 println!(
                     "> {:.3}  ({}, test loss {:.4})",
                     score.accuracy * 100.0,
@@ -357,12 +305,9 @@ fn run(cli: Cli) -> Result<()> {
             top,
             json,
             save_preprocessed,
-        } => {
-            return predict(&model, &images, top, json, save_preprocessed.as_deref());
-        }
+        } => predict::predict_files(&model, &images, top, json, save_preprocessed.as_deref())?,
         Command::Report { baseline } => {
-            let exps =
-                mnist_lab::results::report::write_report(&paths.results, &paths.data, &baseline)?;
+            let exps = results::report::write_report(&paths.results, &paths.data, &baseline)?;
             println!(
                 "wrote {}/README.md ({} experiments)",
                 paths.results.display(),
@@ -373,79 +318,12 @@ fn run(cli: Cli) -> Result<()> {
             rev,
             fail_on_regression,
         } => {
-            let (text, regressed) = mnist_lab::results::diff::diff(&paths.results, &rev)?;
+            let (text, regressed) = results::diff::diff(&paths.results, &rev)?;
             print!("{text}");
             if regressed && fail_on_regression {
                 anyhow::bail!("at least one experiment got significantly worse than at {rev}");
             }
         }
-    }
-    Ok(())
-}
-
-fn predict(
-    model: &std::path::Path,
-    images: &[PathBuf],
-    top: usize,
-    json: bool,
-    save: Option<&std::path::Path>,
-) -> Result<()> {
-    use mnist_lab::predict::predict_file;
-    let mut m = mnist_lab::model::io::load(&mnist_lab::final_model::model_path(model))?;
-    if let Some(dir) = save {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", dir.display()))?;
-    }
-    let mut failed = 0;
-    for path in images {
-        match predict_file(&mut m, path) {
-            Ok(p) => {
-                let best = p.top(top.max(1));
-                if json {
-                    let top_json: Vec<serde_json::Value> = best
-                        .iter()
-                        .map(|(d, pr)| serde_json::json!({"digit": d, "probability": pr}))
-                        .collect();
-                    println!(
-                        "{}",
-                        serde_json::json!({"path": path.display().to_string(), "digit": p.digit, "probability": p.probs[p.digit], "top": top_json})
-                    );
-                } else {
-                    let alts: Vec<String> = best
-                        .iter()
-                        .map(|(d, pr)| format!("{d} ({pr:.3})"))
-                        .collect();
-                    println!(
-                        "{}\t{}\t{:.3}{}",
-                        path.display(),
-                        p.digit,
-                        p.probs[p.digit],
-                        if top > 1 {
-                            format!("\t{}", alts.join(" "))
-                        } else {
-                            String::new()
-                        }
-                    );
-                }
-                if let Some(dir) = save {
-                    let stem = path
-                        .file_stem()
-                        .map(|s| s.to_string_lossy().into_owned())
-                        .unwrap_or_else(|| "image".into());
-                    let out = dir.join(format!("{stem}.png"));
-                    p.input
-                        .save(&out)
-                        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", out.display()))?;
-                }
-            }
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                failed += 1;
-            }
-        }
-    }
-    if failed > 0 {
-        anyhow::bail!("{failed} of {} images could not be predicted", images.len());
     }
     Ok(())
 }

@@ -1,19 +1,26 @@
-//! Predicting the digit in real images: preprocessing the way MNIST itself was made (ink on
-//! black, cropped, scaled into 20×20 keeping aspect ratio, centred by centre of mass in 28×28).
-//! An image that is already 28×28 is only converted to gray (and inverted if light).
+//! Predicting the class of real images, with MNIST's own digit preprocessing (ink on black,
+//! cropped, scaled into a 20/28 box keeping aspect ratio, centred by centre of mass), applied
+//! to whatever H×W the model takes. This is the one place that assumes MNIST-like pictures: gray
+//! ink on a plain background. An image that already has the model's size is only converted to
+//! gray (and inverted if light).
 
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use image::{imageops, GrayImage, Luma};
 
-use crate::data::mnist::{PIXELS, SIDE};
+use crate::data::ImageShape;
 use crate::model::io::SavedModel;
 use crate::model::loss::softmax;
 use crate::train::logits;
 
-/// Converts any decoded image to MNIST form: 28×28 bytes, white ink on black.
-pub fn preprocess(img: &image::DynamicImage) -> Result<GrayImage> {
+/// MNIST's digits fill a 20×20 box inside their 28×28 field.
+const BOX_FRACTION: f64 = 20.0 / 28.0;
+
+/// Converts any decoded image to MNIST form at the size of `shape` (gray): bytes, white ink on
+/// black.
+pub fn preprocess(img: &image::DynamicImage, shape: ImageShape) -> Result<GrayImage> {
+    let (side_w, side_h) = (shape.width as u32, shape.height as u32);
     // Composite transparency over white (a transparent canvas with dark strokes is a drawing).
     let rgba = img.to_rgba32f();
     let (w, h) = rgba.dimensions();
@@ -48,14 +55,14 @@ pub fn preprocess(img: &image::DynamicImage) -> Result<GrayImage> {
     if peak - bg < 0.15 {
         bail!("the image is blank (no ink stands out from the background)");
     }
-    if (w, h) == (SIDE as u32, SIDE as u32) {
-        // Already MNIST's size: taken as it is (only inverted if light), so an exported MNIST
-        // image is seen exactly as the network saw it in training.
+    if (w, h) == (side_w, side_h) {
+        // Already the model's size: taken as it is (only inverted if light), so an exported
+        // dataset image is seen exactly as the network saw it in training.
         let px = gray
             .iter()
             .map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8)
             .collect();
-        return Ok(GrayImage::from_raw(w, h, px).expect("28×28 buffer"));
+        return Ok(GrayImage::from_raw(w, h, px).expect("buffer of the image's size"));
     }
     // Stretch so background → 0 and the strongest ink → 1, then find the ink's bounding box.
     let ink: Vec<f32> = gray
@@ -84,19 +91,20 @@ pub fn preprocess(img: &image::DynamicImage) -> Result<GrayImage> {
             crop.put_pixel(x, y, Luma([(v * 255.0).round() as u8]));
         }
     }
-    // Fit into 20×20 keeping the aspect ratio.
-    let scale = 20.0 / cw.max(ch) as f32;
+    // Fit into the box (20×20 in 28×28) keeping the aspect ratio.
+    let box_side = (BOX_FRACTION * side_w.min(side_h) as f64).round().max(1.0) as f32;
+    let scale = box_side / cw.max(ch) as f32;
     let (nw, nh) = (
-        ((cw as f32 * scale).round() as u32).max(1),
-        ((ch as f32 * scale).round() as u32).max(1),
+        ((cw as f32 * scale).round() as u32).clamp(1, side_w),
+        ((ch as f32 * scale).round() as u32).clamp(1, side_h),
     );
     let small = imageops::resize(&crop, nw, nh, imageops::FilterType::Triangle);
-    // Centre of mass to the centre of the 28×28 field.
+    // Centre of mass to the centre of the field.
     let (cx, cy) = centre_of_mass(&small).unwrap_or((nw as f64 / 2.0, nh as f64 / 2.0));
-    let side = SIDE as i64;
-    let ox = ((side as f64 / 2.0 - cx).round() as i64).clamp(0, side - nw as i64);
-    let oy = ((side as f64 / 2.0 - cy).round() as i64).clamp(0, side - nh as i64);
-    let mut out = GrayImage::new(SIDE as u32, SIDE as u32);
+    let (fw, fh) = (side_w as i64, side_h as i64);
+    let ox = ((fw as f64 / 2.0 - cx).round() as i64).clamp(0, fw - nw as i64);
+    let oy = ((fh as f64 / 2.0 - cy).round() as i64).clamp(0, fh - nh as i64);
+    let mut out = GrayImage::new(side_w, side_h);
     imageops::overlay(&mut out, &small, ox, oy);
     Ok(out)
 }
@@ -116,16 +124,16 @@ pub fn centre_of_mass(img: &GrayImage) -> Option<(f64, f64)> {
 /// One image's prediction.
 #[derive(Debug, Clone)]
 pub struct Prediction {
-    /// Most probable digit.
-    pub digit: usize,
-    /// Softmax probabilities of the ten digits.
+    /// Most probable class.
+    pub class: usize,
+    /// Softmax probabilities of the classes.
     pub probs: Vec<f32>,
-    /// The 28×28 image the network saw.
+    /// The image the network saw.
     pub input: GrayImage,
 }
 
 impl Prediction {
-    /// The `k` most probable digits, most probable first.
+    /// The `k` most probable classes, most probable first.
     pub fn top(&self, k: usize) -> Vec<(usize, f32)> {
         let mut v: Vec<(usize, f32)> = self.probs.iter().cloned().enumerate().collect();
         v.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
@@ -134,19 +142,66 @@ impl Prediction {
     }
 }
 
-/// Classifies 28×28 MNIST-form images (white on black).
+/// A class's name, when the classes have names other than their numbers.
+fn name_of(names: &[String], class: usize) -> Option<&str> {
+    let n = names.get(class)?;
+    (*n != class.to_string()).then_some(n.as_str())
+}
+
+/// `predict`'s text line for one image: path, class, probability, then (with `top` > 1) the
+/// `top` most probable classes, then the class's name when the classes have names.
+pub fn text_line(path: &Path, p: &Prediction, top: usize, names: &[String]) -> String {
+    let mut line = format!("{}\t{}\t{:.3}", path.display(), p.class, p.probs[p.class]);
+    if top > 1 {
+        let alts: Vec<String> = p
+            .top(top)
+            .iter()
+            .map(|(c, pr)| match name_of(names, *c) {
+                Some(n) => format!("{c} {n} ({pr:.3})"),
+                None => format!("{c} ({pr:.3})"),
+            })
+            .collect();
+        line += &format!("\t{}", alts.join(" "));
+    }
+    if let Some(n) = name_of(names, p.class) {
+        line += &format!("\t{n}");
+    }
+    line
+}
+
+/// `predict --json`'s line for one image.
+pub fn json_line(path: &Path, p: &Prediction, top: usize, names: &[String]) -> String {
+    let entry = |c: usize, pr: f32| {
+        let mut v = serde_json::json!({"class": c, "probability": pr});
+        if let Some(n) = name_of(names, c) {
+            v["name"] = n.into();
+        }
+        v
+    };
+    let mut v = entry(p.class, p.probs[p.class]);
+    v["path"] = path.display().to_string().into();
+    v["top"] = p
+        .top(top.max(1))
+        .iter()
+        .map(|&(c, pr)| entry(c, pr))
+        .collect();
+    v.to_string()
+}
+
+/// Classifies images already in the model's form and size (white on black).
 pub fn predict_prepared(model: &mut SavedModel, images: &[GrayImage]) -> Vec<Prediction> {
-    let mut x = vec![0.0f32; images.len() * PIXELS];
-    for (row, img) in x.chunks_exact_mut(PIXELS).zip(images) {
+    let pixels = model.info.image.len();
+    let mut x = vec![0.0f32; images.len() * pixels];
+    for (row, img) in x.chunks_exact_mut(pixels).zip(images) {
         model.scaler.scale_into(img.as_raw(), row);
     }
     let out = logits(&mut model.net, x);
-    out.chunks_exact(10)
+    out.chunks_exact(model.info.classes())
         .zip(images)
         .map(|(l, img)| {
             let probs = softmax(l);
             Prediction {
-                digit: crate::model::loss::argmax(&probs),
+                class: crate::model::loss::argmax(&probs),
                 probs,
                 input: img.clone(),
             }
@@ -156,6 +211,14 @@ pub fn predict_prepared(model: &mut SavedModel, images: &[GrayImage]) -> Vec<Pre
 
 /// Reads, preprocesses and classifies one image file.
 pub fn predict_file(model: &mut SavedModel, path: &Path) -> Result<Prediction> {
+    let shape = model.info.image;
+    if shape.channels != 1 {
+        bail!(
+            "{}: predict prepares gray images; this model takes {} channels",
+            path.display(),
+            shape.channels
+        );
+    }
     let img = image::ImageReader::open(path)
         .with_context(|| format!("{}: cannot open", path.display()))?
         .with_guessed_format()
@@ -167,14 +230,67 @@ pub fn predict_file(model: &mut SavedModel, path: &Path) -> Result<Prediction> {
                 path.display()
             )
         })?;
-    let prepared = preprocess(&img).with_context(|| path.display().to_string())?;
+    let prepared = preprocess(&img, shape).with_context(|| path.display().to_string())?;
     Ok(predict_prepared(model, &[prepared]).remove(0))
+}
+
+/// `mnist-lab predict`: prints the prediction of each image file (text or JSON lines), writes
+/// the image the network saw into `save` when given, and fails if any image could not be
+/// predicted (after predicting the others).
+pub fn predict_files(
+    model: &Path,
+    images: &[std::path::PathBuf],
+    top: usize,
+    json: bool,
+    save: Option<&Path>,
+) -> Result<()> {
+    let mut m = crate::model::io::load(&crate::final_model::model_path(model))?;
+    if let Some(dir) = save {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let mut failed = 0;
+    for path in images {
+        let p = match predict_file(&mut m, path) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                failed += 1;
+                continue;
+            }
+        };
+        let names = &m.info.class_names;
+        if json {
+            println!("{}", json_line(path, &p, top, names));
+        } else {
+            println!("{}", text_line(path, &p, top, names));
+        }
+        if let Some(dir) = save {
+            let stem = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "image".into());
+            let out = dir.join(format!("{stem}.png"));
+            p.input
+                .save(&out)
+                .with_context(|| format!("cannot write {}", out.display()))?;
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} of {} images could not be predicted", images.len());
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use image::{DynamicImage, Rgb, RgbImage};
+
+    const MNIST: ImageShape = ImageShape {
+        height: 28,
+        width: 28,
+        channels: 1,
+    };
 
     /// A large RGB picture: black "pen" rectangle on white paper, off-centre.
     fn drawing(w: u32, h: u32) -> DynamicImage {
@@ -189,7 +305,7 @@ mod tests {
 
     #[test]
     fn light_background_is_inverted_cropped_scaled_and_centred() {
-        let out = preprocess(&drawing(400, 300)).unwrap();
+        let out = preprocess(&drawing(400, 300), MNIST).unwrap();
         assert_eq!(out.dimensions(), (28, 28));
         // Border is background (black) after inversion.
         assert_eq!(out.get_pixel(0, 0).0[0], 0);
@@ -214,7 +330,7 @@ mod tests {
                 img.put_pixel(x, y, Luma([255]));
             }
         }
-        let out = preprocess(&DynamicImage::ImageLuma8(img)).unwrap();
+        let out = preprocess(&DynamicImage::ImageLuma8(img), MNIST).unwrap();
         assert!(out.get_pixel(14, 14).0[0] > 200);
         assert_eq!(out.get_pixel(2, 2).0[0], 0);
     }
@@ -222,8 +338,8 @@ mod tests {
     #[test]
     fn blank_images_are_an_error() {
         let white = DynamicImage::ImageRgb8(RgbImage::from_pixel(50, 50, Rgb([255, 255, 255])));
-        assert!(format!("{:#}", preprocess(&white).unwrap_err()).contains("blank"));
+        assert!(format!("{:#}", preprocess(&white, MNIST).unwrap_err()).contains("blank"));
         let black = DynamicImage::ImageLuma8(GrayImage::new(28, 28));
-        assert!(format!("{:#}", preprocess(&black).unwrap_err()).contains("blank"));
+        assert!(format!("{:#}", preprocess(&black, MNIST).unwrap_err()).contains("blank"));
     }
 }

@@ -75,6 +75,65 @@ impl Rng {
     }
 }
 
+/// Which training run of an experiment a random stream belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Run {
+    /// Cross-validation fold (1-based).
+    Fold(usize),
+    /// The final model, trained on all training images.
+    Final,
+}
+
+/// The random streams of one training run, all derived from the experiment's seed and the run
+/// (and, for those drawn anew each epoch, the epoch): never from threads or timing.
+#[derive(Debug, Clone, Copy)]
+pub struct Streams {
+    seed: u64,
+    run: Run,
+}
+
+impl Streams {
+    /// The streams of `run` under the experiment's `seed`.
+    pub fn new(seed: u64, run: Run) -> Self {
+        Streams { seed, run }
+    }
+
+    /// Initial weights.
+    pub fn init(&self) -> Rng {
+        match self.run {
+            Run::Fold(k) => Rng::new(self.seed, 1000 + k as u64),
+            Run::Final => Rng::new(self.seed, 3000),
+        }
+    }
+
+    /// Batch order (one stream for all epochs).
+    pub fn shuffle(&self) -> Rng {
+        match self.run {
+            Run::Fold(k) => Rng::new(self.seed, 2000 + k as u64),
+            Run::Final => Rng::new(self.seed, 3001),
+        }
+    }
+
+    /// What layers draw in training mode during `epoch` (dropout masks).
+    pub fn layers(&self, epoch: usize) -> Rng {
+        Rng::new(self.seed, self.per_epoch(1, epoch))
+    }
+
+    /// What the training-batch transforms draw during `epoch` (augmentation).
+    pub fn transforms(&self, epoch: usize) -> Rng {
+        Rng::new(self.seed, self.per_epoch(2, epoch))
+    }
+
+    /// A stream id of its own for (`purpose`, run, epoch), far above the fixed ones.
+    fn per_epoch(&self, purpose: u64, epoch: usize) -> u64 {
+        let run = match self.run {
+            Run::Fold(k) => k as u64,
+            Run::Final => 0xF_FFFF,
+        };
+        (purpose << 44) | (run << 24) | epoch as u64
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

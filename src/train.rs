@@ -1,13 +1,17 @@
-//! Training: SGD with momentum over shuffled batches, per-epoch history, and evaluation.
+//! Training: the one training step (used by cross-validation, the final model and `bench`
+//! alike), epochs over shuffled batches with their history, and evaluation.
 
 use dfdx::prelude::*;
 
-use crate::data::mnist::{Dataset, PIXELS};
 use crate::data::prep::Scaler;
+use crate::data::transform::{pipeline, BatchInfo, Transform};
+use crate::data::Dataset;
 use crate::experiment::Experiment;
+use crate::model::layer::Mode;
 use crate::model::loss::{count_correct, cross_entropy};
 use crate::model::{Act, Network};
-use crate::rng::Rng;
+use crate::optim::{self, Optimizer};
+use crate::rng::{Rng, Streams};
 
 /// Batch size used for evaluation (does not change any result, only speed and memory).
 pub const EVAL_BATCH: usize = 128;
@@ -48,9 +52,10 @@ pub struct Score {
 
 /// Fills `x` with the scaled pixels and `y` with the labels of the images at `idx`.
 pub fn gather(ds: &Dataset, scaler: &Scaler, idx: &[usize], x: &mut Vec<f32>, y: &mut Vec<u8>) {
-    x.resize(idx.len() * PIXELS, 0.0);
+    let n = ds.info.image.len();
+    x.resize(idx.len() * n, 0.0);
     y.clear();
-    for (row, &i) in x.chunks_exact_mut(PIXELS).zip(idx) {
+    for (row, &i) in x.chunks_exact_mut(n).zip(idx) {
         scaler.scale_into(ds.image(i), row);
         y.push(ds.labels[i]);
     }
@@ -58,12 +63,13 @@ pub fn gather(ds: &Dataset, scaler: &Scaler, idx: &[usize], x: &mut Vec<f32>, y:
 
 /// Logits for a batch of already-scaled images (no tape).
 pub fn logits(net: &mut Network, x: Vec<f32>) -> Vec<f32> {
-    let n = x.len() / PIXELS;
-    let t: Act = net.dev.tensor_from_vec(x, (n, PIXELS));
-    net.forward(t, false).as_vec()
+    let n = x.len() / net.inputs;
+    let t: Act = net.dev.tensor_from_vec(x, (n, net.inputs));
+    net.forward(t, &mut Mode::Eval).as_vec()
 }
 
-/// Scores the network on the images at `idx`, calling `each` with every batch's logits.
+/// Scores the network on the images at `idx` (untouched: no transform runs in evaluation),
+/// calling `each` with every batch's logits.
 pub fn evaluate_with(
     net: &mut Network,
     ds: &Dataset,
@@ -75,8 +81,10 @@ pub fn evaluate_with(
     let (mut loss_sum, mut correct) = (0.0f64, 0usize);
     for chunk in idx.chunks(EVAL_BATCH) {
         gather(ds, scaler, chunk, &mut x, &mut y);
-        let t: Act = net.dev.tensor_from_vec(x.clone(), (chunk.len(), PIXELS));
-        let out = net.forward(t, false);
+        let t: Act = net
+            .dev
+            .tensor_from_vec(x.clone(), (chunk.len(), net.inputs));
+        let out = net.forward(t, &mut Mode::Eval);
         let values = out.as_vec();
         correct += count_correct(&values, &y);
         loss_sum += cross_entropy(out, &y).array() as f64 * chunk.len() as f64;
@@ -94,6 +102,39 @@ pub fn evaluate(net: &mut Network, ds: &Dataset, scaler: &Scaler, idx: &[usize])
     evaluate_with(net, ds, scaler, idx, |_, _| {})
 }
 
+/// What one training step measured on its batch (before the update).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepScore {
+    /// Mean cross-entropy of the batch.
+    pub loss: f32,
+    /// Samples classified correctly.
+    pub correct: usize,
+}
+
+/// One training step on a batch of (already transformed) images `x` with labels `y`: forward in
+/// training mode (layers draw from `rng`), loss, backward, and the optimizer's update at
+/// learning rate `lr`.
+pub fn step(
+    net: &mut Network,
+    opt: &mut dyn Optimizer,
+    lr: f32,
+    x: Vec<f32>,
+    y: &[u8],
+    rng: &mut Rng,
+) -> StepScore {
+    let input: Act = net.dev.tensor_from_vec(x, (y.len(), net.inputs));
+    let out = net.forward(input.leaky_traced(), &mut Mode::Train(rng));
+    let correct = count_correct(&out.as_vec(), y);
+    let loss = cross_entropy(out, y);
+    let value = loss.array();
+    let mut grads = loss.backward();
+    optim::step(opt, net, &mut grads, lr);
+    StepScore {
+        loss: value,
+        correct,
+    }
+}
+
 /// The images a training run uses.
 pub struct TrainData<'a> {
     /// All images.
@@ -106,13 +147,26 @@ pub struct TrainData<'a> {
     pub val: &'a [usize],
 }
 
-/// Trains `net` on `data.train` for the experiment's epochs, scoring `data.val` after each
-/// epoch. `shuffle` orders the batches.
+/// Trains `net` on `data.train` for the experiment's epochs with its optimizer and training
+/// transforms, scoring `data.val` after each epoch. Batch order, layers' draws and the
+/// transforms' draws come from `streams`.
 pub fn train(
     net: &mut Network,
     exp: &Experiment,
     data: &TrainData,
-    shuffle: &mut Rng,
+    streams: &Streams,
+    progress: &mut dyn FnMut(Event),
+) -> Vec<EpochRow> {
+    train_with(net, exp, data, &pipeline(&exp.data), streams, progress)
+}
+
+/// [`train`] with the given training-batch transforms.
+pub fn train_with(
+    net: &mut Network,
+    exp: &Experiment,
+    data: &TrainData,
+    transforms: &[Box<dyn Transform>],
+    streams: &Streams,
     progress: &mut dyn FnMut(Event),
 ) -> Vec<EpochRow> {
     let TrainData {
@@ -122,24 +176,32 @@ pub fn train(
         val: val_idx,
     } = *data;
     let t = &exp.train;
+    let mut opt = t.optimizer.spec().build();
+    let lr = t.optimizer.spec().learning_rate();
+    let batch_info = BatchInfo {
+        image: ds.info.image,
+        background: scaler.value(0),
+    };
     let mut order = train_idx.to_vec();
     let batches = order.len().div_ceil(t.batch_size);
+    let mut shuffle = streams.shuffle();
     let (mut x, mut y) = (Vec::new(), Vec::new());
     let mut rows = Vec::with_capacity(t.epochs);
     for epoch in 1..=t.epochs {
         shuffle.shuffle(&mut order);
+        let mut layer_rng = streams.layers(epoch);
+        let mut transform_rng = streams.transforms(epoch);
         progress(Event::EpochStart { epoch, batches });
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0usize, 0usize);
         for (b, chunk) in order.chunks(t.batch_size).enumerate() {
             gather(ds, scaler, chunk, &mut x, &mut y);
-            let input: Act = net.dev.tensor_from_vec(x.clone(), (chunk.len(), PIXELS));
-            let out = net.forward(input.leaky_traced(), true);
-            correct += count_correct(&out.as_vec(), &y);
-            let loss = cross_entropy(out, &y);
-            loss_sum += loss.array() as f64 * chunk.len() as f64;
+            for transform in transforms {
+                transform.apply(&mut x, &batch_info, &mut transform_rng);
+            }
+            let s = step(net, opt.as_mut(), lr, x.clone(), &y, &mut layer_rng);
+            correct += s.correct;
+            loss_sum += s.loss as f64 * chunk.len() as f64;
             seen += chunk.len();
-            let mut grads = loss.backward();
-            net.sgd_step(&mut grads, t.learning_rate, t.momentum);
             progress(Event::Batch {
                 done: b + 1,
                 samples: seen,

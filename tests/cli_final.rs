@@ -36,8 +36,12 @@ fn final_evaluate_predict_round_trip() {
     assert!(d.join("results/tiny/final/confusion.png").is_file());
 
     // Test images exported as 28×28 PNGs are predicted as the in-memory path predicts them.
-    let ds = mnist_lab::data::mnist::load(&d.join("data/synthetic"), mnist_lab::data::Split::Test)
-        .unwrap();
+    let ds = mnist_lab::data::dataset::load(
+        &d.join("data/synthetic"),
+        "synthetic",
+        mnist_lab::data::Split::Test,
+    )
+    .unwrap();
     let mut saved = mnist_lab::model::io::load(&model).unwrap();
     let imgs: Vec<GrayImage> = (0..20)
         .map(|i| GrayImage::from_raw(28, 28, ds.image(i).to_vec()).unwrap())
@@ -60,7 +64,7 @@ fn final_evaluate_predict_round_trip() {
         .collect();
     assert_eq!(
         digits,
-        in_memory.iter().map(|p| p.digit).collect::<Vec<_>>()
+        in_memory.iter().map(|p| p.class).collect::<Vec<_>>()
     );
 
     // --top, --json and --save-preprocessed.

@@ -67,7 +67,7 @@ fn report_writes_every_file_and_is_byte_identical_when_rerun() {
     let out = mnist_lab(w.path(), &["report"]);
     assert!(out.status.success(), "{}", text(&out));
     for f in [
-        "comparison.png",
+        "comparison-unknown.png",
         "summary.csv",
         "README.md",
         "baseline/diagnostics.png",
@@ -76,7 +76,7 @@ fn report_writes_every_file_and_is_byte_identical_when_rerun() {
         assert!(r.join(f).is_file(), "{f} missing");
     }
     let summary = std::fs::read_to_string(r.join("summary.csv")).unwrap();
-    assert!(summary.starts_with("experiment,folds,mean,std,min,max,params,epochs,split,test_acc\nbaseline,5,98.666,0.054,"), "{summary}");
+    assert!(summary.starts_with("experiment,dataset,folds,mean,std,min,max,params,epochs,split,test_acc\nbaseline,unknown,5,98.666,0.054,"), "{summary}");
     let readme = std::fs::read_to_string(r.join("README.md")).unwrap();
     assert!(
         readme.contains("| [deeper](#deeper) | 5 | 99.062 ± 0.062 | +0.396 ["),
@@ -87,16 +87,86 @@ fn report_writes_every_file_and_is_byte_identical_when_rerun() {
         readme.contains("not comparable (different folds)"),
         "{readme}"
     );
-    let before: Vec<Vec<u8>> = ["comparison.png", "deeper/diagnostics.png", "README.md"]
-        .iter()
-        .map(|f| std::fs::read(r.join(f)).unwrap())
-        .collect();
+    let before: Vec<Vec<u8>> = [
+        "comparison-unknown.png",
+        "deeper/diagnostics.png",
+        "README.md",
+    ]
+    .iter()
+    .map(|f| std::fs::read(r.join(f)).unwrap())
+    .collect();
     assert!(mnist_lab(w.path(), &["report"]).status.success());
-    let after: Vec<Vec<u8>> = ["comparison.png", "deeper/diagnostics.png", "README.md"]
-        .iter()
-        .map(|f| std::fs::read(r.join(f)).unwrap())
-        .collect();
+    let after: Vec<Vec<u8>> = [
+        "comparison-unknown.png",
+        "deeper/diagnostics.png",
+        "README.md",
+    ]
+    .iter()
+    .map(|f| std::fs::read(r.join(f)).unwrap())
+    .collect();
     assert_eq!(before, after, "report output must be deterministic");
+}
+
+/// A resolved spec of a one-dense-layer model on `dataset`.
+fn write_spec(results: &Path, name: &str, dataset: &str) {
+    std::fs::write(
+        results.join(name).join("spec.toml"),
+        format!("description = \"{name}\"\n[data]\ndataset = \"{dataset}\"\n[[model.layers]]\nflatten = true\n[[model.layers]]\ndense = {{ units = 10, activation = \"softmax\" }}\n"),
+    )
+    .unwrap();
+}
+
+#[test]
+fn report_compares_experiments_only_with_the_baseline_of_their_own_dataset() {
+    let w = TempDir::new("report-datasets");
+    let r = w.path().join("results");
+    let mnist = [0.9867, 0.9863, 0.9875, 0.9859, 0.9869];
+    let fashion = [0.9101, 0.9123, 0.9087, 0.9110, 0.9095];
+    for (name, dataset, accs) in [
+        ("baseline", "mnist", mnist),
+        ("deeper", "mnist", mnist.map(|a| a + 0.004)),
+        ("fashion-baseline", "fashion-mnist", fashion),
+        ("fashion-deeper", "fashion-mnist", fashion.map(|a| a + 0.01)),
+    ] {
+        write_exp(&r, name, &accs, "aaaa");
+        write_spec(&r, name, dataset);
+    }
+    let out = mnist_lab(w.path(), &["report"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        r.join("comparison-mnist.png").is_file()
+            && r.join("comparison-fashion-mnist.png").is_file()
+    );
+    let readme = std::fs::read_to_string(r.join("README.md")).unwrap();
+    let mnist_at = readme.find("## mnist").expect("an mnist section");
+    let fashion_at = readme
+        .find("## fashion-mnist")
+        .expect("a fashion-mnist section");
+    assert!(mnist_at < fashion_at, "{readme}");
+    let fashion_part = &readme[fashion_at..readme.find("## Experiments").unwrap()];
+    assert!(
+        fashion_part.contains("Δ vs fashion-baseline"),
+        "{fashion_part}"
+    );
+    assert!(
+        fashion_part.contains(
+            "| [fashion-baseline](#fashion-baseline) | 5 | 91.032 ± 0.124 | (reference) |"
+        ),
+        "{fashion_part}"
+    );
+    let row = fashion_part
+        .lines()
+        .find(|l| l.starts_with("| [fashion-deeper]"))
+        .unwrap();
+    assert!(row.contains("+1.000 [") && row.contains("better"), "{row}");
+    let mnist_part = &readme[mnist_at..fashion_at];
+    assert!(!mnist_part.contains("fashion"), "{mnist_part}");
+    let summary = std::fs::read_to_string(r.join("summary.csv")).unwrap();
+    assert!(
+        summary.contains("\nfashion-baseline,fashion-mnist,5,91.032,0.124,")
+            && summary.contains(",7850,10,aaaa,"),
+        "{summary}"
+    );
 }
 
 #[test]

@@ -37,8 +37,50 @@ pub fn read_idx_file(path: &Path) -> Result<IdxArray> {
     parse_idx(&bytes).with_context(|| format!("{} is not a valid IDX file", path.display()))
 }
 
-/// Parses IDX bytes (already decompressed), checking magic, dimensions and payload length.
-pub fn parse_idx(bytes: &[u8]) -> Result<IdxArray> {
+/// Reads only the dimensions of an IDX file (raw or .gz), without its payload.
+pub fn read_idx_header(path: &Path) -> Result<Vec<usize>> {
+    let shown = path.display();
+    let mut file = std::fs::File::open(path).with_context(|| format!("cannot read {shown}"))?;
+    let mut magic = [0u8; 2];
+    let got = file
+        .read(&mut magic)
+        .with_context(|| format!("cannot read {shown}"))?;
+    let start = std::io::Cursor::new(magic[..got].to_vec());
+    let mut reader: Box<dyn Read> = if got == 2 && magic == [0x1f, 0x8b] {
+        Box::new(flate2::read::MultiGzDecoder::new(start.chain(file)))
+    } else {
+        Box::new(start.chain(file))
+    };
+    let mut head = vec![0u8; 4];
+    let n = read_up_to(&mut reader, &mut head)
+        .with_context(|| format!("{shown}: corrupt gzip stream"))?;
+    head.truncate(n);
+    if n == 4 && head[0] == 0 && head[1] == 0 && head[2] == 0x08 && head[3] > 0 {
+        let mut dims = vec![0u8; 4 * head[3] as usize];
+        let m = read_up_to(&mut reader, &mut dims)
+            .with_context(|| format!("{shown}: corrupt gzip stream"))?;
+        head.extend_from_slice(&dims[..m]);
+    }
+    // The same checks and messages as parse_idx gives a whole file.
+    header(&head)
+        .map(|(dims, _)| dims)
+        .with_context(|| format!("{shown} is not a valid IDX file"))
+}
+
+/// Reads until `buf` is full or the stream ends; returns how many bytes were read.
+fn read_up_to(reader: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match reader.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
+}
+
+/// Checks the magic and header of IDX bytes and returns (dimensions, header length).
+fn header(bytes: &[u8]) -> Result<(Vec<usize>, usize)> {
     if bytes.len() < 4 {
         bail!(
             "file is {} bytes long, shorter than the 4-byte IDX magic",
@@ -75,6 +117,12 @@ pub fn parse_idx(bytes: &[u8]) -> Result<IdxArray> {
         let v = u32::from_be_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]]) as usize;
         dims.push(v);
     }
+    Ok((dims, header))
+}
+
+/// Parses IDX bytes (already decompressed), checking magic, dimensions and payload length.
+pub fn parse_idx(bytes: &[u8]) -> Result<IdxArray> {
+    let (dims, header) = header(bytes)?;
     let expected = dims
         .iter()
         .try_fold(1usize, |acc, &d| acc.checked_mul(d))

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::mnist::{Dataset, PIXELS};
+use super::Dataset;
 
 /// How pixels are mapped to network inputs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -16,6 +16,17 @@ pub enum Scaling {
     Center,
     /// (p / 255 − mean) / std over all training pixels.
     Standardize,
+}
+
+impl Scaling {
+    /// The name used in files and descriptions.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scaling::Unit => "unit",
+            Scaling::Center => "center",
+            Scaling::Standardize => "standardize",
+        }
+    }
 }
 
 /// A fitted scaling: a lookup table from byte value to input value.
@@ -50,7 +61,7 @@ impl Scaler {
                 hist[p as usize] += 1;
             }
         }
-        let n = (indices.len() * PIXELS) as f64;
+        let n = (indices.len() * ds.info.image.len()) as f64;
         let mean = hist
             .iter()
             .enumerate()
@@ -69,7 +80,12 @@ impl Scaler {
         }
     }
 
-    /// Writes the scaled pixels of one image into `out` (length 784).
+    /// The input value of pixel value `p` (0 is the background of MNIST-format images).
+    pub fn value(&self, p: u8) -> f32 {
+        self.lut[p as usize]
+    }
+
+    /// Writes the scaled pixels of one image into `out` (of the image's length).
     pub fn scale_into(&self, pixels: &[u8], out: &mut [f32]) {
         for (o, &p) in out.iter_mut().zip(pixels) {
             *o = self.lut[p as usize];
@@ -80,13 +96,22 @@ impl Scaler {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::{DatasetInfo, ImageShape};
+
+    const PIXELS: usize = 28 * 28;
 
     fn dataset(pixels: &[u8]) -> Dataset {
         let n = pixels.len() / PIXELS;
+        let image = ImageShape {
+            height: 28,
+            width: 28,
+            channels: 1,
+        };
         Dataset {
             images: pixels.to_vec(),
             labels: vec![0; n],
             sha256: String::new(),
+            info: DatasetInfo::numbered(image, 10),
         }
     }
 

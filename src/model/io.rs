@@ -3,15 +3,15 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
-use super::{Layer, Network};
-use crate::data::mnist::write_atomic;
+use super::Network;
 use crate::data::prep::Scaler;
+use crate::data::{dataset, DatasetInfo, ImageShape};
 use crate::experiment::Experiment;
+use crate::files::write_atomic;
 use crate::rng::Rng;
 
 /// Format tag written into every model file.
@@ -23,69 +23,32 @@ pub struct SavedModel {
     pub net: Network,
     /// The experiment it was trained from.
     pub exp: Experiment,
+    /// The image shape and classes it was trained on.
+    pub info: DatasetInfo,
     /// The pixel scaling it was trained with.
     pub scaler: Scaler,
     /// All metadata of the file.
     pub metadata: HashMap<String, String>,
 }
 
-/// Every stored array of the network: (name, shape, values).
-fn arrays(net: &mut Network) -> Vec<(String, Vec<usize>, &mut Vec<f32>)> {
-    let mut out = Vec::new();
-    for (i, layer) in net.layers.iter_mut().enumerate() {
-        match layer {
-            Layer::Conv(c) => {
-                let shape = vec![c.kernel, c.kernel, c.input.c, c.output.c];
-                out.push((
-                    format!("layers.{i}.weight"),
-                    shape,
-                    Arc::make_mut(&mut c.w.value),
-                ));
-                out.push((
-                    format!("layers.{i}.bias"),
-                    vec![c.output.c],
-                    Arc::make_mut(&mut c.b.value),
-                ));
-            }
-            Layer::Dense(d) => {
-                out.push((
-                    format!("layers.{i}.weight"),
-                    vec![d.inputs, d.units],
-                    Arc::make_mut(&mut d.w.value),
-                ));
-                out.push((
-                    format!("layers.{i}.bias"),
-                    vec![d.units],
-                    Arc::make_mut(&mut d.b.value),
-                ));
-            }
-            Layer::BatchNorm(b) => {
-                let c = b.channels;
-                out.push((
-                    format!("layers.{i}.gamma"),
-                    vec![c],
-                    Arc::make_mut(&mut b.gamma.value),
-                ));
-                out.push((
-                    format!("layers.{i}.beta"),
-                    vec![c],
-                    Arc::make_mut(&mut b.beta.value),
-                ));
-                out.push((
-                    format!("layers.{i}.running_mean"),
-                    vec![c],
-                    &mut b.running_mean,
-                ));
-                out.push((
-                    format!("layers.{i}.running_var"),
-                    vec![c],
-                    &mut b.running_var,
-                ));
-            }
-            Layer::MaxPool(_) | Layer::Flatten => {}
-        }
+/// `28x28x1`
+fn shape_text(s: ImageShape) -> String {
+    format!("{}x{}x{}", s.height, s.width, s.channels)
+}
+
+fn parse_shape(text: &str) -> Option<ImageShape> {
+    let v: Vec<usize> = text
+        .split('x')
+        .map(|p| p.parse().ok())
+        .collect::<Option<_>>()?;
+    match v[..] {
+        [height, width, channels] if height > 0 && width > 0 && channels > 0 => Some(ImageShape {
+            height,
+            width,
+            channels,
+        }),
+        _ => None,
     }
-    out
 }
 
 /// Writes the network atomically with `extra` metadata added to the standard keys.
@@ -93,6 +56,7 @@ pub fn save(
     path: &Path,
     net: &mut Network,
     exp: &Experiment,
+    info: &DatasetInfo,
     scaler: &Scaler,
     extra: &[(&str, String)],
 ) -> Result<()> {
@@ -100,20 +64,22 @@ pub fn save(
     meta.insert("format".to_string(), FORMAT.to_string());
     meta.insert("experiment".to_string(), exp.name.clone());
     meta.insert("spec".to_string(), exp.to_toml());
+    meta.insert("image_shape".to_string(), shape_text(info.image));
+    meta.insert(
+        "class_names".to_string(),
+        serde_json::to_string(&info.class_names)?,
+    );
     meta.insert("scaler_mean".to_string(), format!("{:e}", scaler.mean));
     meta.insert("scaler_std".to_string(), format!("{:e}", scaler.std));
     for (k, v) in extra {
         meta.insert(k.to_string(), v.clone());
     }
-    let stored = arrays(net);
-    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = stored
+    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = net
+        .arrays()
         .into_iter()
-        .map(|(name, shape, v)| {
-            (
-                name,
-                shape,
-                v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-            )
+        .map(|a| {
+            let data = a.values.iter().flat_map(|x| x.to_le_bytes()).collect();
+            (a.key(), a.shape, data)
         })
         .collect();
     let views = bytes
@@ -150,10 +116,14 @@ pub fn load(path: &Path) -> Result<SavedModel> {
             .map_err(|_| anyhow::anyhow!("{shown}: metadata {k:?} is not a number"))
     };
     let scaler = Scaler::new(num("scaler_mean")?, num("scaler_std")?);
-    let mut net = Network::build(&exp, &mut Rng::new(0, 0))?;
+    let info = saved_info(&metadata, &exp, &shown.to_string())?;
+    exp.network(&info)
+        .with_context(|| format!("{shown}: the experiment in its metadata is invalid"))?;
+    let mut net = Network::build(&exp.model.layers, &info, &mut Rng::new(0, 0))?;
     let mut expected = 0;
-    for (name, shape, values) in arrays(&mut net) {
+    for a in net.arrays() {
         expected += 1;
+        let (name, shape, values) = (a.key(), a.shape, a.values);
         let t = st.tensor(&name).map_err(|_| {
             anyhow::anyhow!("{shown}: tensor {name} is missing (a model of another architecture?)")
         })?;
@@ -177,15 +147,45 @@ pub fn load(path: &Path) -> Result<SavedModel> {
     Ok(SavedModel {
         net,
         exp,
+        info,
         scaler,
         metadata,
     })
 }
 
+/// The image shape and classes a model was trained on: from its metadata, or (files written
+/// before they were recorded) from its dataset's descriptor.
+fn saved_info(
+    meta: &HashMap<String, String>,
+    exp: &Experiment,
+    shown: &str,
+) -> Result<DatasetInfo> {
+    match (meta.get("image_shape"), meta.get("class_names")) {
+        (Some(shape), Some(names)) => {
+            let image = parse_shape(shape).with_context(|| {
+                format!("{shown}: metadata \"image_shape\" is {shape:?}, expected HxWxC")
+            })?;
+            let class_names: Vec<String> = serde_json::from_str(names).map_err(|e| {
+                anyhow::anyhow!("{shown}: metadata \"class_names\" is not a JSON list ({e})")
+            })?;
+            if class_names.len() < 2 {
+                bail!("{shown}: metadata \"class_names\" names fewer than 2 classes");
+            }
+            Ok(DatasetInfo { image, class_names })
+        }
+        _ => {
+            let name = &exp.data.dataset;
+            if crate::data::catalog::descriptor(name).is_none() {
+                bail!("{shown}: metadata has no \"image_shape\" and dataset {name:?} is not known by name");
+            }
+            dataset::info(Path::new(""), name)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::data::mnist::PIXELS;
 
     const SPEC: &str = r#"
 [[model.layers]]
@@ -200,12 +200,20 @@ flatten = true
 dense = { units = 10, activation = "softmax" }
 "#;
 
+    fn mnist() -> DatasetInfo {
+        dataset::info(Path::new(""), "mnist").unwrap()
+    }
+
     fn model(seed: u64) -> (Network, Experiment) {
         let exp = Experiment::from_resolved_toml("m", SPEC).unwrap();
-        let mut net = Network::build(&exp, &mut Rng::new(seed, 0)).unwrap();
-        if let Layer::BatchNorm(b) = &mut net.layers[1] {
-            b.running_mean = vec![0.1, 0.2, 0.3];
-            b.running_var = vec![1.5, 0.5, 2.0];
+        let mut net = Network::build(&exp.model.layers, &mnist(), &mut Rng::new(seed, 0)).unwrap();
+        // Running statistics that differ from a fresh layer's, so loading must restore them.
+        for a in net.arrays() {
+            match a.name {
+                "running_mean" => *a.values = vec![0.1, 0.2, 0.3],
+                "running_var" => *a.values = vec![1.5, 0.5, 2.0],
+                _ => {}
+            }
         }
         (net, exp)
     }
@@ -215,13 +223,21 @@ dense = { units = 10, activation = "softmax" }
         let (mut net, exp) = model(3);
         let path = std::env::temp_dir().join(format!("io-rt-{}.safetensors", std::process::id()));
         let scaler = Scaler::new(0.1, 0.3);
-        save(&path, &mut net, &exp, &scaler, &[("key", "k".into())]).unwrap();
+        save(
+            &path,
+            &mut net,
+            &exp,
+            &mnist(),
+            &scaler,
+            &[("key", "k".into())],
+        )
+        .unwrap();
         let mut loaded = load(&path).unwrap();
         std::fs::remove_file(&path).unwrap();
         assert_eq!(loaded.scaler, scaler);
         assert_eq!(loaded.metadata["key"], "k");
         let mut rng = Rng::new(1, 1);
-        let x: Vec<f32> = (0..4 * PIXELS).map(|_| rng.next_f32()).collect();
+        let x: Vec<f32> = (0..4 * 784).map(|_| rng.next_f32()).collect();
         let a = crate::train::logits(&mut net, x.clone());
         let b = crate::train::logits(&mut loaded.net, x);
         assert_eq!(
@@ -235,7 +251,7 @@ dense = { units = 10, activation = "softmax" }
         let (mut net, exp) = model(4);
         let dir = std::env::temp_dir().join(format!("io-bad-{}", std::process::id()));
         let path = dir.join("m.safetensors");
-        save(&path, &mut net, &exp, &Scaler::new(0.0, 1.0), &[]).unwrap();
+        save(&path, &mut net, &exp, &mnist(), &Scaler::new(0.0, 1.0), &[]).unwrap();
         let bytes = std::fs::read(&path).unwrap();
         std::fs::write(&path, &bytes[..bytes.len() - 100]).unwrap();
         let e = format!("{:#}", load(&path).err().unwrap());
@@ -247,8 +263,17 @@ dense = { units = 10, activation = "softmax" }
         let other =
             Experiment::from_resolved_toml("m", &SPEC.replace("filters = 3", "filters = 5"))
                 .unwrap();
-        let mut other_net = Network::build(&other, &mut Rng::new(1, 0)).unwrap();
-        save(&path, &mut other_net, &exp, &Scaler::new(0.0, 1.0), &[]).unwrap();
+        let mut other_net =
+            Network::build(&other.model.layers, &mnist(), &mut Rng::new(1, 0)).unwrap();
+        save(
+            &path,
+            &mut other_net,
+            &exp,
+            &mnist(),
+            &Scaler::new(0.0, 1.0),
+            &[],
+        )
+        .unwrap();
         let e = format!("{:#}", load(&path).err().unwrap());
         assert!(
             e.contains("layers.0.weight") && e.contains("another architecture"),

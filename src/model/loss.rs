@@ -3,27 +3,27 @@
 use dfdx::prelude::*;
 
 use super::Act;
-use crate::data::mnist::CLASSES;
 
-/// One-hot targets for `labels`.
-pub fn one_hot(dev: &Cpu, labels: &[u8]) -> Act {
-    let mut v = vec![0.0f32; labels.len() * CLASSES];
-    for (row, &l) in v.chunks_exact_mut(CLASSES).zip(labels) {
+/// One-hot targets for `labels` over `classes` classes.
+pub fn one_hot(dev: &Cpu, labels: &[u8], classes: usize) -> Act {
+    let mut v = vec![0.0f32; labels.len() * classes];
+    for (row, &l) in v.chunks_exact_mut(classes).zip(labels) {
         row[l as usize] = 1.0;
     }
-    dev.tensor_from_vec(v, (labels.len(), CLASSES))
+    dev.tensor_from_vec(v, (labels.len(), classes))
 }
 
-/// Mean cross-entropy of softmax(`logits`) against `labels`.
+/// Mean cross-entropy of softmax(`logits`) against `labels` (one row of logits per label).
 pub fn cross_entropy<T: Tape<f32, Cpu>>(logits: Act<T>, labels: &[u8]) -> Tensor<(), f32, Cpu, T> {
-    let targets = one_hot(logits.device(), labels);
+    let targets = one_hot(logits.device(), labels, logits.shape().1);
     cross_entropy_with_logits_loss(logits, targets)
 }
 
-/// Number of rows of `logits` (row-major, 10 per row) whose arg-max is the label.
+/// Number of rows of `logits` (row-major, one row per label) whose arg-max is the label.
 pub fn count_correct(logits: &[f32], labels: &[u8]) -> usize {
+    let classes = logits.len() / labels.len().max(1);
     logits
-        .chunks_exact(CLASSES)
+        .chunks_exact(classes.max(1))
         .zip(labels)
         .filter(|(row, &l)| argmax(row) == l as usize)
         .count()

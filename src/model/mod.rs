@@ -2,24 +2,32 @@
 //!
 //! Activations are dfdx tensors of shape `(batch, features)` (images flattened NHWC, as Keras
 //! lays them out) and gradients flow through dfdx's tape. Each layer is one custom op on that
-//! tape with its own CPU kernel (dfdx's conv and pooling are nightly-only). Weights live in
+//! tape with its own CPU kernel (dfdx's conv and pooling are nightly-only); see [`layer`] for
+//! the seam a layer kind implements and [`layers`] for the registry. Weights live in
 //! [`Param`]s: our kernels read `value`, and `key` is the dfdx tensor under whose id the tape
 //! accumulates the weight's gradient.
 
-pub mod batchnorm;
-pub mod conv;
-pub mod dense;
+pub mod activation;
+pub mod affine;
+pub mod fused;
 pub mod gemm;
+pub mod init;
 pub mod io;
+pub mod layer;
+pub mod layers;
 pub mod loss;
-pub mod pool;
 
+use std::fmt;
 use std::sync::Arc;
 
+use anyhow::{bail, Result};
 use dfdx::prelude::*;
 
-use crate::experiment::{Experiment, Init, LayerSpec, Shape3, INPUT};
+use crate::data::DatasetInfo;
 use crate::rng::Rng;
+use activation::Activation;
+use layer::{Layer, LayerIo, Mode, NetTape, Place, Shape, StoredArray};
+use layers::LayerEntry;
 
 /// An activation batch: `(batch, features)` on the CPU with tape `T`.
 pub type Act<T = NoneTape> = Tensor<(usize, usize), f32, Cpu, T>;
@@ -40,7 +48,8 @@ macro_rules! put_grad {
 pub(crate) use put_grad;
 pub(crate) use take_grad;
 
-/// A trainable tensor: the values our kernels read, its momentum buffer, and its tape key.
+/// A trainable tensor: the values our kernels read, and its tape key. (Optimizer state, such
+/// as momentum, belongs to the optimizer.)
 #[derive(Debug, Clone)]
 pub struct Param {
     /// Current weights, in the layout the layer's kernel expects. Shared, copy-on-write, with
@@ -49,8 +58,6 @@ pub struct Param {
     /// the baseline's dense layer) every step; `Arc::make_mut` copies only if a tape still
     /// holds them when they change.
     pub value: Arc<Vec<f32>>,
-    /// SGD momentum buffer.
-    pub velocity: Vec<f32>,
     /// dfdx tensor whose id keys this parameter's gradient on the tape.
     pub key: Tensor<(usize,), f32, Cpu>,
 }
@@ -58,10 +65,8 @@ pub struct Param {
 impl Param {
     /// A parameter holding `value`.
     pub fn new(dev: &Cpu, value: Vec<f32>) -> Self {
-        let n = value.len();
         Param {
-            key: dev.zeros_like(&(n,)),
-            velocity: vec![0.0; n],
+            key: dev.zeros_like(&(value.len(),)),
             value: Arc::new(value),
         }
     }
@@ -70,171 +75,140 @@ impl Param {
     pub fn uniform(dev: &Cpu, n: usize, limit: f32, rng: &mut Rng) -> Self {
         Param::new(dev, (0..n).map(|_| rng.uniform(limit)).collect())
     }
+}
 
-    /// Applies one SGD-with-momentum step (Keras: v = m·v − lr·g; w += v).
-    pub fn sgd_step(&mut self, grad: &[f32], lr: f32, momentum: f32) {
-        let value = Arc::make_mut(&mut self.value);
-        for ((w, v), g) in value.iter_mut().zip(&mut self.velocity).zip(grad) {
-            *v = momentum * *v - lr * g;
-            *w += *v;
-        }
+/// One row of the network summary (`mnist-lab check`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LayerSummary {
+    /// Layer kind as Keras names it.
+    pub kind: &'static str,
+    /// Input shape per sample.
+    pub input: Shape,
+    /// Output shape per sample.
+    pub output: Shape,
+    /// Number of parameters (Keras counts batch-norm's running statistics too).
+    pub params: usize,
+    /// Forward FLOPs per sample of its matrix products.
+    pub flops: f64,
+    /// Relative training cost per sample (see [`layer::LayerSpec::cost`]).
+    pub cost: f64,
+}
+
+impl fmt::Display for LayerSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:<20} {:<16} {:>10}",
+            self.kind,
+            self.output.to_string(),
+            self.params
+        )
     }
 }
 
-/// Initial weight limit for a layer with the given fans.
-fn init_limit(init: Init, fan_in: usize, fan_out: usize) -> f32 {
-    match init {
-        Init::HeUniform => (6.0 / fan_in as f64).sqrt() as f32,
-        Init::GlorotUniform => (6.0 / (fan_in + fan_out) as f64).sqrt() as f32,
-    }
+/// The input shape of a network on `info`'s images.
+pub fn input_shape(info: &DatasetInfo) -> Shape {
+    Shape::image(info.image.height, info.image.width, info.image.channels)
 }
 
-/// One layer of a built network.
-#[derive(Debug, Clone)]
-pub enum Layer {
-    /// 2-D convolution (+ bias, + optional ReLU).
-    Conv(conv::Conv),
-    /// Max pooling.
-    MaxPool(pool::MaxPool),
-    /// Reshape to a vector: a no-op on NHWC data.
-    Flatten,
-    /// Fully connected (+ bias, + optional ReLU).
-    Dense(dense::Dense),
-    /// Batch normalization.
-    BatchNorm(batchnorm::BatchNorm),
+/// Chains the layers' shapes from the dataset's images to its classes: every layer's shapes,
+/// parameters and FLOPs, or which layer cannot take its input and why.
+pub fn summarize(layers: &[LayerEntry], info: &DatasetInfo) -> Result<Vec<LayerSummary>> {
+    if layers.is_empty() {
+        bail!("model.layers is empty: expected at least one `[[model.layers]]` entry");
+    }
+    let last = layers.len() - 1;
+    let mut shape = input_shape(info);
+    let mut out = Vec::with_capacity(layers.len());
+    for (i, entry) in layers.iter().enumerate() {
+        let spec = entry.spec();
+        let place = Place {
+            index: i,
+            last: i == last,
+        };
+        let output = spec
+            .output_shape(shape, place)
+            .map_err(|e| anyhow::anyhow!("model.layers[{i}] ({}): {e}", entry.key()))?;
+        out.push(LayerSummary {
+            kind: spec.keras_name(),
+            input: shape,
+            output,
+            params: spec.param_count(shape),
+            flops: spec.flops(shape, output),
+            cost: spec.cost(shape, output),
+        });
+        shape = output;
+    }
+    let classes = info.classes();
+    match &layers[last] {
+        LayerEntry::Dense(d) if d.units == classes && d.activation == Activation::Softmax => {}
+        other => bail!(
+            "model.layers[{last}] ({}): the last layer must be `dense = {{ units = {classes}, activation = \"softmax\" }}` ({classes} classes)",
+            other.key()
+        ),
+    }
+    Ok(out)
 }
 
 /// A network ready to train or evaluate.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Network {
-    /// Layers in order.
-    pub layers: Vec<Layer>,
+    /// Built layers in order (a convolution and what is fused into it count as one).
+    pub layers: Vec<Box<dyn Layer>>,
     /// The device tensors are made on.
     pub dev: Cpu,
+    /// Input values per sample.
+    pub inputs: usize,
+    /// Number of classes (outputs per sample).
+    pub classes: usize,
 }
 
 impl Network {
-    /// Builds the network of `exp` with weights drawn from `rng` (layer by layer, in order).
-    pub fn build(exp: &Experiment, rng: &mut Rng) -> anyhow::Result<Self> {
-        let summary = exp.summary()?;
-        let dev = Cpu::default();
+    /// Builds the network of `layers` for `info`'s images and classes, with weights drawn from
+    /// `rng` layer by layer, in order.
+    pub fn build(layers: &[LayerEntry], info: &DatasetInfo, rng: &mut Rng) -> Result<Self> {
+        let summary = summarize(layers, info)?;
+        let io: Vec<LayerIo> = summary
+            .iter()
+            .enumerate()
+            .map(|(index, s)| LayerIo {
+                index,
+                input: s.input,
+                output: s.output,
+            })
+            .collect();
         // dfdx's allocation cache stays off: measured here it grew a worker's peak RSS from
         // 96 MB to 1.4 GB and made a step slower (buffers of every size pile up unreused).
-        let mut shape: Shape3 = INPUT;
-        let mut layers = Vec::with_capacity(summary.len());
-        for (i, (spec, row)) in exp.model.layers.iter().zip(&summary).enumerate() {
-            let out = row.output;
-            let layer = match spec {
-                LayerSpec::Conv(c) => {
-                    let kd = c.kernel * c.kernel * shape.c;
-                    let limit = init_limit(c.init, kd, c.kernel * c.kernel * c.filters);
-                    Layer::Conv(conv::Conv {
-                        input: shape,
-                        output: out,
-                        kernel: c.kernel,
-                        relu: c.activation == crate::experiment::Activation::Relu,
-                        input_grad: i > 0,
-                        w: Param::uniform(&dev, kd * c.filters, limit, rng),
-                        b: Param::new(&dev, vec![0.0; c.filters]),
-                    })
-                }
-                LayerSpec::Maxpool(k) => Layer::MaxPool(pool::MaxPool {
-                    input: shape,
-                    output: out,
-                    size: *k,
-                }),
-                LayerSpec::Flatten(_) => Layer::Flatten,
-                LayerSpec::Dense(d) => {
-                    let limit = init_limit(d.init, shape.len(), d.units);
-                    Layer::Dense(dense::Dense {
-                        inputs: shape.len(),
-                        units: d.units,
-                        relu: d.activation == crate::experiment::Activation::Relu,
-                        input_grad: i > 0,
-                        w: Param::uniform(&dev, shape.len() * d.units, limit, rng),
-                        b: Param::new(&dev, vec![0.0; d.units]),
-                    })
-                }
-                LayerSpec::Batchnorm(b) => Layer::BatchNorm(batchnorm::BatchNorm::new(
-                    &dev, shape.c, b.momentum, b.epsilon,
-                )),
-            };
-            layers.push(layer);
-            shape = out;
-        }
-        Ok(Network { layers, dev })
+        let dev = Cpu::default();
+        let built = fused::plan(layers)
+            .into_iter()
+            .map(|unit| fused::build(unit, layers, &io, &dev, rng))
+            .collect();
+        Ok(Network {
+            layers: built,
+            dev,
+            inputs: input_shape(info).len(),
+            classes: info.classes(),
+        })
     }
 
-    /// Runs the network; `training` selects batch statistics (and updates running ones) in
-    /// batch-norm layers. Returns the logits (the last layer's softmax lives in the loss).
-    pub fn forward<T: Tape<f32, Cpu> + 'static>(
-        &mut self,
-        mut x: Act<T>,
-        training: bool,
-    ) -> Act<T> {
-        let mut i = 0;
-        while i < self.layers.len() {
-            // A convolution and the batch norm and/or max pooling right after it run as one
-            // fused op (the same arithmetic as layer by layer).
-            if let Layer::Conv(_) = self.layers[i] {
-                let (head, rest) = self.layers.split_at_mut(i + 1);
-                let Layer::Conv(c) = &head[i] else {
-                    unreachable!()
-                };
-                let mut rest = rest.iter_mut().peekable();
-                let bn = match rest.peek() {
-                    Some(Layer::BatchNorm(_)) => match rest.next() {
-                        Some(Layer::BatchNorm(b)) => Some(b),
-                        _ => None,
-                    },
-                    _ => None,
-                };
-                let pool = match rest.next() {
-                    Some(Layer::MaxPool(p)) => Some(&*p),
-                    _ => None,
-                };
-                i += 1 + bn.is_some() as usize + pool.is_some() as usize;
-                x = c.forward_block(x, bn, pool, training);
-                continue;
-            }
-            x = match &mut self.layers[i] {
-                Layer::Conv(l) => l.forward(x),
-                Layer::MaxPool(l) => l.forward(x),
-                Layer::Flatten => x,
-                Layer::Dense(l) => l.forward(x),
-                Layer::BatchNorm(l) => l.forward(x, training),
-            };
-            i += 1;
+    /// Runs the network on a batch in `mode`. Returns the logits (the last layer's softmax
+    /// lives in the loss).
+    pub fn forward<T: NetTape>(&mut self, mut x: Act<T>, mode: &mut Mode) -> Act<T> {
+        for layer in &mut self.layers {
+            x = T::run(layer.as_mut(), x, mode);
         }
         x
     }
 
     /// Every trainable parameter, in layer order (weights before biases, gamma before beta).
     pub fn params_mut(&mut self) -> Vec<&mut Param> {
-        let mut out = Vec::new();
-        for layer in &mut self.layers {
-            match layer {
-                Layer::Conv(l) => out.extend([&mut l.w, &mut l.b]),
-                Layer::Dense(l) => out.extend([&mut l.w, &mut l.b]),
-                Layer::BatchNorm(l) => out.extend([&mut l.gamma, &mut l.beta]),
-                Layer::MaxPool(_) | Layer::Flatten => {}
-            }
-        }
-        out
+        self.layers.iter_mut().flat_map(|l| l.params()).collect()
     }
 
-    /// Applies one SGD-with-momentum step from the gradients of a backward pass.
-    pub fn sgd_step(&mut self, grads: &mut Gradients<f32, Cpu>, lr: f32, momentum: f32) {
-        for p in self.params_mut() {
-            // A parameter the loss did not reach has a zero gradient.
-            let g = grads.get_or_alloc_mut(&p.key).expect("cpu allocation");
-            p.sgd_step(g, lr, momentum);
-        }
-    }
-
-    /// Number of trainable values.
-    pub fn num_trainable(&mut self) -> usize {
-        self.params_mut().iter().map(|p| p.value.len()).sum()
+    /// Every array stored in the model file, in layer order.
+    pub fn arrays(&mut self) -> Vec<StoredArray<'_>> {
+        self.layers.iter_mut().flat_map(|l| l.arrays()).collect()
     }
 }
 
@@ -250,14 +224,15 @@ pub(crate) fn data_of<T>(x: &Tensor<(usize, usize), f32, Cpu, T>) -> Vec<f32> {
 pub(crate) mod gradcheck {
     //! Finite-difference checks shared by the layer tests.
     use super::*;
+    use crate::model::layer::{Forward, Layer, Mode};
 
-    /// A layer under test: runs with any tape and exposes its parameters.
-    pub trait TapeOp {
-        fn apply<T: Tape<f32, Cpu> + 'static>(&mut self, x: Act<T>) -> Act<T>;
-        fn params(&mut self) -> Vec<&mut Param>;
+    /// The layer's output in training mode, with the same random stream every call.
+    fn apply<L: Forward, T: Tape<f32, Cpu> + 'static>(layer: &mut L, x: Act<T>) -> Act<T> {
+        let mut rng = Rng::new(7, 7);
+        layer.forward(x, &mut Mode::Train(&mut rng))
     }
 
-    fn objective<L: TapeOp>(
+    fn objective<L: Forward>(
         layer: &mut L,
         dev: &Cpu,
         input: &[f32],
@@ -265,7 +240,7 @@ pub(crate) mod gradcheck {
         r: &[f32],
     ) -> f64 {
         let t: Act = dev.tensor_from_vec(input.to_vec(), (batch, input.len() / batch));
-        let y = layer.apply(t);
+        let y = apply(layer, t);
         y.as_vec()
             .iter()
             .zip(r)
@@ -274,10 +249,16 @@ pub(crate) mod gradcheck {
     }
 
     /// Checks d(sum(out ⊙ r))/d(input) and /d(every parameter) against central differences.
-    pub fn check<L: TapeOp>(layer: &mut L, input: Vec<f32>, batch: usize, eps: f32, tol: f32) {
+    pub fn check<L: Forward + Layer>(
+        layer: &mut L,
+        input: Vec<f32>,
+        batch: usize,
+        eps: f32,
+        tol: f32,
+    ) {
         let dev = Cpu::default();
         let x: Act = dev.tensor_from_vec(input.clone(), (batch, input.len() / batch));
-        let y = layer.apply(x.clone().leaky_traced());
+        let y = apply(layer, x.clone().leaky_traced());
         let mut rng = Rng::new(99, 0);
         let r: Vec<f32> = (0..y.shape().0 * y.shape().1)
             .map(|_| rng.uniform(1.0))

@@ -9,7 +9,8 @@ use anyhow::Result;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
-use crate::data::mnist::write_atomic;
+use crate::data::ImageShape;
+use crate::files::write_atomic;
 use crate::results::csv::{FoldRow, HistoryRow};
 
 /// matplotlib's default blue (train, as in the seed's figure).
@@ -356,35 +357,50 @@ pub fn boxplot_png(
     })
 }
 
-/// A grid of 28×28 grayscale images (the seed's first figure: the first nine training images).
-pub fn samples_png(path: &Path, images: &[&[u8]], labels: &[u8], cols: usize) -> Result<()> {
+/// A grid of images with their class names under them (the seed's first figure: the first
+/// nine training images). Gray images are drawn as they are; with three channels, in colour;
+/// with any other number, their first channel.
+pub fn samples_png(
+    path: &Path,
+    shape: ImageShape,
+    images: &[&[u8]],
+    names: &[&str],
+    cols: usize,
+) -> Result<()> {
     let rows = images.len().div_ceil(cols.max(1));
-    let cell = 28 * 5;
-    let (w, h) = (
-        (cols * (cell + 20) + 20) as u32,
-        (rows * (cell + 44) + 20) as u32,
+    let (h, w, c) = (shape.height, shape.width, shape.channels);
+    let (cell_w, cell_h) = (w * 5, h * 5);
+    let label_w = names.iter().map(|n| n.len() + 6).max().unwrap_or(0) * 10;
+    let col_w = cell_w.max(label_w) + 20;
+    let (width, height) = (
+        (cols * col_w + 20) as u32,
+        (rows * (cell_h + 44) + 20) as u32,
     );
-    render(path, (w, h), |root| {
+    render(path, (width, height), |root| {
         for (k, img) in images.iter().enumerate() {
-            let (r, c) = (k / cols, k % cols);
-            let (x0, y0) = ((20 + c * (cell + 20)) as i32, (20 + r * (cell + 44)) as i32);
-            for y in 0..28 {
-                for x in 0..28 {
-                    let v = img[y * 28 + x];
-                    let px = RGBColor(v, v, v);
+            let (r, col) = (k / cols, k % cols);
+            let (x0, y0) = ((20 + col * col_w) as i32, (20 + r * (cell_h + 44)) as i32);
+            for y in 0..h {
+                for x in 0..w {
+                    let px = &img[(y * w + x) * c..(y * w + x + 1) * c];
+                    let color = if c == 3 {
+                        RGBColor(px[0], px[1], px[2])
+                    } else {
+                        RGBColor(px[0], px[0], px[0])
+                    };
                     root.draw(&Rectangle::new(
                         [
                             (x0 + (x * 5) as i32, y0 + (y * 5) as i32),
                             (x0 + (x * 5 + 5) as i32, y0 + (y * 5 + 5) as i32),
                         ],
-                        px.filled(),
+                        color.filled(),
                     ))
                     .map_err(err)?;
                 }
             }
             root.draw(&Text::new(
-                format!("label {}", labels[k]),
-                (x0, y0 + cell as i32 + 6),
+                format!("label {}", names[k]),
+                (x0, y0 + cell_h as i32 + 6),
                 (FONT, 18).into_font(),
             ))
             .map_err(err)?;
@@ -393,9 +409,29 @@ pub fn samples_png(path: &Path, images: &[&[u8]], labels: &[u8], cols: usize) ->
     })
 }
 
-/// 10×10 confusion heat map with counts (rows: true digit, columns: predicted digit).
-pub fn confusion_png(path: &Path, confusion: &[[usize; 10]; 10], title: &str) -> Result<()> {
-    render(path, (720, 720), |root| {
+/// Confusion heat map with counts (rows: true class, columns: predicted class). Classes whose
+/// names are their numbers are "digits" (MNIST); other names label the rows.
+pub fn confusion_png(
+    path: &Path,
+    confusion: &[Vec<usize>],
+    names: &[String],
+    title: &str,
+) -> Result<()> {
+    let k = confusion.len();
+    let numbered = names.iter().enumerate().all(|(i, n)| *n == i.to_string());
+    let noun = if numbered && k <= 10 {
+        "digit"
+    } else {
+        "class"
+    };
+    let name_width = if numbered {
+        50
+    } else {
+        (names.iter().map(|n| n.chars().count()).max().unwrap_or(0) * 9 + 30) as u32
+    };
+    // Cells of the seed's 10 classes keep its 14-point counts; more classes get smaller text.
+    let text_size = (14.0 * (10.0 / k.max(10) as f64)).max(7.0);
+    render(path, (670 + name_width, 720), |root| {
         let max_off = confusion
             .iter()
             .enumerate()
@@ -408,23 +444,32 @@ pub fn confusion_png(path: &Path, confusion: &[[usize; 10]; 10], title: &str) ->
             .max()
             .unwrap_or(1)
             .max(1);
-        let max_diag = (0..10).map(|i| confusion[i][i]).max().unwrap_or(1).max(1);
+        let max_diag = (0..k).map(|i| confusion[i][i]).max().unwrap_or(1).max(1);
+        let top = k as f64 - 0.5;
         let mut chart = ChartBuilder::on(&root)
             .caption(format!("{title}: confusion on the test set"), (FONT, 20))
             .margin(15)
             .x_label_area_size(50)
-            .y_label_area_size(50)
-            .build_cartesian_2d(-0.5f64..9.5, 9.5f64..-0.5)
+            .y_label_area_size(name_width)
+            .build_cartesian_2d(-0.5f64..top, top..-0.5)
             .map_err(err)?;
+        let name_of = |v: &f64| {
+            let i = v.round();
+            if numbered || (v - i).abs() > 1e-6 || i < 0.0 || i as usize >= k {
+                format!("{v:.0}")
+            } else {
+                format!("{} {}", names[i as usize], i)
+            }
+        };
         chart
             .configure_mesh()
             .disable_mesh()
-            .x_labels(10)
-            .y_labels(10)
+            .x_labels(k)
+            .y_labels(k)
             .x_label_formatter(&|v| format!("{:.0}", v))
-            .y_label_formatter(&|v| format!("{:.0}", v))
-            .x_desc("predicted digit")
-            .y_desc("true digit")
+            .y_label_formatter(&name_of)
+            .x_desc(format!("predicted {noun}"))
+            .y_desc(format!("true {noun}"))
             .label_style((FONT, 15))
             .axis_desc_style((FONT, 16))
             .draw()
@@ -458,7 +503,7 @@ pub fn confusion_png(path: &Path, confusion: &[[usize; 10]; 10], title: &str) ->
                             x - 0.18 - 0.05 * (c.to_string().len() as f64 - 1.0),
                             y - 0.12,
                         ),
-                        (FONT, 14).into_font().color(&color),
+                        (FONT, text_size).into_font().color(&color),
                     )])
                     .map_err(err)?;
             }

@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use crate::data::mnist::{self, write_atomic, Split};
-use crate::experiment::{Activation, Experiment, LayerSpec};
+use crate::data::{dataset, Split};
+use crate::experiment::Experiment;
+use crate::files::write_atomic;
 use crate::results::csv::{read_folds, read_history, FoldRow, HistoryRow};
 use crate::results::plots;
 use crate::results::stats::{compare, fold_percents, mean_std, Comparison};
@@ -23,6 +24,10 @@ pub struct ExperimentResults {
     pub folds: Vec<FoldRow>,
     /// The resolved experiment (spec.toml), if readable.
     pub spec: Option<Experiment>,
+    /// The dataset it was trained on (from spec.toml; "unknown" without one).
+    pub dataset: String,
+    /// Its number of parameters, when the spec and its dataset's shape are known.
+    pub params: Option<usize>,
     /// Final model's test accuracy and loss (final/test.csv), if evaluated.
     pub test: Option<(f64, f64)>,
 }
@@ -59,8 +64,9 @@ pub fn read_test_csv(path: &Path) -> Result<(f64, f64)> {
     Ok((col("accuracy")?, col("loss")?))
 }
 
-/// Every experiment with a folds.csv under `results`, sorted by name.
-pub fn discover(results: &Path) -> Result<Vec<ExperimentResults>> {
+/// Every experiment with a folds.csv under `results`, sorted by name. `data_root` is only
+/// asked for the image shape of datasets not known by name (to count parameters).
+pub fn discover(results: &Path, data_root: &Path) -> Result<Vec<ExperimentResults>> {
     let mut out = Vec::new();
     let entries =
         std::fs::read_dir(results).with_context(|| format!("cannot read {}", results.display()))?;
@@ -87,6 +93,14 @@ pub fn discover(results: &Path) -> Result<Vec<ExperimentResults>> {
         let spec = std::fs::read_to_string(dir.join("spec.toml"))
             .ok()
             .and_then(|t| Experiment::from_resolved_toml(&name, &t).ok());
+        let dataset = spec
+            .as_ref()
+            .map_or("unknown".to_string(), |s| s.data.dataset.clone());
+        let params = spec.as_ref().and_then(|s| {
+            let info = dataset::info(&data_root.join(&s.data.dataset), &s.data.dataset).ok()?;
+            let rows = s.network(&info).ok()?;
+            Some(rows.iter().map(|r| r.params).sum())
+        });
         let test_path = dir.join("final").join("test.csv");
         let test = if test_path.is_file() {
             Some(read_test_csv(&test_path)?)
@@ -98,6 +112,8 @@ pub fn discover(results: &Path) -> Result<Vec<ExperimentResults>> {
             history,
             folds,
             spec,
+            dataset,
+            params,
             test,
         });
     }
@@ -106,70 +122,41 @@ pub fn discover(results: &Path) -> Result<Vec<ExperimentResults>> {
 
 /// One line describing a network and its training.
 pub fn describe(e: &Experiment) -> String {
-    let act = |a: Activation| match a {
-        Activation::Linear => "",
-        Activation::Relu => " relu",
-        Activation::Softmax => " softmax",
-    };
-    let layers: Vec<String> = e
-        .model
-        .layers
-        .iter()
-        .map(|l| match l {
-            LayerSpec::Conv(c) => format!(
-                "conv {}×{}×{}{}",
-                c.kernel,
-                c.kernel,
-                c.filters,
-                act(c.activation)
-            ),
-            LayerSpec::Maxpool(k) => format!("maxpool {k}"),
-            LayerSpec::Flatten(_) => "flatten".into(),
-            LayerSpec::Dense(d) => format!("dense {}{}", d.units, act(d.activation)),
-            LayerSpec::Batchnorm(_) => "batchnorm".into(),
-        })
-        .collect();
+    let layers: Vec<String> = e.model.layers.iter().map(|l| l.spec().describe()).collect();
     let t = &e.train;
     format!(
-        "{} · SGD lr {} momentum {}, {} epochs × batch {} · scaling {:?}{}",
+        "{} · {}, {} epochs × batch {} · scaling {}{}",
         layers.join(" → "),
-        t.learning_rate,
-        t.momentum,
+        t.optimizer.spec().describe(),
         t.epochs,
         t.batch_size,
-        e.data.scaling,
+        e.data.scaling.name(),
         e.data
             .limit
             .map(|l| format!(" · first {l} images"))
             .unwrap_or_default()
     )
-    .replace("Unit", "unit")
-    .replace("Center", "center")
-    .replace("Standardize", "standardize")
 }
 
 /// summary.csv: one row per experiment, sorted by name, fixed precision.
 pub fn summary_csv(exps: &[ExperimentResults]) -> String {
-    let mut s = String::from("experiment,folds,mean,std,min,max,params,epochs,split,test_acc\n");
+    let mut s =
+        String::from("experiment,dataset,folds,mean,std,min,max,params,epochs,split,test_acc\n");
     for e in exps {
         let v = e.scores();
         let (mean, std) = mean_std(&v);
         let min = v.iter().cloned().fold(f64::INFINITY, f64::min);
         let max = v.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-        let params = e
-            .spec
-            .as_ref()
-            .and_then(|s| s.summary().ok())
-            .map(|rows| rows.iter().map(|r| r.params).sum::<usize>());
         let epochs = e.spec.as_ref().map(|s| s.train.epochs);
         let mut splits: Vec<&str> = e.folds.iter().map(|f| f.split.as_str()).collect();
         splits.dedup();
         let _ = writeln!(
             s,
-            "{},{},{mean:.3},{std:.3},{min:.3},{max:.3},{},{},{},{}",
+            "{},{},{},{mean:.3},{std:.3},{min:.3},{max:.3},{},{},{},{}",
             e.name,
+            e.dataset,
             v.len(),
-            params.map(|p| p.to_string()).unwrap_or_default(),
+            e.params.map(|p| p.to_string()).unwrap_or_default(),
             epochs.map(|p| p.to_string()).unwrap_or_default(),
             splits.join("+"),
             e.test
@@ -201,63 +188,143 @@ fn github_anchor(heading: &str) -> String {
         .collect()
 }
 
-/// README.md of results/.
-pub fn readme(exps: &[ExperimentResults], baseline: &str, samples: bool) -> String {
-    let base = exps.iter().find(|e| e.name == baseline);
+/// The experiments of one dataset and the one they are compared with.
+#[derive(Debug, Clone)]
+pub struct DatasetGroup<'a> {
+    /// The dataset.
+    pub dataset: String,
+    /// Its experiments, sorted by name.
+    pub exps: Vec<&'a ExperimentResults>,
+    /// The reference: the experiment named `baseline` (the option), or else the one named
+    /// `<anything>-baseline`, if the dataset has exactly one such.
+    pub baseline: Option<&'a ExperimentResults>,
+}
+
+/// Groups experiments by dataset: the group holding `baseline` first, then by dataset name.
+/// Comparisons never cross datasets.
+pub fn group_by_dataset<'a>(
+    exps: &'a [ExperimentResults],
+    baseline: &str,
+) -> Vec<DatasetGroup<'a>> {
+    let mut datasets: Vec<&str> = exps.iter().map(|e| e.dataset.as_str()).collect();
+    datasets.sort_unstable();
+    datasets.dedup();
+    let mut groups: Vec<DatasetGroup> = datasets
+        .into_iter()
+        .map(|d| {
+            let members: Vec<&ExperimentResults> = exps.iter().filter(|e| e.dataset == d).collect();
+            let suffix = format!("-{baseline}");
+            let named: Vec<&&ExperimentResults> = members
+                .iter()
+                .filter(|e| e.name.ends_with(&suffix))
+                .collect();
+            let reference = members
+                .iter()
+                .find(|e| e.name == baseline)
+                .or(if named.len() == 1 {
+                    Some(named[0])
+                } else {
+                    None
+                })
+                .copied();
+            DatasetGroup {
+                dataset: d.to_string(),
+                exps: members,
+                baseline: reference,
+            }
+        })
+        .collect();
+    groups.sort_by_key(|g| !g.exps.iter().any(|e| e.name == baseline));
+    groups
+}
+
+/// The file names of a dataset's comparison plot and sample images.
+fn comparison_file(dataset: &str) -> String {
+    format!("comparison-{dataset}.png")
+}
+
+fn samples_file(dataset: &str) -> String {
+    format!("samples-{dataset}.png")
+}
+
+/// README.md of results/. `samples` lists the datasets that have a samples image.
+pub fn readme(exps: &[ExperimentResults], baseline: &str, samples: &[String]) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# Results\n");
     let _ = writeln!(
         s,
         "Written by `mnist-lab report` from the CSV files in this folder; do not edit by hand.\n"
     );
-    let _ = writeln!(s, "Validation accuracy over the cross-validation folds (mean ± population std, in %). Δ is the mean");
-    let _ = writeln!(s, "per-fold difference from `{baseline}` with its 95% confidence interval and two-sided p-value from the");
-    let _ = writeln!(s, "Nadeau–Bengio corrected resampled t-test (folds are shared, so scores are paired fold by fold);");
+    let _ = writeln!(s, "Validation accuracy over the cross-validation folds (mean ± population std, in %), one table");
+    let _ = writeln!(s, "per dataset. Δ is the mean per-fold difference from that dataset's baseline (`{baseline}`, or its");
+    let _ = writeln!(s, "one experiment named `…-{baseline}`) with its 95% confidence interval and two-sided p-value from");
+    let _ = writeln!(s, "the Nadeau–Bengio corrected resampled t-test (folds are shared, so scores are paired fold by");
     let _ = writeln!(
         s,
-        "\"better\" or \"worse\" only when the interval excludes zero.\n"
+        "fold); \"better\" or \"worse\" only when the interval excludes zero. Datasets are never compared.\n"
     );
-    let _ = writeln!(s, "| experiment | folds | accuracy (%) | Δ vs {baseline} [95% CI] | p | verdict | test acc. (%) |");
-    let _ = writeln!(s, "|---|---:|---:|---:|---:|---|---:|");
-    for e in exps {
-        let (mean, std) = mean_std(&e.scores());
-        let (delta, p, verdict) = match base {
-            Some(b) if b.name != e.name => match compare(&e.folds, &b.folds, true) {
-                Ok(c) => fmt_cmp(&c),
-                Err(_) => (
+    for g in group_by_dataset(exps, baseline) {
+        let base_name = g.baseline.map_or(baseline.to_string(), |b| b.name.clone());
+        let _ = writeln!(s, "## {}\n", g.dataset);
+        let _ = writeln!(s, "| experiment | folds | accuracy (%) | Δ vs {base_name} [95% CI] | p | verdict | test acc. (%) |");
+        let _ = writeln!(s, "|---|---:|---:|---:|---:|---|---:|");
+        for e in &g.exps {
+            let (mean, std) = mean_std(&e.scores());
+            let (delta, p, verdict) = match g.baseline {
+                Some(b) if b.name != e.name => match compare(&e.folds, &b.folds, true) {
+                    Ok(c) => fmt_cmp(&c),
+                    Err(_) => (
+                        "—".into(),
+                        "—".into(),
+                        "not comparable (different folds)".into(),
+                    ),
+                },
+                Some(_) => ("(reference)".into(), String::new(), String::new()),
+                None => (
                     "—".into(),
                     "—".into(),
-                    "not comparable (different folds)".into(),
+                    format!("no `{baseline}` results for {}", g.dataset),
                 ),
-            },
-            Some(_) => ("(reference)".into(), String::new(), String::new()),
-            None => ("—".into(), "—".into(), format!("no `{baseline}` results")),
-        };
-        let test = e
-            .test
-            .map(|(a, _)| format!("{:.3}", a * 100.0))
-            .unwrap_or_default();
+            };
+            let test = e
+                .test
+                .map(|(a, _)| format!("{:.3}", a * 100.0))
+                .unwrap_or_default();
+            let _ = writeln!(
+                s,
+                "| [{0}](#{anchor}) | {1} | {mean:.3} ± {std:.3} | {delta} | {p} | {verdict} | {test} |",
+                e.name,
+                e.folds.len(),
+                anchor = github_anchor(&e.name)
+            );
+        }
         let _ = writeln!(
             s,
-            "| [{0}](#{anchor}) | {1} | {mean:.3} ± {std:.3} | {delta} | {p} | {verdict} | {test} |",
-            e.name,
-            e.folds.len(),
-            anchor = github_anchor(&e.name)
+            "\n![{0}: fold accuracies of each experiment]({1})\n",
+            g.dataset,
+            comparison_file(&g.dataset)
         );
-    }
-    let _ = writeln!(s, "\n![all experiments' fold accuracies](comparison.png)\n");
-    let _ = writeln!(s, "Each box is one experiment's fold accuracies; thin lines join the same fold across experiments.\n");
-    if samples {
-        let _ = writeln!(
-            s,
-            "The first nine training images:\n\n![first nine training images](samples.png)\n"
-        );
+        let _ = writeln!(s, "Each box is one experiment's fold accuracies; thin lines join the same fold across experiments.\n");
+        if samples.contains(&g.dataset) {
+            let _ = writeln!(
+                s,
+                "The first nine training images of {0}:\n\n![first nine training images of {0}]({1})\n",
+                g.dataset,
+                samples_file(&g.dataset)
+            );
+        }
     }
     let _ = writeln!(s, "## Experiments\n");
     for e in exps {
         let _ = writeln!(s, "### {}\n", e.name);
         if let Some(spec) = &e.spec {
-            let _ = writeln!(s, "{}\n\n`{}`\n", spec.description, describe(spec));
+            let _ = writeln!(
+                s,
+                "{}\n\n`{}` · dataset {}\n",
+                spec.description,
+                describe(spec),
+                e.dataset
+            );
         }
         let scores: Vec<String> = e.scores().iter().map(|v| format!("{v:.3}")).collect();
         let _ = writeln!(s, "Fold accuracies: {}\n", scores.join(", "));
@@ -279,13 +346,28 @@ pub fn readme(exps: &[ExperimentResults], baseline: &str, samples: bool) -> Stri
     s
 }
 
-/// Writes every report file under `results` (samples.png only when the data is present).
+/// Draws the first nine training images of `name` into `path`, if its data is there.
+fn write_samples(path: &Path, data_root: &Path, name: &str) -> Result<bool> {
+    let Ok(ds) = dataset::load(&data_root.join(name), name, Split::Train) else {
+        return Ok(false);
+    };
+    let images: Vec<&[u8]> = (0..9.min(ds.len())).map(|i| ds.image(i)).collect();
+    let names: Vec<&str> = ds.labels[..images.len()]
+        .iter()
+        .map(|&l| ds.info.class_names[l as usize].as_str())
+        .collect();
+    plots::samples_png(path, ds.info.image, &images, &names, 3)?;
+    Ok(true)
+}
+
+/// Writes every report file under `results` (a dataset's samples image only when its data is
+/// present, or kept from an earlier report).
 pub fn write_report(
     results: &Path,
     data_root: &Path,
     baseline: &str,
 ) -> Result<Vec<ExperimentResults>> {
-    let exps = discover(results)?;
+    let exps = discover(results, data_root)?;
     for e in &exps {
         let dir = results.join(&e.name);
         if !e.history.is_empty() {
@@ -298,33 +380,28 @@ pub fn write_report(
             false,
         )?;
     }
-    let groups: Vec<(String, Vec<FoldRow>)> = exps
-        .iter()
-        .map(|e| (e.name.clone(), e.folds.clone()))
-        .collect();
-    plots::boxplot_png(
-        &results.join("comparison.png"),
-        "Validation accuracy by experiment",
-        &groups,
-        true,
-    )?;
-    let samples = match mnist::load(&mnist::dataset_dir(data_root, "mnist"), Split::Train) {
-        Ok(ds) => {
-            let images: Vec<&[u8]> = (0..9.min(ds.len())).map(|i| ds.image(i)).collect();
-            plots::samples_png(
-                &results.join("samples.png"),
-                &images,
-                &ds.labels[..images.len()],
-                3,
-            )?;
-            true
+    let mut samples = Vec::new();
+    for g in group_by_dataset(&exps, baseline) {
+        let folds: Vec<(String, Vec<FoldRow>)> = g
+            .exps
+            .iter()
+            .map(|e| (e.name.clone(), e.folds.clone()))
+            .collect();
+        plots::boxplot_png(
+            &results.join(comparison_file(&g.dataset)),
+            &format!("{}: validation accuracy by experiment", g.dataset),
+            &folds,
+            true,
+        )?;
+        let path = results.join(samples_file(&g.dataset));
+        if write_samples(&path, data_root, &g.dataset)? || path.is_file() {
+            samples.push(g.dataset.clone());
         }
-        Err(_) => results.join("samples.png").is_file(),
-    };
+    }
     write_atomic(&results.join("summary.csv"), summary_csv(&exps).as_bytes())?;
     write_atomic(
         &results.join("README.md"),
-        readme(&exps, baseline, samples).as_bytes(),
+        readme(&exps, baseline, &samples).as_bytes(),
     )?;
     Ok(exps)
 }

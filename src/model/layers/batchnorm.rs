@@ -1,14 +1,80 @@
-//! Batch normalization over the channel (last) axis, Keras semantics: batch statistics (biased
-//! variance) while training, running statistics r = m·r + (1 − m)·batch in evaluation.
+//! `batchnorm = {}` (optionally `momentum`, `epsilon`): batch normalization over the channel
+//! (last) axis, Keras semantics: batch statistics (biased variance) while training, running
+//! statistics r = m·r + (1 − m)·batch in evaluation.
 
 use dfdx::prelude::*;
+use serde::{Deserialize, Serialize};
 
-use super::dense::add_column_sums;
-use super::{data_of, put_grad, take_grad, Act, Param};
+use crate::model::activation::Activation;
+use crate::model::affine::add_column_sums;
+use crate::model::layer::{Forward, Layer, LayerIo, LayerSpec, Mode, Place, Shape, StoredArray};
+use crate::model::{data_of, put_grad, take_grad, Act, Param};
+use crate::rng::Rng;
+
+/// Batch normalization settings (Keras defaults).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchNormSpec {
+    /// Running statistics: r = momentum·r + (1 − momentum)·batch.
+    pub momentum: f32,
+    /// Added to the variance.
+    pub epsilon: f32,
+}
+
+impl Default for BatchNormSpec {
+    fn default() -> Self {
+        BatchNormSpec {
+            momentum: 0.99,
+            epsilon: 1e-3,
+        }
+    }
+}
+
+impl BatchNormSpec {
+    /// A fresh layer for these shapes.
+    pub fn build_bn(&self, io: LayerIo, dev: &Cpu) -> BatchNorm {
+        let mut bn = BatchNorm::new(dev, io.input.c, self.momentum, self.epsilon);
+        bn.index = io.index;
+        bn
+    }
+}
+
+impl LayerSpec for BatchNormSpec {
+    fn keras_name(&self) -> &'static str {
+        "batch_normalization"
+    }
+
+    fn output_shape(&self, input: Shape, _place: Place) -> Result<Shape, String> {
+        if !(0.0..1.0).contains(&self.momentum) || self.epsilon <= 0.0 {
+            return Err("expected 0 <= momentum < 1 and epsilon > 0".into());
+        }
+        Ok(input)
+    }
+
+    fn param_count(&self, input: Shape) -> usize {
+        4 * input.c
+    }
+
+    /// Its passes over memory, about what the seed's batchnorm model measures over the
+    /// baseline: 20 per normalized value.
+    fn cost(&self, _input: Shape, output: Shape) -> f64 {
+        20.0 * output.len() as f64
+    }
+
+    fn describe(&self) -> String {
+        "batchnorm".into()
+    }
+
+    fn build(&self, io: LayerIo, dev: &Cpu, _rng: &mut Rng) -> Box<dyn Layer> {
+        Box::new(self.build_bn(io, dev))
+    }
+}
 
 /// A batch-normalization layer.
 #[derive(Debug, Clone)]
 pub struct BatchNorm {
+    /// Position in `model.layers`.
+    pub index: usize,
     /// Channels normalized separately (the input's last axis).
     pub channels: usize,
     /// Running-statistics momentum.
@@ -29,6 +95,7 @@ impl BatchNorm {
     /// A fresh layer over `channels` channels.
     pub fn new(dev: &Cpu, channels: usize, momentum: f32, epsilon: f32) -> Self {
         BatchNorm {
+            index: 0,
             channels,
             momentum,
             epsilon,
@@ -82,13 +149,15 @@ impl BatchNorm {
             beta: self.beta.value.to_vec(),
         }
     }
+}
 
+impl Forward for BatchNorm {
     /// Normalizes `x`; in training also updates the running statistics.
-    pub fn forward<T: Tape<f32, Cpu> + 'static>(&mut self, x: Act<T>, training: bool) -> Act<T> {
+    fn forward<T: Tape<f32, Cpu> + 'static>(&mut self, x: Act<T>, mode: &mut Mode) -> Act<T> {
         let (x, mut tape) = x.split_tape();
         let shape = *x.shape();
         let v = data_of(&x);
-        let norm = self.normalize(&v, training);
+        let norm = self.normalize(&v, mode.training());
         let out_t = x.device().tensor_from_vec(norm.apply(&v), shape);
         if T::OWNS_TAPE {
             let (xg, yg, gg, bg) = (
@@ -99,7 +168,8 @@ impl BatchNorm {
             );
             tape.add_backward_op(move |grads| {
                 let gy = take_grad!(grads, yg);
-                let (dgamma, dbeta) = norm.backward(&gy, &v, false, grads.get_or_alloc_mut(&xg)?);
+                let (dgamma, dbeta) =
+                    norm.backward(&gy, &v, Activation::Linear, grads.get_or_alloc_mut(&xg)?);
                 add_column_sums(grads.get_or_alloc_mut(&gg)?, &dgamma);
                 add_column_sums(grads.get_or_alloc_mut(&bg)?, &dbeta);
                 put_grad!(grads, yg, gy);
@@ -107,6 +177,42 @@ impl BatchNorm {
             });
         }
         out_t.put_tape(tape)
+    }
+}
+
+impl Layer for BatchNorm {
+    fn params(&mut self) -> Vec<&mut Param> {
+        vec![&mut self.gamma, &mut self.beta]
+    }
+
+    fn arrays(&mut self) -> Vec<StoredArray<'_>> {
+        let (layer, c) = (self.index, self.channels);
+        vec![
+            StoredArray {
+                layer,
+                name: "gamma",
+                shape: vec![c],
+                values: std::sync::Arc::make_mut(&mut self.gamma.value),
+            },
+            StoredArray {
+                layer,
+                name: "beta",
+                shape: vec![c],
+                values: std::sync::Arc::make_mut(&mut self.beta.value),
+            },
+            StoredArray {
+                layer,
+                name: "running_mean",
+                shape: vec![c],
+                values: &mut self.running_mean,
+            },
+            StoredArray {
+                layer,
+                name: "running_var",
+                shape: vec![c],
+                values: &mut self.running_var,
+            },
+        ]
     }
 }
 
@@ -149,15 +255,17 @@ impl Normalized {
         y
     }
 
-    /// Adds the input gradient for output gradient `gy` at input `x` to `gx`, zeroed where
-    /// `relu_mask` and x ≤ 0 (the gradient of a ReLU before this layer); returns (dγ, dβ).
+    /// Adds the input gradient for output gradient `gy` at input `x` to `gx`; returns (dγ, dβ).
+    /// `before` is the activation that produced `x` inside a fused block: when it zeroes
+    /// gradients at non-positive outputs (ReLU), that is done in the same pass.
     pub(crate) fn backward(
         &self,
         gy: &[f32],
         x: &[f32],
-        relu_mask: bool,
+        before: Activation,
         gx: &mut [f32],
     ) -> (Vec<f32>, Vec<f32>) {
+        let relu_mask = before.zero_grad_at_nonpositive();
         let c = self.inv.len();
         let (mean, gamma, inv, n) = (&self.mean, &self.gamma, &self.inv, self.n);
         let mut dbeta = vec![0.0f32; c];
@@ -202,24 +310,18 @@ impl Normalized {
 mod tests {
     use std::sync::Arc;
 
-    use super::super::gradcheck::{check, random, TapeOp};
     use super::*;
-
-    impl TapeOp for BatchNorm {
-        fn apply<T: Tape<f32, Cpu> + 'static>(&mut self, x: Act<T>) -> Act<T> {
-            self.forward(x, true)
-        }
-        fn params(&mut self) -> Vec<&mut Param> {
-            vec![&mut self.gamma, &mut self.beta]
-        }
-    }
+    use crate::model::gradcheck::{check, random};
 
     #[test]
     fn training_output_has_zero_mean_unit_variance_and_updates_running_stats() {
         let dev = Cpu::default();
         let mut bn = BatchNorm::new(&dev, 2, 0.99, 1e-3);
         let x = vec![1.0, 10.0, 3.0, 20.0, 5.0, 30.0];
-        let y = bn.forward(dev.tensor_from_vec(x, (3, 2)), true).as_vec();
+        let mut rng = Rng::new(0, 0);
+        let y = bn
+            .forward(dev.tensor_from_vec(x, (3, 2)), &mut Mode::Train(&mut rng))
+            .as_vec();
         let m0 = (y[0] + y[2] + y[4]) / 3.0;
         assert!(m0.abs() < 1e-6);
         let v0 = (y[0] * y[0] + y[2] * y[2] + y[4] * y[4]) / 3.0;

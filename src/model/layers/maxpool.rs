@@ -1,18 +1,74 @@
-//! Max pooling (window = stride, floor division of odd sides, as Keras) on NHWC batches, with
-//! the arg-max stored in the forward pass so the backward pass is a scatter.
+//! `maxpool = N`: max pooling with an N×N window and stride N (floor division of odd sides, as
+//! Keras), on NHWC batches. The arg-max is stored in the forward pass, so the backward pass is
+//! a scatter.
 
 use dfdx::prelude::*;
+use serde::{Deserialize, Serialize};
 
-use super::{data_of, put_grad, take_grad, Act};
-use crate::experiment::Shape3;
+use crate::model::layer::{Forward, Layer, LayerIo, LayerSpec, Mode, Place, Shape, StoredArray};
+use crate::model::{data_of, put_grad, take_grad, Act, Param};
+use crate::rng::Rng;
+
+/// `maxpool = N`: window side and stride (Keras MaxPooling2D((N, N))).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct MaxPoolSpec {
+    /// Window side and stride.
+    pub size: usize,
+}
+
+impl MaxPoolSpec {
+    /// The pooling layer for these shapes.
+    pub fn build_pool(&self, io: LayerIo) -> MaxPool {
+        MaxPool {
+            input: io.input,
+            output: io.output,
+            size: self.size,
+        }
+    }
+}
+
+impl LayerSpec for MaxPoolSpec {
+    fn keras_name(&self) -> &'static str {
+        "max_pooling2d"
+    }
+
+    fn output_shape(&self, input: Shape, _place: Place) -> Result<Shape, String> {
+        let k = self.size;
+        if input.flat {
+            return Err("input is flat; max pooling needs an image".into());
+        }
+        if k == 0 || k > input.h || k > input.w {
+            return Err(format!(
+                "pool size {k} does not fit its {}×{} input (expected 1..={})",
+                input.h,
+                input.w,
+                input.h.min(input.w)
+            ));
+        }
+        Ok(Shape::image(input.h / k, input.w / k, input.c))
+    }
+
+    fn param_count(&self, _input: Shape) -> usize {
+        0
+    }
+
+    fn describe(&self) -> String {
+        format!("maxpool {}", self.size)
+    }
+
+    fn build(&self, io: LayerIo, _dev: &Cpu, _rng: &mut Rng) -> Box<dyn Layer> {
+        Box::new(self.build_pool(io))
+    }
+}
 
 /// A max-pooling layer.
 #[derive(Debug, Clone)]
 pub struct MaxPool {
     /// Input shape per sample.
-    pub input: Shape3,
+    pub input: Shape,
     /// Output shape per sample.
-    pub output: Shape3,
+    pub output: Shape,
     /// Window side and stride.
     pub size: usize,
 }
@@ -98,7 +154,7 @@ pub(crate) fn relu_pooled(p: &MaxPool, x: &[f32], batch: usize, y: &mut [f32], a
 pub(crate) fn unpool(p: &MaxPool, gy: &[f32], arg: &[u32], batch: usize) -> Vec<f32> {
     let (inp, out, k) = (p.input, p.output, p.size);
     let n = batch * inp.len();
-    if out.h * k != inp.h || out.w * k != inp.w {
+    if !p.tiles() {
         let mut g = vec![0.0; n];
         scatter_add(gy, arg, &mut g);
         return g;
@@ -133,8 +189,15 @@ pub(crate) fn scatter_add(gy: &[f32], arg: &[u32], gx: &mut [f32]) {
 }
 
 impl MaxPool {
+    /// Whether the windows cover the input exactly (no row or column left out).
+    pub fn tiles(&self) -> bool {
+        self.output.h * self.size == self.input.h && self.output.w * self.size == self.input.w
+    }
+}
+
+impl Forward for MaxPool {
     /// y = maxpool(x), recorded on x's tape.
-    pub fn forward<T: Tape<f32, Cpu> + 'static>(&self, x: Act<T>) -> Act<T> {
+    fn forward<T: Tape<f32, Cpu> + 'static>(&mut self, x: Act<T>, _mode: &mut Mode) -> Act<T> {
         let (x, mut tape) = x.split_tape();
         let batch = x.shape().0;
         let xv = data_of(&x);
@@ -156,33 +219,34 @@ impl MaxPool {
     }
 }
 
+impl Layer for MaxPool {
+    fn params(&mut self) -> Vec<&mut Param> {
+        Vec::new()
+    }
+
+    fn arrays(&mut self) -> Vec<StoredArray<'_>> {
+        Vec::new()
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::super::gradcheck::{check, TapeOp};
-    use super::super::Param;
     use super::*;
-    use crate::rng::Rng;
-
-    impl TapeOp for MaxPool {
-        fn apply<T: Tape<f32, Cpu> + 'static>(&mut self, x: Act<T>) -> Act<T> {
-            self.forward(x)
-        }
-        fn params(&mut self) -> Vec<&mut Param> {
-            Vec::new()
-        }
-    }
+    use crate::model::gradcheck::check;
 
     #[test]
     fn pools_odd_sides_by_floor_and_keeps_channels_apart() {
-        let p = MaxPool {
-            input: Shape3 { h: 3, w: 3, c: 2 },
-            output: Shape3 { h: 1, w: 1, c: 2 },
+        let mut p = MaxPool {
+            input: Shape::image(3, 3, 2),
+            output: Shape::image(1, 1, 2),
             size: 2,
         };
         // Channel 0 counts up, channel 1 counts down; the last row/column is dropped.
         let x: Vec<f32> = (0..9).flat_map(|i| [i as f32, -(i as f32)]).collect();
         let dev = Cpu::default();
-        let y = p.forward(dev.tensor_from_vec(x, (1, 18))).as_vec();
+        let y = p
+            .forward(dev.tensor_from_vec(x, (1, 18)), &mut Mode::Eval)
+            .as_vec();
         assert_eq!(y, vec![4.0, 0.0]);
     }
 
@@ -193,8 +257,8 @@ mod tests {
         let mut vals: Vec<f32> = (0..n).map(|i| i as f32 * 0.05).collect();
         Rng::new(4, 0).shuffle(&mut vals);
         let mut p = MaxPool {
-            input: Shape3 { h: 5, w: 4, c: 3 },
-            output: Shape3 { h: 2, w: 2, c: 3 },
+            input: Shape::image(5, 4, 3),
+            output: Shape::image(2, 2, 3),
             size: 2,
         };
         check(&mut p, vals, 2, 1e-2, 1e-3);

@@ -1,0 +1,73 @@
+//! `mnist-lab check`: validates experiment files and prints each network's layers, output
+//! shapes and parameter counts, checked against its dataset's image shape and classes.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+
+use crate::data::dataset;
+use crate::experiment::{self, Experiment};
+use crate::files::Paths;
+
+/// The `check` table of one experiment (or the error that makes it invalid).
+pub fn describe(exp: &Experiment, paths: &Paths) -> Result<String> {
+    let name = &exp.data.dataset;
+    let info = dataset::info(&paths.dataset_dir(name), name).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: cannot check its network without dataset {name:?}'s image shape: {e:#}",
+            exp.source.display()
+        )
+    })?;
+    let rows = exp.network(&info)?;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{} [{}]: {}",
+        exp.source.display(),
+        exp.name,
+        exp.description
+    );
+    let _ = writeln!(
+        s,
+        "  input {} ({name}, {} classes)",
+        info.image,
+        info.classes()
+    );
+    let _ = writeln!(
+        s,
+        "  {:<4} {:<20} {:<16} {:>10}",
+        "#", "layer", "output shape", "params"
+    );
+    for (i, r) in rows.iter().enumerate() {
+        let _ = writeln!(s, "  {i:<4} {r}");
+    }
+    let total: usize = rows.iter().map(|r| r.params).sum();
+    let _ = writeln!(s, "  total params: {total}");
+    Ok(s)
+}
+
+/// Checks every experiment (and sweep variant) of `files`: prints the table of each valid one
+/// and the error of each invalid file, and fails if any is invalid.
+pub fn check(files: &[PathBuf], paths: &Paths) -> Result<()> {
+    let mut failed = 0;
+    for f in files {
+        let described = experiment::load_all(f).and_then(|variants| {
+            variants
+                .iter()
+                .map(|e| describe(e, paths))
+                .collect::<Result<Vec<_>>>()
+        });
+        match described {
+            Ok(tables) => tables.iter().for_each(|t| print!("{t}")),
+            Err(err) => {
+                eprintln!("error: {err:#}");
+                failed += 1;
+            }
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} of {} experiment files are invalid", files.len());
+    }
+    Ok(())
+}

@@ -1,0 +1,98 @@
+//! Training one fold and writing its files.
+
+use std::time::Instant;
+
+use anyhow::Result;
+
+use super::cache::write_fold;
+use super::plan::FoldJob;
+use crate::data::prep::Scaler;
+use crate::files::Paths;
+use crate::model::{gemm, Network};
+use crate::progress::Progress;
+use crate::results::csv::HistoryRow;
+use crate::rng::{Run, Streams};
+use crate::train::{train, Event, TrainData};
+
+/// Result of one trained fold.
+pub struct FoldOutcome {
+    /// Its history rows.
+    pub rows: Vec<HistoryRow>,
+    /// Wall seconds of the whole fold.
+    pub seconds: f64,
+    /// Training samples per second (validation excluded).
+    pub samples_per_sec: f64,
+}
+
+/// Trains one fold and writes its files.
+///
+/// `threads` is asked at each epoch's start how many threads the matrix products may use
+/// (results do not depend on it: the GEMM's arithmetic is the same for any thread count).
+pub fn run_fold(
+    job: &FoldJob,
+    paths: &Paths,
+    progress: &Progress,
+    threads: &(dyn Fn() -> usize + Sync),
+) -> Result<FoldOutcome> {
+    let exp = &job.exp;
+    let f0 = job.fold - 1;
+    let train_idx = job.split.train(f0);
+    let val_idx = &job.split.test[f0];
+    let scaler = Scaler::fit(exp.data.scaling, &job.data, &train_idx);
+    let streams = Streams::new(exp.train.seed, Run::Fold(job.fold));
+    let mut net = Network::build(&exp.model.layers, &job.data.info, &mut streams.init())?;
+    let mut task = progress.task(
+        format!("{} fold {}/{}", exp.name, job.fold, exp.cv.folds),
+        exp.train.epochs,
+    );
+    let batches = train_idx.len().div_ceil(exp.train.batch_size);
+    let mut train_secs = 0.0;
+    let mut epoch_start = Instant::now();
+    let history = train(
+        &mut net,
+        exp,
+        &TrainData {
+            ds: &job.data,
+            scaler: &scaler,
+            train: &train_idx,
+            val: val_idx,
+        },
+        &streams,
+        &mut |e| {
+            match &e {
+                Event::EpochStart { .. } => {
+                    gemm::set_threads(threads());
+                    epoch_start = Instant::now();
+                }
+                Event::Batch { done, .. } if *done == batches => {
+                    train_secs += epoch_start.elapsed().as_secs_f64();
+                }
+                _ => {}
+            }
+            task.event(e)
+        },
+    );
+    let rows: Vec<HistoryRow> = history
+        .into_iter()
+        .map(|row| HistoryRow {
+            fold: job.fold,
+            row,
+        })
+        .collect();
+    let seconds = task.elapsed().as_secs_f64();
+    task.finish();
+    let samples_per_sec = (train_idx.len() * exp.train.epochs) as f64 / train_secs.max(1e-9);
+    write_fold(
+        &paths.exp_dir(&exp.name),
+        job.fold,
+        &rows,
+        seconds,
+        samples_per_sec,
+        &job.key,
+    )?;
+    Ok(FoldOutcome {
+        rows,
+        seconds,
+        samples_per_sec,
+    })
+}

@@ -1,0 +1,43 @@
+//! Merging an experiment's current per-fold files into history.csv, folds.csv and timing.csv.
+
+use anyhow::{Context, Result};
+
+use super::cache::{fold_file, is_current};
+use super::plan::FoldJob;
+use crate::experiment::Experiment;
+use crate::files::{write_atomic, Paths};
+use crate::results::csv::{folds_csv, history_csv, read_history, FoldRow};
+
+/// Merges the current (key-matching) per-fold files of an experiment into history.csv,
+/// folds.csv and timing.csv; returns the fold scores.
+pub fn merge(exp: &Experiment, all: &[FoldJob], paths: &Paths) -> Result<Vec<FoldRow>> {
+    let dir = paths.exp_dir(&exp.name);
+    let mut history = Vec::new();
+    let mut folds = Vec::new();
+    let mut timing = String::from("fold,seconds,train_samples_per_s\n");
+    for job in all {
+        if !is_current(&dir, job.fold, &job.key) {
+            continue;
+        }
+        let rows = read_history(&fold_file(&dir, job.fold, "csv"))?;
+        let last = rows
+            .iter()
+            .max_by_key(|r| r.row.epoch)
+            .with_context(|| format!("{}: no rows", fold_file(&dir, job.fold, "csv").display()))?;
+        folds.push(FoldRow {
+            fold: job.fold,
+            val_acc: last.row.val_acc,
+            val_loss: last.row.val_loss,
+            split: job.split.hash.clone(),
+        });
+        history.extend(rows);
+        if let Ok(t) = std::fs::read_to_string(fold_file(&dir, job.fold, "timing.csv")) {
+            timing.extend(t.lines().skip(1).map(|l| format!("{l}\n")));
+        }
+    }
+    write_atomic(&dir.join("spec.toml"), exp.to_toml().as_bytes())?;
+    write_atomic(&dir.join("history.csv"), history_csv(&history).as_bytes())?;
+    write_atomic(&dir.join("folds.csv"), folds_csv(&folds).as_bytes())?;
+    write_atomic(&dir.join("timing.csv"), timing.as_bytes())?;
+    Ok(folds)
+}

@@ -1,0 +1,129 @@
+//! Planning: the (experiment, fold) jobs of a run, which of them are already cached, and the
+//! plan lines that spread them over processes or machines.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use anyhow::{bail, Result};
+
+use super::cache::is_cached;
+use super::split::FoldSplit;
+use crate::data::{dataset, Dataset, Split};
+use crate::experiment::Experiment;
+use crate::files::Paths;
+use crate::key::key;
+use crate::rng::Run;
+
+/// Loads training datasets once each.
+#[derive(Default)]
+pub struct DataCache {
+    sets: BTreeMap<String, Arc<Dataset>>,
+}
+
+impl DataCache {
+    /// The training split of dataset `name` under `paths.data`.
+    pub fn train(&mut self, paths: &Paths, name: &str) -> Result<Arc<Dataset>> {
+        if let Some(d) = self.sets.get(name) {
+            return Ok(d.clone());
+        }
+        let d = Arc::new(dataset::load(&paths.dataset_dir(name), name, Split::Train)?);
+        self.sets.insert(name.to_string(), d.clone());
+        Ok(d)
+    }
+}
+
+/// One (experiment, fold) unit of work with everything needed to run it.
+#[derive(Clone)]
+pub struct FoldJob {
+    /// The experiment.
+    pub exp: Arc<Experiment>,
+    /// 1-based fold.
+    pub fold: usize,
+    /// Its training data.
+    pub data: Arc<Dataset>,
+    /// The split.
+    pub split: Arc<FoldSplit>,
+    /// Cache key of this fold's result.
+    pub key: String,
+    /// Relative training cost: work per image (see `LayerSpec::cost`) × images × epochs.
+    pub cost: f64,
+}
+
+/// Prepares the jobs of `exp`: checks its network against the data and lists folds (all, or
+/// `only`) whose cached result is missing or stale (all of them with `force`). Returns
+/// (pending, all) jobs.
+pub fn plan_experiment(
+    exp: &Experiment,
+    paths: &Paths,
+    data: &mut DataCache,
+    only: Option<&[usize]>,
+    force: bool,
+) -> Result<(Vec<FoldJob>, Vec<FoldJob>)> {
+    let ds = data.train(paths, &exp.data.dataset)?;
+    let work: f64 = exp.network(&ds.info)?.iter().map(|l| l.cost).sum();
+    let n = exp.data.limit.map_or(ds.len(), |l| l.min(ds.len()));
+    if n < exp.cv.folds {
+        bail!("{}: only {n} images for {} folds", exp.name, exp.cv.folds);
+    }
+    if let Some(bad) = only
+        .into_iter()
+        .flatten()
+        .find(|&&f| f == 0 || f > exp.cv.folds)
+    {
+        bail!(
+            "{}: --fold {bad} is out of range, expected 1..={}",
+            exp.name,
+            exp.cv.folds
+        );
+    }
+    let split = Arc::new(FoldSplit::new(n, exp.cv.folds, exp.cv.seed));
+    let exp = Arc::new(exp.clone());
+    let dir = paths.exp_dir(&exp.name);
+    let mut all = Vec::new();
+    let mut pending = Vec::new();
+    for fold in 1..=exp.cv.folds {
+        let key = key(&exp, Run::Fold(fold), &split.hash, &ds.sha256);
+        let job = FoldJob {
+            exp: exp.clone(),
+            fold,
+            data: ds.clone(),
+            split: split.clone(),
+            cost: work * n as f64 * exp.train.epochs as f64,
+            key,
+        };
+        let wanted = only.is_none_or(|o| o.contains(&fold));
+        if wanted && (force || !is_cached(&dir, fold, &job.key)) {
+            pending.push(job.clone());
+        }
+        all.push(job);
+    }
+    Ok((pending, all))
+}
+
+/// One `run` argument line per (experiment, fold) whose result is missing or stale:
+/// `FILE [--experiment NAME] --fold K`, in experiment then fold order.
+pub fn plan_lines(exps: &[Experiment], paths: &Paths) -> Result<Vec<String>> {
+    let mut data = DataCache::default();
+    let mut lines = Vec::new();
+    for exp in exps {
+        let (pending, _) = plan_experiment(exp, paths, &mut data, None, false)?;
+        let stem = exp
+            .source
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default();
+        let variant = if exp.name == stem {
+            String::new()
+        } else {
+            format!(" --experiment {}", exp.name)
+        };
+        for job in pending {
+            lines.push(format!(
+                "{}{variant} --fold {}",
+                exp.source.display(),
+                job.fold
+            ));
+        }
+    }
+    Ok(lines)
+}

@@ -1,0 +1,90 @@
+//! The datasets mnist-lab knows by name: their files, checksums, mirrors, image shape and
+//! class names. Any other folder of MNIST-format IDX files works too; its shape then comes from
+//! the IDX headers and its classes from the labels (see [`super::dataset::info`]).
+
+use super::dataset::ImageShape;
+
+/// The four files of an MNIST-format dataset, in a fixed order: training images and labels,
+/// then test images and labels.
+pub const FILES: [&str; 4] = [
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+];
+
+/// A dataset known by name.
+#[derive(Debug)]
+pub struct Descriptor {
+    /// Folder name under the data root, and the `data.dataset` value that selects it.
+    pub name: &'static str,
+    /// sha256 of each decompressed file, in the order of [`FILES`].
+    pub sha256: [&'static str; 4],
+    /// Public mirrors holding `<file>.gz`, tried in order by `data fetch`.
+    pub mirrors: &'static [&'static str],
+    /// Shape of every image (the loader checks the IDX header against it).
+    pub image: ImageShape,
+    /// Class names, by label.
+    pub class_names: &'static [&'static str],
+}
+
+/// Every dataset known by name.
+pub const KNOWN: [Descriptor; 2] = [
+    Descriptor {
+        name: "mnist",
+        sha256: [
+            "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+            "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+            "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+            "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+        ],
+        mirrors: &[
+            "https://ossci-datasets.s3.amazonaws.com/mnist/",
+            "https://storage.googleapis.com/cvdf-datasets/mnist/",
+        ],
+        image: ImageShape {
+            height: 28,
+            width: 28,
+            channels: 1,
+        },
+        class_names: &["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"],
+    },
+    // Zalando's Fashion-MNIST (MIT licence). The checksums are of the decompressed files, the
+    // same whichever mirror or package the .gz came from (Debian's dataset-fashion-mnist
+    // recompresses them).
+    Descriptor {
+        name: "fashion-mnist",
+        sha256: [
+            "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+            "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+            "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+            "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+        ],
+        mirrors: &[
+            "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+            "https://github.com/zalandoresearch/fashion-mnist/raw/master/data/fashion/",
+        ],
+        image: ImageShape {
+            height: 28,
+            width: 28,
+            channels: 1,
+        },
+        class_names: &[
+            "T-shirt/top",
+            "Trouser",
+            "Pullover",
+            "Dress",
+            "Coat",
+            "Sandal",
+            "Shirt",
+            "Sneaker",
+            "Bag",
+            "Ankle boot",
+        ],
+    },
+];
+
+/// The descriptor of a dataset known by name.
+pub fn descriptor(name: &str) -> Option<&'static Descriptor> {
+    KNOWN.iter().find(|d| d.name == name)
+}

@@ -1,0 +1,244 @@
+//! A dataset in memory, and what a network needs to know about one before it is loaded: the
+//! image shape and the classes.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use sha2::{Digest, Sha256};
+
+use super::catalog::{descriptor, FILES};
+use super::idx::{read_idx_file, read_idx_header};
+
+/// Height × width × channels of every image of a dataset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImageShape {
+    /// Rows.
+    pub height: usize,
+    /// Columns.
+    pub width: usize,
+    /// Values per pixel (1 for gray).
+    pub channels: usize,
+}
+
+impl ImageShape {
+    /// Values in one image.
+    pub fn len(&self) -> usize {
+        self.height * self.width * self.channels
+    }
+
+    /// True for a zero-sized image.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Reads the shape from IDX dimensions `[N, H, W]` (gray) or `[N, H, W, C]`.
+    fn from_dims(dims: &[usize]) -> Option<Self> {
+        match *dims {
+            [_, h, w] if h > 0 && w > 0 => Some(ImageShape {
+                height: h,
+                width: w,
+                channels: 1,
+            }),
+            [_, h, w, c] if h > 0 && w > 0 && c > 0 => Some(ImageShape {
+                height: h,
+                width: w,
+                channels: c,
+            }),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for ImageShape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}×{}×{}", self.height, self.width, self.channels)
+    }
+}
+
+/// What a network needs to know about a dataset: its image shape and its classes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatasetInfo {
+    /// Every image's shape.
+    pub image: ImageShape,
+    /// Class names by label (the labels themselves, "0", "1", …, when the dataset has none).
+    pub class_names: Vec<String>,
+}
+
+impl DatasetInfo {
+    /// Number of classes.
+    pub fn classes(&self) -> usize {
+        self.class_names.len()
+    }
+
+    /// Names "0", "1", … for `n` classes.
+    pub fn numbered(image: ImageShape, n: usize) -> Self {
+        DatasetInfo {
+            image,
+            class_names: (0..n).map(|c| c.to_string()).collect(),
+        }
+    }
+}
+
+/// Which part of a dataset to load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Split {
+    /// The training images (cross-validation and final models).
+    Train,
+    /// The held-out test images.
+    Test,
+}
+
+impl Split {
+    /// The (images, labels) file names of this split.
+    fn files(self) -> (&'static str, &'static str) {
+        match self {
+            Split::Train => (FILES[0], FILES[1]),
+            Split::Test => (FILES[2], FILES[3]),
+        }
+    }
+}
+
+/// Images (row-major u8, channels last) and their labels.
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    /// `len() * info.image.len()` bytes.
+    pub images: Vec<u8>,
+    /// One label per image, each below `info.classes()`.
+    pub labels: Vec<u8>,
+    /// sha256 over the two files this split came from (identifies the data in cache keys).
+    pub sha256: String,
+    /// Image shape and classes.
+    pub info: DatasetInfo,
+}
+
+impl Dataset {
+    /// Number of images.
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    /// True when there are no images.
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// The pixels of image `i`.
+    pub fn image(&self, i: usize) -> &[u8] {
+        let n = self.info.image.len();
+        &self.images[i * n..(i + 1) * n]
+    }
+}
+
+/// The path of `name` (raw, or else its .gz) in `dir`.
+pub fn find_file(dir: &Path, name: &str) -> Result<PathBuf> {
+    for candidate in [dir.join(name), dir.join(format!("{name}.gz"))] {
+        if candidate.is_file() {
+            return Ok(candidate);
+        }
+    }
+    bail!(
+        "{} is missing (nor is there a .gz of it); run `mnist-lab data fetch --dataset {}` or `make data`",
+        dir.join(name).display(),
+        dir.file_name().and_then(|n| n.to_str()).unwrap_or("NAME")
+    )
+}
+
+/// Image shape and classes of the dataset `name` in `dir`: from its descriptor when the
+/// dataset is known by name (no file is read), else from the training images' IDX header and
+/// the largest label of both label files.
+pub fn info(dir: &Path, name: &str) -> Result<DatasetInfo> {
+    if let Some(d) = descriptor(name) {
+        return Ok(DatasetInfo {
+            image: d.image,
+            class_names: d.class_names.iter().map(|s| s.to_string()).collect(),
+        });
+    }
+    let images = find_file(dir, FILES[0])?;
+    let dims = read_idx_header(&images)?;
+    let image = ImageShape::from_dims(&dims).with_context(|| {
+        format!(
+            "{}: dimensions {dims:?}, expected [N, height, width] or [N, height, width, channels] (an idx3 image file)",
+            images.display()
+        )
+    })?;
+    let mut classes = 0;
+    for name in [FILES[1], FILES[3]] {
+        let labels = read_idx_file(&find_file(dir, name)?)?;
+        classes = classes.max(
+            labels
+                .data
+                .iter()
+                .map(|&l| l as usize + 1)
+                .max()
+                .unwrap_or(0),
+        );
+    }
+    if classes < 2 {
+        bail!(
+            "{}: the labels name fewer than 2 classes; nothing to classify",
+            dir.display()
+        );
+    }
+    Ok(DatasetInfo::numbered(image, classes))
+}
+
+/// Loads one split of the dataset `name` in `dir`, with strict shape and label checks.
+pub fn load(dir: &Path, name: &str, split: Split) -> Result<Dataset> {
+    let info = info(dir, name)?;
+    let (img_name, lbl_name) = split.files();
+    let img_path = find_file(dir, img_name)?;
+    let lbl_path = find_file(dir, lbl_name)?;
+    let images = read_idx_file(&img_path)?;
+    let labels = read_idx_file(&lbl_path)?;
+    let shape = ImageShape::from_dims(&images.dims);
+    if shape != Some(info.image) {
+        let i = info.image;
+        bail!(
+            "{}: dimensions {:?}, expected [N, {}, {}{}] (an idx3 image file of {name})",
+            img_path.display(),
+            images.dims,
+            i.height,
+            i.width,
+            if i.channels == 1 {
+                String::new()
+            } else {
+                format!(", {}", i.channels)
+            }
+        );
+    }
+    if labels.dims.len() != 1 {
+        bail!(
+            "{}: dimensions {:?}, expected [N] (an idx1 label file)",
+            lbl_path.display(),
+            labels.dims
+        );
+    }
+    if images.dims[0] != labels.dims[0] {
+        bail!(
+            "{} has {} images but {} has {} labels",
+            img_path.display(),
+            images.dims[0],
+            lbl_path.display(),
+            labels.dims[0]
+        );
+    }
+    let classes = info.classes();
+    if let Some(pos) = labels.data.iter().position(|&l| l as usize >= classes) {
+        bail!(
+            "{}: label {} at byte offset {} is not a class of {name} (0–{})",
+            lbl_path.display(),
+            labels.data[pos],
+            8 + pos,
+            classes - 1
+        );
+    }
+    let mut h = Sha256::new();
+    h.update(&images.data);
+    h.update(&labels.data);
+    Ok(Dataset {
+        images: images.data,
+        labels: labels.data,
+        sha256: format!("{:x}", h.finalize()),
+        info,
+    })
+}

@@ -1,0 +1,45 @@
+//! The affine kernel shared by dense layers and convolutions (on im2col rows): bias, one GEMM,
+//! activation; and the bias gradient.
+
+use super::activation::Activation;
+use super::gemm::{matmul, View};
+
+/// `act(x·w + b)` for `rows` rows of `n_in` inputs. Bias and activation are fused around one
+/// GEMM.
+pub(crate) fn affine_forward(
+    x: &[f32],
+    rows: usize,
+    n_in: usize,
+    w: &[f32],
+    b: &[f32],
+    act: Activation,
+) -> Vec<f32> {
+    let n_out = b.len();
+    // Every row starts as the bias: copied in doubling blocks, not one short copy per row.
+    let n = rows * n_out;
+    let mut y = Vec::with_capacity(n);
+    y.extend_from_slice(&b[..n_out.min(n)]);
+    while y.len() < n {
+        y.extend_from_within(..(n - y.len()).min(y.len()));
+    }
+    matmul(
+        rows,
+        n_out,
+        n_in,
+        &mut y,
+        true,
+        View::rows(x, n_in),
+        View::rows(w, n_out),
+    );
+    act.apply(&mut y);
+    y
+}
+
+/// gb += the column sums of gz (the bias gradient).
+pub(crate) fn add_column_sums(gb: &mut [f32], gz: &[f32]) {
+    for row in gz.chunks_exact(gb.len()) {
+        for (g, v) in gb.iter_mut().zip(row) {
+            *g += v;
+        }
+    }
+}

@@ -1,0 +1,394 @@
+//! Fusion: the planning pass that turns a convolution and the batch norm and/or max-pool right
+//! after it into one layer, [`ConvBlock`], and that layer's tape op.
+//!
+//! A block computes the same arithmetic as its layers one after the other (a test pins it bit
+//! for bit), but the full-size activations between them live only inside the op: they are never
+//! copied into a dfdx tensor and out again by the next layer, copied for ReLU's mask, or given
+//! zero-filled gradient buffers of their own on the tape.
+
+use std::sync::Arc;
+
+use dfdx::prelude::*;
+
+use super::activation::Activation;
+use super::affine::add_column_sums;
+use super::layer::{Forward, Layer, LayerIo, Mode, StoredArray};
+use super::layers::batchnorm::{BatchNorm, Normalized};
+use super::layers::conv::Conv;
+use super::layers::maxpool::{pool_forward, relu_pooled, unpool, MaxPool};
+use super::layers::LayerEntry;
+use super::{data_of, put_grad, take_grad, Act, Param};
+use crate::rng::Rng;
+
+/// What one built layer of a network is made of: indices into `model.layers`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    /// A layer on its own.
+    Single(usize),
+    /// A convolution with the batch norm and/or max-pool that follow it.
+    Block {
+        /// The convolution.
+        conv: usize,
+        /// A batch norm right after it.
+        bn: Option<usize>,
+        /// A max-pool right after it (or after that batch norm).
+        pool: Option<usize>,
+    },
+}
+
+/// Groups `layers` into the units a network is built of: every convolution starts a block that
+/// takes a batch norm right after it, then a max-pool right after that.
+pub fn plan(layers: &[LayerEntry]) -> Vec<Unit> {
+    let mut units = Vec::new();
+    let mut i = 0;
+    while i < layers.len() {
+        if !matches!(layers[i], LayerEntry::Conv(_)) {
+            units.push(Unit::Single(i));
+            i += 1;
+            continue;
+        }
+        let conv = i;
+        i += 1;
+        let bn = matches!(layers.get(i), Some(LayerEntry::Batchnorm(_))).then_some(i);
+        i += bn.is_some() as usize;
+        let pool = matches!(layers.get(i), Some(LayerEntry::Maxpool(_))).then_some(i);
+        i += pool.is_some() as usize;
+        units.push(Unit::Block { conv, bn, pool });
+    }
+    units
+}
+
+/// Builds one unit; `io[i]` are layer i's shapes. Weights are drawn in layer order.
+pub fn build(
+    unit: Unit,
+    layers: &[LayerEntry],
+    io: &[LayerIo],
+    dev: &Cpu,
+    rng: &mut Rng,
+) -> Box<dyn Layer> {
+    let (conv, bn, pool) = match unit {
+        Unit::Single(i) => return layers[i].spec().build(io[i], dev, rng),
+        Unit::Block { conv, bn, pool } => (conv, bn, pool),
+    };
+    let LayerEntry::Conv(c) = &layers[conv] else {
+        unreachable!("plan() starts blocks at convolutions")
+    };
+    let conv = c.build_conv(io[conv], dev, rng);
+    let bn = bn.map(|i| match &layers[i] {
+        LayerEntry::Batchnorm(b) => b.build_bn(io[i], dev),
+        _ => unreachable!("plan() puts only batch norms here"),
+    });
+    let pool = pool.map(|i| match &layers[i] {
+        LayerEntry::Maxpool(p) => p.build_pool(io[i]),
+        _ => unreachable!("plan() puts only max-pools here"),
+    });
+    Box::new(ConvBlock::new(conv, bn, pool))
+}
+
+/// A convolution, optionally followed by a batch norm and/or a max-pool, as one tape op.
+#[derive(Debug, Clone)]
+pub struct ConvBlock {
+    /// The convolution (with its activation).
+    pub conv: Conv,
+    /// Batch normalization of the convolution's output.
+    pub bn: Option<BatchNorm>,
+    /// Max pooling of the (normalized) output.
+    pub pool: Option<MaxPool>,
+}
+
+impl ConvBlock {
+    /// A block of these layers.
+    pub fn new(conv: Conv, bn: Option<BatchNorm>, pool: Option<MaxPool>) -> Self {
+        ConvBlock { conv, bn, pool }
+    }
+
+    /// Whether ReLU is applied after pooling instead of before (exact: see `relu_pooled`):
+    /// pooled straight from the convolution, the full-size output skips a ReLU pass.
+    fn relu_after_pool(&self) -> bool {
+        self.conv.act == Activation::Relu && self.pool.is_some() && self.bn.is_none()
+    }
+}
+
+/// Max-pools a normalized batch, normalizing one sample at a time into a buffer that stays in
+/// cache: the normalized batch is never stored whole. Returns the pooled values and arg-max.
+fn pool_normalized(p: &MaxPool, nm: &Normalized, z: &[f32], batch: usize) -> (Vec<f32>, Vec<u32>) {
+    let (zi, yo) = (p.input.len(), p.output.len());
+    let mut y = vec![f32::NEG_INFINITY; batch * yo];
+    let mut arg = vec![0u32; batch * yo];
+    let mut buf = Vec::with_capacity(zi);
+    for b in 0..batch {
+        buf.clear();
+        nm.apply_into(&z[b * zi..(b + 1) * zi], &mut buf);
+        let (ys, args) = (&mut y[b * yo..(b + 1) * yo], &mut arg[b * yo..(b + 1) * yo]);
+        pool_forward(p, &buf, b * zi, 1, ys, args);
+    }
+    (y, arg)
+}
+
+/// Max-pools the convolution's output, then applies ReLU when `relu` (its mask then rides on
+/// the arg-max). Returns the pooled values and arg-max.
+fn pool_raw(p: &MaxPool, z: &[f32], batch: usize, relu: bool) -> (Vec<f32>, Vec<u32>) {
+    let n = batch * p.output.len();
+    let mut y = vec![f32::NEG_INFINITY; n];
+    let mut arg = vec![0u32; n];
+    pool_forward(p, z, 0, batch, &mut y, &mut arg);
+    if relu {
+        relu_pooled(p, z, batch, &mut y, &mut arg);
+    }
+    (y, arg)
+}
+
+impl Forward for ConvBlock {
+    fn forward<T: Tape<f32, Cpu> + 'static>(&mut self, x: Act<T>, mode: &mut Mode) -> Act<T> {
+        let (x, mut tape) = x.split_tape();
+        let batch = x.shape().0;
+        let geo = self.conv.geo;
+        let act = self.conv.act;
+        let relu_after_pool = self.relu_after_pool();
+        let mut col = geo.unfold(&data_of(&x), batch);
+        let gemm_act = if relu_after_pool {
+            Activation::Linear
+        } else {
+            act
+        };
+        let mut z = self.conv.affine(&col, batch, gemm_act);
+        let bn_keys = self
+            .bn
+            .as_ref()
+            .map(|bn| (bn.gamma.key.ghost(), bn.beta.key.ghost()));
+        let norm = self.bn.as_mut().map(|bn| bn.normalize(&z, mode.training()));
+        let pool = self.pool.clone();
+        // z is kept for the batch norm's backward pass and for the activation's, unless the
+        // arg-max carries that.
+        let keep_z = T::OWNS_TAPE && (norm.is_some() || (act.needs_output() && pool.is_none()));
+        let (y, arg) = match (&pool, &norm) {
+            (Some(p), Some(nm)) => pool_normalized(p, nm, &z, batch),
+            (Some(p), None) => pool_raw(p, &z, batch, relu_after_pool),
+            (None, Some(nm)) => (nm.apply(&z), Vec::new()),
+            (None, None) if keep_z => (z.clone(), Vec::new()),
+            (None, None) => (std::mem::take(&mut z), Vec::new()),
+        };
+        let y_len = pool.as_ref().map_or(geo.output.len(), |p| p.output.len());
+        let out_t = x.device().tensor_from_vec(y, (batch, y_len));
+        if !T::OWNS_TAPE {
+            return out_t.put_tape(tape);
+        }
+        let saved_z = if keep_z { z } else { Vec::new() };
+        let (xg, yg, wg, bg) = (
+            x.ghost(),
+            out_t.ghost(),
+            self.conv.w.key.ghost(),
+            self.conv.b.key.ghost(),
+        );
+        let w = Arc::clone(&self.conv.w.value);
+        let input_grad = self.conv.input_grad;
+        tape.add_backward_op(move |grads| {
+            let mut gy = take_grad!(grads, yg);
+            // The gradient before pooling (zero where no window's maximum was).
+            let mut scattered;
+            let g_pre: &mut [f32] = match &pool {
+                Some(p) => {
+                    scattered = unpool(p, &gy, &arg, batch);
+                    &mut scattered
+                }
+                None => &mut gy,
+            };
+            // The gradient at the convolution's output, through the batch norm and the
+            // activation.
+            let through_bn;
+            let gz: &[f32] = match (&norm, &bn_keys) {
+                (Some(nm), Some((gamma, beta))) => {
+                    let mut g = vec![0.0f32; saved_z.len()];
+                    let (dgamma, dbeta) = nm.backward(g_pre, &saved_z, act, &mut g);
+                    add_column_sums(grads.get_or_alloc_mut(gamma)?, &dgamma);
+                    add_column_sums(grads.get_or_alloc_mut(beta)?, &dbeta);
+                    through_bn = g;
+                    &through_bn
+                }
+                _ => {
+                    if pool.is_none() {
+                        act.backward(g_pre, &saved_z);
+                    }
+                    g_pre
+                }
+            };
+            geo.add_weight_grad(grads.get_or_alloc_mut(&wg)?, gz, &col, batch);
+            add_column_sums(grads.get_or_alloc_mut(&bg)?, gz);
+            if input_grad {
+                // The unfolded input is no longer needed: its buffer takes the unfolded
+                // input gradient.
+                geo.add_input_grad(grads.get_or_alloc_mut(&xg)?, gz, &w, &mut col, batch);
+            }
+            put_grad!(grads, yg, gy);
+            Ok(())
+        });
+        out_t.put_tape(tape)
+    }
+}
+
+impl Layer for ConvBlock {
+    fn params(&mut self) -> Vec<&mut Param> {
+        let mut out = self.conv.params();
+        if let Some(bn) = &mut self.bn {
+            out.extend(bn.params());
+        }
+        out
+    }
+
+    fn arrays(&mut self) -> Vec<StoredArray<'_>> {
+        let mut out = self.conv.arrays();
+        if let Some(bn) = &mut self.bn {
+            out.extend(bn.arrays());
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::gradcheck::random;
+    use crate::model::layer::Shape;
+    use crate::model::layers::conv::tests::conv;
+
+    #[test]
+    fn plan_fuses_a_conv_with_the_batch_norm_and_pool_after_it() {
+        let exp = crate::experiment::Experiment::from_resolved_toml(
+            "p",
+            "[[model.layers]]\nconv = { filters = 2, kernel = 3 }\n[[model.layers]]\nbatchnorm = {}\n[[model.layers]]\nmaxpool = 2\n[[model.layers]]\nconv = { filters = 2, kernel = 3 }\n[[model.layers]]\nconv = { filters = 2, kernel = 3 }\n[[model.layers]]\nmaxpool = 2\n[[model.layers]]\nmaxpool = 1\n[[model.layers]]\nflatten = true\n[[model.layers]]\nbatchnorm = {}\n[[model.layers]]\ndense = { units = 10, activation = \"softmax\" }\n",
+        )
+        .unwrap();
+        assert_eq!(
+            plan(&exp.model.layers),
+            vec![
+                Unit::Block {
+                    conv: 0,
+                    bn: Some(1),
+                    pool: Some(2)
+                },
+                Unit::Block {
+                    conv: 3,
+                    bn: None,
+                    pool: None
+                },
+                Unit::Block {
+                    conv: 4,
+                    bn: None,
+                    pool: Some(5)
+                },
+                Unit::Single(6),
+                Unit::Single(7),
+                Unit::Single(8),
+                Unit::Single(9),
+            ]
+        );
+    }
+
+    /// Output, and gradients of `sum(block(x) ⊙ r)` for the input and every parameter, of a
+    /// convolution followed by an optional batch norm and an optional 2×2 max-pool, run fused
+    /// or layer by layer.
+    fn run_block(
+        c: &Conv,
+        bn: bool,
+        pool: bool,
+        fused: bool,
+        x: &[f32],
+        batch: usize,
+    ) -> Vec<Vec<f32>> {
+        let dev = Cpu::default();
+        let norm = bn.then(|| {
+            let mut b = BatchNorm::new(&dev, c.geo.output.c, 0.99, 1e-3);
+            b.gamma.value = Arc::new(random(c.geo.output.c, 8));
+            b.beta.value = Arc::new(random(c.geo.output.c, 9));
+            b
+        });
+        let o = c.geo.output;
+        let p = pool.then_some(MaxPool {
+            input: o,
+            output: Shape::image(o.h / 2, o.w / 2, o.c),
+            size: 2,
+        });
+        let xt: Act = dev.tensor_from_vec(x.to_vec(), (batch, x.len() / batch));
+        let mut rng = Rng::new(0, 0);
+        let mut mode = Mode::Train(&mut rng);
+        let (y, conv_keys, bn_after) = if fused {
+            let mut block = ConvBlock::new(c.clone(), norm, p);
+            let y = block.forward(xt.clone().leaky_traced(), &mut mode);
+            (
+                y,
+                (block.conv.w.key.clone(), block.conv.b.key.clone()),
+                block.bn,
+            )
+        } else {
+            let mut alone = ConvBlock::new(c.clone(), None, None);
+            let mut y = alone.forward(xt.clone().leaky_traced(), &mut mode);
+            let mut norm = norm;
+            if let Some(b) = norm.as_mut() {
+                y = b.forward(y, &mut mode);
+            }
+            if let Some(mut p) = p {
+                y = p.forward(y, &mut mode);
+            }
+            (
+                y,
+                (alone.conv.w.key.clone(), alone.conv.b.key.clone()),
+                norm,
+            )
+        };
+        let r: Act = dev.tensor_from_vec(random(y.shape().0 * y.shape().1, 7), *y.shape());
+        let mut out = vec![y.retaped::<NoneTape>().as_vec()];
+        let grads = (y * r).sum::<(), _>().backward();
+        out.push(grads.get(&xt).as_vec());
+        out.push(grads.get(&conv_keys.0).as_vec());
+        out.push(grads.get(&conv_keys.1).as_vec());
+        if let Some(b) = &bn_after {
+            out.push(grads.get(&b.gamma.key).as_vec());
+            out.push(grads.get(&b.beta.key).as_vec());
+            out.push(b.running_mean.clone());
+            out.push(b.running_var.clone());
+        }
+        out
+    }
+
+    #[test]
+    fn fused_blocks_match_the_layers_one_by_one_bit_for_bit() {
+        let mut zero_windows = 0;
+        for (seed, (h, w, ci, k, co, batch, relu)) in [
+            // Windows that leave a row or column out, and (the last two) windows that tile.
+            (7, 7, 1, 3, 4, 2, true),
+            (8, 9, 3, 2, 5, 3, true),
+            (9, 8, 2, 3, 3, 2, false),
+            (10, 10, 1, 3, 6, 3, true),
+            (6, 6, 2, 3, 4, 2, false),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let act = if relu {
+                Activation::Relu
+            } else {
+                Activation::Linear
+            };
+            let c = conv(Shape::image(h, w, ci), k, co, act);
+            let x = random(batch * h * w * ci, 20 + seed as u64);
+            for (bn, pool) in [(false, true), (true, true), (true, false)] {
+                let fused = run_block(&c, bn, pool, true, &x, batch);
+                if relu && pool && !bn {
+                    // Windows where ReLU left only zeros (the case pooling before ReLU must
+                    // reproduce) occur here.
+                    zero_windows += fused[0].iter().filter(|v| **v == 0.0).count();
+                }
+                let apart = run_block(&c, bn, pool, false, &x, batch);
+                assert_eq!(fused.len(), apart.len());
+                for (i, (a, b)) in fused.iter().zip(&apart).enumerate() {
+                    assert_eq!(a.len(), b.len());
+                    assert!(
+                        a.iter().zip(b).all(|(p, q)| p.to_bits() == q.to_bits()),
+                        "case {seed}, bn {bn}, pool {pool}: output {i}"
+                    );
+                }
+            }
+        }
+        assert!(zero_windows > 0, "no window was all non-positive");
+    }
+}

@@ -1,0 +1,51 @@
+//! Every layer kind an experiment file can name: one file each, one line each in the registry
+//! below, which maps the TOML key (`conv = {…}`) to the kind's [`LayerSpec`].
+
+pub mod batchnorm;
+pub mod conv;
+pub mod dense;
+pub mod flatten;
+pub mod maxpool;
+
+use serde::{Deserialize, Serialize};
+
+use super::layer::LayerSpec;
+
+/// Declares [`LayerEntry`]: one variant per layer kind, named by its TOML key (lower case).
+macro_rules! registry {
+    ($($key:ident => $variant:ident($spec:ty),)*) => {
+        /// One `[[model.layers]]` entry: exactly one of the registered keys.
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        #[serde(rename_all = "lowercase", deny_unknown_fields)]
+        pub enum LayerEntry {
+            $(
+                #[doc = concat!("`", stringify!($key), " = …`")]
+                $variant($spec),
+            )*
+        }
+
+        impl LayerEntry {
+            /// The layer's declaration.
+            pub fn spec(&self) -> &dyn LayerSpec {
+                match self {
+                    $(LayerEntry::$variant(s) => s,)*
+                }
+            }
+
+            /// The key that names this layer kind in the file.
+            pub fn key(&self) -> &'static str {
+                match self {
+                    $(LayerEntry::$variant(_) => stringify!($key),)*
+                }
+            }
+        }
+    };
+}
+
+registry! {
+    conv => Conv(conv::ConvSpec),
+    maxpool => Maxpool(maxpool::MaxPoolSpec),
+    flatten => Flatten(flatten::FlattenSpec),
+    dense => Dense(dense::DenseSpec),
+    batchnorm => Batchnorm(batchnorm::BatchNormSpec),
+}
