@@ -15,6 +15,7 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize, Serializer};
 
 use crate::data::prep::Scaling;
+use crate::data::transform::AugmentSpec;
 use crate::data::DatasetInfo;
 use crate::model::layers::LayerEntry;
 use crate::model::{summarize, LayerSummary};
@@ -64,6 +65,9 @@ pub struct DataSpec {
     /// Use only the first `limit` training images (quick runs).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limit: Option<usize>,
+    /// Transforms of training batches (augmentation).
+    #[serde(skip_serializing_if = "AugmentSpec::is_empty")]
+    pub augment: AugmentSpec,
 }
 
 /// `[model]`
@@ -188,6 +192,7 @@ impl Default for DataSpec {
             dataset: "mnist".into(),
             scaling: Scaling::Unit,
             limit: None,
+            augment: AugmentSpec::default(),
         }
     }
 }
@@ -263,6 +268,10 @@ impl Experiment {
                     self.cv.folds
                 );
             }
+        }
+        for (key, spec) in self.data.augment.specs() {
+            spec.validate()
+                .map_err(|e| anyhow::anyhow!("data.augment.{key}: {e}"))?;
         }
         let ds = &self.data.dataset;
         if ds.is_empty()
@@ -758,5 +767,100 @@ dense = { units = 10, activation = "softmax" }
         assert!(e.contains("train.epochs is 0"), "{e}");
         let e = load_err("folds", "extends = \"baseline\"\n[cv]\nfolds = 1\n");
         assert!(e.contains("cv.folds is 1"), "{e}");
+    }
+
+    fn sgd(lr: f32, momentum: f32) -> OptimizerSpec {
+        OptimizerSpec::Sgd(crate::optim::sgd::SgdSpec {
+            learning_rate: lr,
+            momentum,
+        })
+    }
+
+    #[test]
+    fn the_optimizer_is_a_tagged_table_a_name_or_the_seeds_flat_keys() {
+        let d = Dir::new("optimizer");
+        d.write("baseline.toml", BASELINE);
+        let child = |name: &str, text: &str| {
+            load(&d.write(name, &format!("extends = \"baseline\"\n{text}"))).map(|e| e.train)
+        };
+        let nested = child("a.toml", "[train.optimizer.sgd]\nlearning_rate = 0.05\n").unwrap();
+        assert_eq!(nested.optimizer, sgd(0.05, 0.9));
+        let inline = child(
+            "b.toml",
+            "[train]\noptimizer = { sgd = { momentum = 0.5 } }\n",
+        )
+        .unwrap();
+        assert_eq!(inline.optimizer, sgd(0.01, 0.5));
+        let flat = child("c.toml", "[train]\noptimizer = \"sgd\"\nmomentum = 0.0\n").unwrap();
+        assert_eq!(flat.optimizer, sgd(0.01, 0.0));
+        // The resolved form of SGD is the seed's flat one, and it reads back the same.
+        let e = load(&d.0.join("a.toml")).unwrap();
+        let text = e.to_toml();
+        assert!(
+            text.contains("[train]\noptimizer = \"sgd\"\nlearning_rate = 0.05")
+                && !text.contains("[train.optimizer"),
+            "{text}"
+        );
+        assert_eq!(
+            Experiment::from_resolved_toml("a", &text).unwrap().train,
+            e.train
+        );
+
+        let err = |name: &str, text: &str| format!("{:#}", child(name, text).unwrap_err());
+        let e = err(
+            "d.toml",
+            "[train]\nlearning_rate = 0.1\n[train.optimizer.sgd]\nlearning_rate = 0.2\n",
+        );
+        assert!(e.contains("d.toml") && e.contains("both set"), "{e}");
+        let e = err("e.toml", "[train]\noptimizer = \"adamx\"\n");
+        assert!(
+            e.contains("e.toml") && e.contains("unknown optimizer \"adamx\"") && e.contains("sgd"),
+            "{e}"
+        );
+        let e = err("f.toml", "[train.optimizer.sgd]\nmomentm = 0.5\n");
+        assert!(
+            e.contains("f.toml") && e.contains("momentm") && e.contains("line 3"),
+            "{e}"
+        );
+        let e = err("g.toml", "[train.optimizer.sgd]\nmomentum = 1.5\n");
+        assert!(e.contains("train.optimizer.sgd: momentum is 1.5"), "{e}");
+    }
+
+    #[test]
+    fn a_child_naming_another_optimizer_kind_replaces_the_parents_table() {
+        let mut base: toml::Table =
+            toml::from_str("[train.optimizer.sgd]\nlearning_rate = 0.1\nmomentum = 0.9\n").unwrap();
+        let child: toml::Table = toml::from_str("[train.optimizer.other]\nbeta = 0.5\n").unwrap();
+        merge(&mut base, child, "");
+        assert_eq!(
+            base["train"]["optimizer"]
+                .as_table()
+                .unwrap()
+                .keys()
+                .collect::<Vec<_>>(),
+            vec!["other"]
+        );
+        let same: toml::Table = toml::from_str("[train.optimizer.other]\ngamma = 1\n").unwrap();
+        merge(&mut base, same, "");
+        assert_eq!(
+            base["train"]["optimizer"]["other"]
+                .as_table()
+                .unwrap()
+                .len(),
+            2
+        );
+    }
+
+    #[test]
+    fn trained_toml_leaves_out_only_what_changes_no_number() {
+        let d = Dir::new("trained");
+        let e = load(&d.write("baseline.toml", BASELINE)).unwrap();
+        let mut f = e.clone();
+        f.description = "other words".into();
+        f.final_model = true;
+        assert_eq!(e.trained_toml(), f.trained_toml());
+        assert_ne!(e.to_toml(), f.to_toml());
+        f.cv.seed = 2;
+        assert_ne!(e.trained_toml(), f.trained_toml());
     }
 }

@@ -227,3 +227,82 @@ pub fn train_with(
     }
     rows
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+    use crate::data::{DatasetInfo, ImageShape};
+    use crate::rng::Run;
+
+    /// Records the size of every batch it is given and a draw from its stream.
+    #[derive(Debug, Default)]
+    struct Recorder(Arc<Mutex<Vec<(usize, u64)>>>);
+
+    impl Transform for Recorder {
+        fn apply(&self, batch: &mut [f32], info: &BatchInfo, rng: &mut Rng) {
+            let images = batch.len() / info.image.len();
+            self.0.lock().unwrap().push((images, rng.next_u64()));
+        }
+    }
+
+    /// 40 random 4×4 images of 3 classes.
+    fn tiny_dataset() -> Dataset {
+        let mut rng = Rng::new(3, 3);
+        let image = ImageShape {
+            height: 4,
+            width: 4,
+            channels: 1,
+        };
+        Dataset {
+            images: (0..40 * 16).map(|_| rng.below(256) as u8).collect(),
+            labels: (0..40).map(|i| (i % 3) as u8).collect(),
+            sha256: String::new(),
+            info: DatasetInfo::numbered(image, 3),
+        }
+    }
+
+    fn run_recorded(ds: &Dataset, exp: &Experiment) -> (Vec<EpochRow>, Vec<(usize, u64)>) {
+        let scaler = Scaler::new(0.0, 1.0);
+        let (train_idx, val_idx): (Vec<usize>, Vec<usize>) = (0..40).partition(|i| i % 4 != 0);
+        let streams = Streams::new(exp.train.seed, Run::Fold(1));
+        let mut net = Network::build(&exp.model.layers, &ds.info, &mut streams.init()).unwrap();
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let transforms: Vec<Box<dyn Transform>> = vec![Box::new(Recorder(calls.clone()))];
+        let rows = train_with(
+            &mut net,
+            exp,
+            &TrainData {
+                ds,
+                scaler: &scaler,
+                train: &train_idx,
+                val: &val_idx,
+            },
+            &transforms,
+            &streams,
+            &mut |_| {},
+        );
+        let calls = calls.lock().unwrap().clone();
+        (rows, calls)
+    }
+
+    #[test]
+    fn transforms_see_every_training_batch_and_no_validation_image_and_draw_reproducibly() {
+        let ds = tiny_dataset();
+        let exp = Experiment::from_resolved_toml(
+            "t",
+            "[[model.layers]]\nflatten = true\n[[model.layers]]\ndense = { units = 3, activation = \"softmax\" }\n[train]\nepochs = 3\nbatch_size = 8\n",
+        )
+        .unwrap();
+        let (rows, calls) = run_recorded(&ds, &exp);
+        assert_eq!(rows.len(), 3);
+        // 30 training images a epoch in batches of 8, 8, 8, 6; the 10 validation images never.
+        let sizes: Vec<usize> = calls.iter().map(|c| c.0).collect();
+        assert_eq!(sizes, [8, 8, 8, 6].repeat(3));
+        // Each epoch draws from a stream of its own, the same on every run.
+        let (_, again) = run_recorded(&ds, &exp);
+        assert_eq!(calls, again);
+        assert_ne!(calls[0].1, calls[4].1);
+    }
+}

@@ -54,6 +54,51 @@ fn run_writes_results_learns_and_is_byte_identical_when_repeated() {
 }
 
 #[test]
+fn editing_description_or_final_retrains_nothing_but_a_training_setting_does() {
+    let w = workspace("edit");
+    let d = w.path();
+    let out = mnist_lab(d, &["run", "experiments/tiny.toml"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let history = read(d, "results/tiny/history.csv");
+    let edited = TINY
+        .replace("tiny test model", "a tiny test model, described better")
+        .replace("[data]", "final = true\n[data]");
+    std::fs::write(d.join("experiments/tiny.toml"), &edited).unwrap();
+    let out = mnist_lab(d, &["run", "experiments/tiny.toml"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("2 of 2 folds cached") && !text(&out).contains("> "),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(read(d, "results/tiny/history.csv"), history);
+    assert!(read(d, "results/tiny/spec.toml").contains("described better"));
+    // The same for the final model.
+    assert!(mnist_lab(d, &["final", "experiments/tiny.toml"])
+        .status
+        .success());
+    std::fs::write(
+        d.join("experiments/tiny.toml"),
+        edited.replace("described better", "described once more"),
+    )
+    .unwrap();
+    let again = mnist_lab(d, &["final", "experiments/tiny.toml"]);
+    assert!(text(&again).contains("up to date"), "{}", text(&again));
+    // A setting that changes the numbers retrains.
+    std::fs::write(
+        d.join("experiments/tiny.toml"),
+        edited.replace("batch_size = 32", "batch_size = 16"),
+    )
+    .unwrap();
+    let out = mnist_lab(d, &["run", "experiments/tiny.toml"]);
+    assert!(
+        out.status.success() && !text(&out).contains("folds cached"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
 fn one_fold_runs_alone_and_writes_only_its_rows() {
     let w = workspace("fold");
     let d = w.path();
@@ -164,4 +209,15 @@ fn data_fetch_from_a_folder_verifies_and_rejects_wrong_mnist_files() {
     );
     assert!(out.status.success(), "{}", text(&out));
     assert!(d.join("dl/other/t10k-labels-idx1-ubyte").is_file());
+    // Without known checksums, verify says what it could and could not establish.
+    let out = mnist_lab(
+        d,
+        &["--data-dir", "dl", "data", "verify", "--dataset", "other"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("not verified: no known sha256") && !text(&out).contains(": verified"),
+        "{}",
+        text(&out)
+    );
 }

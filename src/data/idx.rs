@@ -184,6 +184,24 @@ mod tests {
     }
 
     #[test]
+    fn reads_the_header_alone_of_raw_and_gzip_files() {
+        use std::io::Write;
+        let dir = std::env::temp_dir().join(format!("idx-head-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let raw = encode_idx(&[2, 3, 4], &[7; 24]);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(&raw).unwrap();
+        std::fs::write(dir.join("a"), &raw).unwrap();
+        std::fs::write(dir.join("a.gz"), gz.finish().unwrap()).unwrap();
+        std::fs::write(dir.join("short"), [0u8, 0, 8, 3, 0]).unwrap();
+        assert_eq!(read_idx_header(&dir.join("a")).unwrap(), vec![2, 3, 4]);
+        assert_eq!(read_idx_header(&dir.join("a.gz")).unwrap(), vec![2, 3, 4]);
+        let e = format!("{:#}", read_idx_header(&dir.join("short")).unwrap_err());
+        assert!(e.contains("short") && e.contains("16-byte header"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn rejects_short_file() {
         assert!(err(&[0, 0]).contains("shorter than the 4-byte IDX magic"));
     }

@@ -2,8 +2,6 @@
 //! settings, as `[train.optimizer.<kind>]` declares them) and [`Optimizer`] (the update, with
 //! the per-parameter state it owns), plus one line in the registry below.
 
-pub mod sgd;
-
 use dfdx::prelude::*;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
@@ -41,16 +39,19 @@ pub trait Optimizer: Send {
     fn update(&mut self, index: usize, w: &mut [f32], g: &[f32], lr: f32);
 }
 
-/// Declares [`OptimizerSpec`]: one variant per optimizer kind, named by its TOML key.
+/// Declares [`OptimizerSpec`]: one variant per optimizer kind, named by its TOML key, whose
+/// settings `$spec` live in the module of the same name.
 macro_rules! registry {
-    ($($key:ident => $variant:ident($spec:ty),)*) => {
+    ($($key:ident => $variant:ident($spec:ident),)*) => {
+        $(pub mod $key;)*
+
         /// `[train.optimizer.<kind>]`: one of the registered kinds with its settings.
         #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
         #[serde(rename_all = "lowercase", deny_unknown_fields)]
         pub enum OptimizerSpec {
             $(
                 #[doc = concat!("`", stringify!($key), "`")]
-                $variant($spec),
+                $variant($key::$spec),
             )*
         }
 
@@ -82,7 +83,7 @@ macro_rules! registry {
             /// The kind named `key` with its default settings.
             pub fn defaults(key: &str) -> Option<Self> {
                 match key {
-                    $(stringify!($key) => Some(OptimizerSpec::$variant(<$spec>::default())),)*
+                    $(stringify!($key) => Some(OptimizerSpec::$variant($key::$spec::default())),)*
                     _ => None,
                 }
             }
@@ -91,7 +92,7 @@ macro_rules! registry {
 }
 
 registry! {
-    sgd => Sgd(sgd::SgdSpec),
+    sgd => Sgd(SgdSpec),
 }
 
 impl Default for OptimizerSpec {

@@ -64,6 +64,47 @@ pub fn write_synthetic_mnist(dir: &Path, n_train: usize, n_test: usize) {
     }
 }
 
+/// A learnable synthetic `side`×`side` image of class `label` (of up to 2·(side − 6)/2
+/// classes): a bright bar whose row and half encode the label.
+pub fn synthetic_letter(side: usize, label: usize, variant: usize) -> Vec<u8> {
+    let mut img = vec![0u8; side * side];
+    let per_half = (side - 6) / 2;
+    let row = 2 + 2 * (label % per_half);
+    let x0 = if label < per_half { 1 } else { side / 2 + 1 };
+    let shift = variant % 3;
+    for x in x0 + shift..x0 + shift + side / 2 - 4 {
+        img[row * side + x] = 200 + (variant % 50) as u8;
+        img[(row + 1) * side + x] = 120;
+    }
+    img[(variant * 7) % (side * side)] = 255;
+    img
+}
+
+/// Writes a synthetic dataset of `side`×`side` images and `classes` classes (every class in
+/// both splits) as the four IDX files into `dir`.
+pub fn write_synthetic(dir: &Path, side: usize, classes: usize, n_train: usize, n_test: usize) {
+    std::fs::create_dir_all(dir).unwrap();
+    for (prefix, n, offset) in [("train", n_train, 0), ("t10k", n_test, 5)] {
+        let mut images = Vec::with_capacity(n * side * side);
+        let mut labels = Vec::with_capacity(n);
+        for i in 0..n {
+            let label = (i + offset) % classes;
+            images.extend(synthetic_letter(side, label, i + offset));
+            labels.push(label as u8);
+        }
+        std::fs::write(
+            dir.join(format!("{prefix}-images-idx3-ubyte")),
+            encode_idx(&[n, side, side], &images),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join(format!("{prefix}-labels-idx1-ubyte")),
+            encode_idx(&[n], &labels),
+        )
+        .unwrap();
+    }
+}
+
 /// A tiny experiment on the synthetic data (folder name `synthetic`).
 pub const TINY: &str = r#"
 description = "tiny test model"

@@ -1,26 +1,23 @@
 //! Every layer kind an experiment file can name: one file each, one line each in the registry
 //! below, which maps the TOML key (`conv = {…}`) to the kind's [`LayerSpec`].
 
-pub mod batchnorm;
-pub mod conv;
-pub mod dense;
-pub mod flatten;
-pub mod maxpool;
-
 use serde::{Deserialize, Serialize};
 
 use super::layer::LayerSpec;
 
-/// Declares [`LayerEntry`]: one variant per layer kind, named by its TOML key (lower case).
+/// Declares [`LayerEntry`]: one variant per layer kind, named by its TOML key (lower case),
+/// whose declaration `$spec` lives in the module of the same name.
 macro_rules! registry {
-    ($($key:ident => $variant:ident($spec:ty),)*) => {
+    ($($key:ident => $variant:ident($spec:ident),)*) => {
+        $(pub mod $key;)*
+
         /// One `[[model.layers]]` entry: exactly one of the registered keys.
         #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
         #[serde(rename_all = "lowercase", deny_unknown_fields)]
         pub enum LayerEntry {
             $(
                 #[doc = concat!("`", stringify!($key), " = …`")]
-                $variant($spec),
+                $variant($key::$spec),
             )*
         }
 
@@ -43,9 +40,9 @@ macro_rules! registry {
 }
 
 registry! {
-    conv => Conv(conv::ConvSpec),
-    maxpool => Maxpool(maxpool::MaxPoolSpec),
-    flatten => Flatten(flatten::FlattenSpec),
-    dense => Dense(dense::DenseSpec),
-    batchnorm => Batchnorm(batchnorm::BatchNormSpec),
+    conv => Conv(ConvSpec),
+    maxpool => Maxpool(MaxPoolSpec),
+    flatten => Flatten(FlattenSpec),
+    dense => Dense(DenseSpec),
+    batchnorm => Batchnorm(BatchNormSpec),
 }
