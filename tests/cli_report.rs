@@ -87,23 +87,19 @@ fn report_writes_every_file_and_is_byte_identical_when_rerun() {
         readme.contains("not comparable (different folds)"),
         "{readme}"
     );
-    let before: Vec<Vec<u8>> = [
-        "comparison-unknown.png",
-        "deeper/diagnostics.png",
-        "README.md",
-    ]
-    .iter()
-    .map(|f| std::fs::read(r.join(f)).unwrap())
-    .collect();
+    let drawn = || -> Vec<Vec<u8>> {
+        [
+            "comparison-unknown.png",
+            "deeper/diagnostics.png",
+            "README.md",
+        ]
+        .iter()
+        .map(|f| std::fs::read(r.join(f)).unwrap())
+        .collect()
+    };
+    let before = drawn();
     assert!(mnist_lab(w.path(), &["report"]).status.success());
-    let after: Vec<Vec<u8>> = [
-        "comparison-unknown.png",
-        "deeper/diagnostics.png",
-        "README.md",
-    ]
-    .iter()
-    .map(|f| std::fs::read(r.join(f)).unwrap())
-    .collect();
+    let after = drawn();
     assert_eq!(before, after, "report output must be deterministic");
 }
 

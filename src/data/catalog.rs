@@ -29,7 +29,7 @@ pub struct Descriptor {
 }
 
 /// Every dataset known by name.
-pub const KNOWN: [Descriptor; 2] = [
+pub const KNOWN: &[Descriptor] = &[
     Descriptor {
         name: "mnist",
         sha256: [

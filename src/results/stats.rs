@@ -212,6 +212,18 @@ mod tests {
     }
 
     #[test]
+    fn mean_and_population_std_in_percent() {
+        let f = |a| FoldRow {
+            fold: 1,
+            val_acc: a,
+            val_loss: 0.0,
+            split: String::new(),
+        };
+        let (m, s) = fold_mean_std(&[f(0.98), f(0.99)]);
+        assert!((m - 98.5).abs() < 1e-9 && (s - 0.5).abs() < 1e-9);
+    }
+
+    #[test]
     fn identical_scores_are_no_difference() {
         let c = corrected_paired(&B, &B).unwrap();
         assert_eq!((c.delta, c.p), (0.0, 1.0));
