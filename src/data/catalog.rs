@@ -22,6 +22,8 @@ pub struct Descriptor {
     pub sha256: [&'static str; 4],
     /// Public mirrors holding `<file>.gz`, tried in order by `data fetch`.
     pub mirrors: &'static [&'static str],
+    /// Folders where a system package puts the files (raw or .gz), tried before the mirrors.
+    pub packaged: &'static [&'static str],
     /// Shape of every image (the loader checks the IDX header against it).
     pub image: ImageShape,
     /// Class names, by label.
@@ -42,6 +44,7 @@ pub const KNOWN: &[Descriptor] = &[
             "https://ossci-datasets.s3.amazonaws.com/mnist/",
             "https://storage.googleapis.com/cvdf-datasets/mnist/",
         ],
+        packaged: &[],
         image: ImageShape {
             height: 28,
             width: 28,
@@ -64,6 +67,8 @@ pub const KNOWN: &[Descriptor] = &[
             "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
             "https://github.com/zalandoresearch/fashion-mnist/raw/master/data/fashion/",
         ],
+        // Debian's dataset-fashion-mnist.
+        packaged: &["/usr/share/datasets/fashion-mnist"],
         image: ImageShape {
             height: 28,
             width: 28,

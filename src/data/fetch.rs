@@ -85,8 +85,8 @@ fn fetch_url(url: &str) -> Result<Vec<u8>> {
 
 /// Puts the four files of dataset `name` into `dir`, decompressed and verified.
 ///
-/// Sources, in order: `from` (a folder with the raw or .gz files), then (if `mirrors`) the
-/// dataset's public mirrors.
+/// Sources, in order: `from` (a folder with the raw or .gz files), the folders where a system
+/// package puts the dataset, then (if `mirrors`) the dataset's public mirrors.
 pub fn fetch(dir: &Path, name: &str, from: Option<&Path>, mirrors: bool) -> Result<Verified> {
     if let Ok(v @ Verified::Checksums) = verify(dir, name) {
         eprintln!("{} is complete and verified", dir.display());
@@ -104,7 +104,14 @@ pub fn fetch(dir: &Path, name: &str, from: Option<&Path>, mirrors: bool) -> Resu
         }
         let mut errors = Vec::new();
         let mut got = None;
-        if let Some(src) = from {
+        let packaged = known.map_or(&[][..], |d| d.packaged);
+        let folders = from
+            .into_iter()
+            .chain(packaged.iter().map(Path::new).filter(|p| p.is_dir()));
+        for src in folders {
+            if got.is_some() {
+                break;
+            }
             match find_file(src, file).and_then(|p| read_decompressed(&p)) {
                 Ok(b) if good(&b) => got = Some(b),
                 Ok(_) => errors.push(format!("{}: sha256 mismatch", src.join(file).display())),
