@@ -72,8 +72,6 @@ impl fmt::Display for Shape {
 /// Where a layer sits in its network (what shape checks may depend on beyond the input).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Place {
-    /// 0-based position in `model.layers`.
-    pub index: usize,
     /// Whether it is the last layer.
     pub last: bool,
 }

@@ -122,10 +122,7 @@ pub fn summarize(layers: &[LayerEntry], info: &DatasetInfo) -> Result<Vec<LayerS
     let mut out = Vec::with_capacity(layers.len());
     for (i, entry) in layers.iter().enumerate() {
         let spec = entry.spec();
-        let place = Place {
-            index: i,
-            last: i == last,
-        };
+        let place = Place { last: i == last };
         let output = spec
             .output_shape(shape, place)
             .map_err(|e| anyhow::anyhow!("model.layers[{i}] ({}): {e}", entry.key()))?;

@@ -123,6 +123,11 @@ impl ConvGeometry {
         self.kernel * self.kernel * self.input.c
     }
 
+    /// Output positions of a batch: the rows of its unfolded input.
+    pub fn rows(&self, batch: usize) -> usize {
+        batch * self.output.h * self.output.w
+    }
+
     /// Unfolds each output position's receptive field into one row (im2col).
     pub fn unfold(&self, x: &[f32], batch: usize) -> Vec<f32> {
         let (inp, out, k) = (self.input, self.output, self.kernel);
@@ -169,8 +174,7 @@ impl ConvGeometry {
 
     /// gw += colᵀ · gz (the kernel's gradient from the gradient at the convolution's output).
     pub fn add_weight_grad(&self, gw: &mut [f32], gz: &[f32], col: &[f32], batch: usize) {
-        let (kd, cout) = (self.field(), self.output.c);
-        let m = batch * self.output.h * self.output.w;
+        let (kd, cout, m) = (self.field(), self.output.c, self.rows(batch));
         matmul(
             kd,
             cout,
@@ -192,8 +196,7 @@ impl ConvGeometry {
         col: &mut [f32],
         batch: usize,
     ) {
-        let (kd, cout) = (self.field(), self.output.c);
-        let m = batch * self.output.h * self.output.w;
+        let (kd, cout, m) = (self.field(), self.output.c, self.rows(batch));
         matmul(
             m,
             kd,
@@ -231,7 +234,7 @@ impl Conv {
         let g = self.geo;
         affine_forward(
             col,
-            batch * g.output.h * g.output.w,
+            g.rows(batch),
             g.field(),
             &self.w.value,
             &self.b.value,
