@@ -89,7 +89,15 @@ fn train_rate(
     let mut layer_rng = Rng::new(seed, 2);
     let mut run = |net: &mut Network, i: usize| {
         let (x, y) = &data[i % data.len()];
-        step(net, opt.as_mut(), lr, x.clone(), y, &mut layer_rng);
+        step(
+            net,
+            opt.as_mut(),
+            lr,
+            exp.train.label_smoothing,
+            x.clone(),
+            y,
+            &mut layer_rng,
+        );
     };
     for i in 0..5 {
         run(&mut net, i);

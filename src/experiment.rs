@@ -20,6 +20,7 @@ use crate::data::DatasetInfo;
 use crate::model::layers::LayerEntry;
 use crate::model::{summarize, LayerSummary};
 use crate::optim::OptimizerSpec;
+use crate::schedule::ScheduleSpec;
 
 /// A resolved experiment: one model variant and how to train and score it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
@@ -90,6 +91,10 @@ pub struct TrainSpec {
     pub batch_size: usize,
     /// Seed for weight init and batch order.
     pub seed: u64,
+    /// Learning-rate schedule (none: constant).
+    pub schedule: Option<ScheduleSpec>,
+    /// Label smoothing ε of the training loss: targets (1 − ε)·one-hot + ε/classes (Keras).
+    pub label_smoothing: f32,
 }
 
 /// `[train]` as a file may write it: the optimizer as a table or a name, and the seed's flat
@@ -97,8 +102,11 @@ pub struct TrainSpec {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TrainFields {
-    #[serde(default, deserialize_with = "crate::optim::deserialize_optional")]
+    #[serde(default, deserialize_with = "crate::optim::deserialize_named")]
     optimizer: Option<OptimizerSpec>,
+    #[serde(default, deserialize_with = "crate::optim::deserialize_named")]
+    schedule: Option<ScheduleSpec>,
+    label_smoothing: Option<f32>,
     learning_rate: Option<f32>,
     momentum: Option<f32>,
     epochs: Option<usize>,
@@ -131,6 +139,8 @@ impl TryFrom<TrainFields> for TrainSpec {
             epochs: f.epochs.unwrap_or(defaults.epochs),
             batch_size: f.batch_size.unwrap_or(defaults.batch_size),
             seed: f.seed.unwrap_or(defaults.seed),
+            schedule: f.schedule,
+            label_smoothing: f.label_smoothing.unwrap_or(0.0),
         })
     }
 }
@@ -147,13 +157,21 @@ impl Serialize for TrainSpec {
             epochs: usize,
             batch_size: usize,
             seed: u64,
+            #[serde(skip_serializing_if = "crate::optim::is_zero")]
+            label_smoothing: f32,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            schedule: Option<&'a ScheduleSpec>,
         }
         #[derive(Serialize)]
         struct Nested<'a> {
             epochs: usize,
             batch_size: usize,
             seed: u64,
+            #[serde(skip_serializing_if = "crate::optim::is_zero")]
+            label_smoothing: f32,
             optimizer: &'a OptimizerSpec,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            schedule: Option<&'a ScheduleSpec>,
         }
         match self.optimizer.spec().flat() {
             Some((learning_rate, momentum)) => Flat {
@@ -163,13 +181,17 @@ impl Serialize for TrainSpec {
                 epochs: self.epochs,
                 batch_size: self.batch_size,
                 seed: self.seed,
+                label_smoothing: self.label_smoothing,
+                schedule: self.schedule.as_ref(),
             }
             .serialize(s),
             None => Nested {
                 epochs: self.epochs,
                 batch_size: self.batch_size,
                 seed: self.seed,
+                label_smoothing: self.label_smoothing,
                 optimizer: &self.optimizer,
+                schedule: self.schedule.as_ref(),
             }
             .serialize(s),
         }
@@ -204,6 +226,8 @@ impl Default for TrainSpec {
             epochs: 10,
             batch_size: 32,
             seed: 1,
+            schedule: None,
+            label_smoothing: 0.0,
         }
     }
 }
@@ -258,6 +282,18 @@ impl Experiment {
         }
         opt.validate()
             .map_err(|e| anyhow::anyhow!("train.optimizer.{}: {e}", t.optimizer.key()))?;
+        if let Some(s) = &t.schedule {
+            let key = s.key();
+            s.spec()
+                .validate()
+                .map_err(|e| anyhow::anyhow!("train.schedule.{key}: {e}"))?;
+        }
+        if !(0.0..1.0).contains(&t.label_smoothing) {
+            bail!(
+                "train.label_smoothing is {}, expected 0 <= label_smoothing < 1",
+                t.label_smoothing
+            );
+        }
         if self.cv.folds < 2 {
             bail!("cv.folds is {}, expected at least 2", self.cv.folds);
         }
@@ -312,7 +348,7 @@ impl Experiment {
 
 /// Tables that hold exactly one key naming a kind (`[train.optimizer.sgd]`): a child that
 /// names another kind replaces the parent's table instead of merging into it.
-const TAGGED: [&str; 1] = ["train.optimizer"];
+const TAGGED: [&str; 2] = ["train.optimizer", "train.schedule"];
 
 /// Merges `child` onto `base` (at dotted `path`): tables merge key by key, anything else is
 /// replaced.
@@ -643,7 +679,8 @@ dense = { units = 10, activation = "softmax" }
             e.train.optimizer,
             OptimizerSpec::Sgd(crate::optim::sgd::SgdSpec {
                 learning_rate: 0.001,
-                momentum: 0.9
+                momentum: 0.9,
+                ..Default::default()
             })
         );
         assert_eq!(e.model.layers.len(), 5);
@@ -773,6 +810,7 @@ dense = { units = 10, activation = "softmax" }
         OptimizerSpec::Sgd(crate::optim::sgd::SgdSpec {
             learning_rate: lr,
             momentum,
+            ..Default::default()
         })
     }
 

@@ -17,4 +17,5 @@ pub mod predict;
 pub mod progress;
 pub mod results;
 pub mod rng;
+pub mod schedule;
 pub mod train;

@@ -8,10 +8,11 @@ use crate::data::transform::{pipeline, BatchInfo, Transform};
 use crate::data::Dataset;
 use crate::experiment::Experiment;
 use crate::model::layer::Mode;
-use crate::model::loss::{count_correct, cross_entropy};
+use crate::model::loss::{count_correct, cross_entropy, smoothed_cross_entropy};
 use crate::model::{Act, Network};
 use crate::optim::{self, Optimizer};
 use crate::rng::{Rng, Streams};
+use crate::schedule::{self, Progress};
 
 /// Batch size used for evaluation (does not change any result, only speed and memory).
 pub const EVAL_BATCH: usize = 128;
@@ -29,6 +30,9 @@ pub struct EpochRow {
     pub val_loss: f64,
     /// Accuracy on the held-out images after the epoch (NaN without validation data).
     pub val_acc: f64,
+    /// The learning rate of the epoch's last batch, when a schedule varies it (else not
+    /// recorded: the optimizer's rate throughout).
+    pub lr: Option<f32>,
 }
 
 /// What the training loop reports while it runs.
@@ -113,11 +117,12 @@ pub struct StepScore {
 
 /// One training step on a batch of (already transformed) images `x` with labels `y`: forward in
 /// training mode (layers draw from `rng`), loss, backward, and the optimizer's update at
-/// learning rate `lr`.
+/// learning rate `lr`. The loss is computed against targets smoothed by `label_smoothing`.
 pub fn step(
     net: &mut Network,
     opt: &mut dyn Optimizer,
     lr: f32,
+    label_smoothing: f32,
     x: Vec<f32>,
     y: &[u8],
     rng: &mut Rng,
@@ -125,7 +130,7 @@ pub fn step(
     let input: Act = net.dev.tensor_from_vec(x, (y.len(), net.inputs));
     let out = net.forward(input.leaky_traced(), &mut Mode::Train(rng));
     let correct = count_correct(&out.as_vec(), y);
-    let loss = cross_entropy(out, y);
+    let loss = smoothed_cross_entropy(out, y, label_smoothing);
     let value = loss.array();
     let mut grads = loss.backward();
     optim::step(opt, net, &mut grads, lr);
@@ -177,13 +182,14 @@ pub fn train_with(
     } = *data;
     let t = &exp.train;
     let mut opt = t.optimizer.spec().build();
-    let lr = t.optimizer.spec().learning_rate();
+    let base_lr = t.optimizer.spec().learning_rate();
     let batch_info = BatchInfo {
         image: ds.info.image,
         background: scaler.value(0),
     };
     let mut order = train_idx.to_vec();
     let batches = order.len().div_ceil(t.batch_size);
+    let mut lr = base_lr;
     let mut shuffle = streams.shuffle();
     let (mut x, mut y) = (Vec::new(), Vec::new());
     let mut rows = Vec::with_capacity(t.epochs);
@@ -198,7 +204,24 @@ pub fn train_with(
             for transform in transforms {
                 transform.apply(&mut x, &batch_info, &mut transform_rng);
             }
-            let s = step(net, opt.as_mut(), lr, x.clone(), &y, &mut layer_rng);
+            lr = schedule::rate(
+                t.schedule.as_ref(),
+                base_lr,
+                Progress {
+                    step: (epoch - 1) * batches + b,
+                    steps_per_epoch: batches,
+                    total_steps: t.epochs * batches,
+                },
+            );
+            let s = step(
+                net,
+                opt.as_mut(),
+                lr,
+                t.label_smoothing,
+                x.clone(),
+                &y,
+                &mut layer_rng,
+            );
             correct += s.correct;
             loss_sum += s.loss as f64 * chunk.len() as f64;
             seen += chunk.len();
@@ -221,6 +244,7 @@ pub fn train_with(
             train_acc: correct as f64 / seen as f64,
             val_loss: val.loss,
             val_acc: val.acc,
+            lr: t.schedule.is_some().then_some(lr),
         };
         progress(Event::EpochEnd(&row));
         rows.push(row);

@@ -1,19 +1,93 @@
-//! Activation functions applied after a layer's bias, forward and backward.
+//! Activation functions applied after a layer's bias (or a batch norm), forward and backward.
+//! Each backward pass reads only the forward output, so no layer keeps its pre-activation.
 
-use serde::{Deserialize, Serialize};
+use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 
-/// Activation functions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
+/// Keras' default slope of `leaky_relu` (keras.activations.leaky_relu).
+pub const LEAKY_SLOPE: f32 = 0.2;
+/// Keras' default α of `elu`.
+pub const ELU_ALPHA: f32 = 1.0;
+
+/// Activation functions: `"relu"`, or `{ leaky_relu = 0.1 }` for a setting other than Keras'.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub enum Activation {
     /// Identity (Keras' default).
     #[default]
     Linear,
     /// max(0, x)
     Relu,
+    /// x for x > 0, slope·x otherwise.
+    LeakyRelu(f32),
+    /// x for x > 0, α·(eˣ − 1) otherwise.
+    Elu(f32),
     /// Softmax over classes, trained with categorical cross-entropy; last layer only. The
     /// layer itself outputs logits: the softmax lives in the loss.
     Softmax,
+}
+
+const NAMES: &str = "linear, relu, leaky_relu, elu, softmax";
+
+impl Serialize for Activation {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match *self {
+            Activation::LeakyRelu(a) if a != LEAKY_SLOPE => {
+                std::collections::BTreeMap::from([("leaky_relu", a)]).serialize(s)
+            }
+            Activation::Elu(a) if a != ELU_ALPHA => {
+                std::collections::BTreeMap::from([("elu", a)]).serialize(s)
+            }
+            a => s.serialize_str(a.name()),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Activation {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            Name(String),
+            Table(std::collections::BTreeMap<String, f32>),
+        }
+        let unknown = |name: &str| {
+            de::Error::custom(format!(
+                "unknown activation {name:?}, expected one of: {NAMES}"
+            ))
+        };
+        match Form::deserialize(d).map_err(|_| {
+            de::Error::custom(format!(
+                "expected an activation name ({NAMES}) or a table such as {{ leaky_relu = 0.1 }}"
+            ))
+        })? {
+            Form::Name(n) => match n.as_str() {
+                "linear" => Ok(Activation::Linear),
+                "relu" => Ok(Activation::Relu),
+                "leaky_relu" => Ok(Activation::LeakyRelu(LEAKY_SLOPE)),
+                "elu" => Ok(Activation::Elu(ELU_ALPHA)),
+                "softmax" => Ok(Activation::Softmax),
+                other => Err(unknown(other)),
+            },
+            Form::Table(t) => {
+                let mut it = t.into_iter();
+                match (it.next(), it.next()) {
+                    (Some((k, a)), None) => match k.as_str() {
+                        "leaky_relu" if a >= 0.0 && a < 1.0 => Ok(Activation::LeakyRelu(a)),
+                        "leaky_relu" => Err(de::Error::custom(format!(
+                            "leaky_relu slope is {a}, expected 0 <= slope < 1"
+                        ))),
+                        "elu" if a > 0.0 => Ok(Activation::Elu(a)),
+                        "elu" => Err(de::Error::custom(format!("elu alpha is {a}, expected > 0"))),
+                        other => Err(de::Error::custom(format!(
+                            "{other:?} takes no setting; settings: {{ leaky_relu = slope }}, {{ elu = alpha }}"
+                        ))),
+                    },
+                    _ => Err(de::Error::custom(
+                        "expected one activation, e.g. { leaky_relu = 0.1 }",
+                    )),
+                }
+            }
+        }
+    }
 }
 
 impl Activation {
@@ -22,6 +96,8 @@ impl Activation {
         match self {
             Activation::Linear => "linear",
             Activation::Relu => "relu",
+            Activation::LeakyRelu(_) => "leaky_relu",
+            Activation::Elu(_) => "elu",
             Activation::Softmax => "softmax",
         }
     }
@@ -31,6 +107,16 @@ impl Activation {
     pub fn apply(self, y: &mut [f32]) {
         match self {
             Activation::Relu => y.iter_mut().for_each(|v| *v = v.max(0.0)),
+            Activation::LeakyRelu(a) => y.iter_mut().for_each(|v| {
+                if *v < 0.0 {
+                    *v *= a
+                }
+            }),
+            Activation::Elu(a) => y.iter_mut().for_each(|v| {
+                if *v < 0.0 {
+                    *v = a * v.exp_m1()
+                }
+            }),
             Activation::Linear | Activation::Softmax => {}
         }
     }
@@ -46,13 +132,39 @@ impl Activation {
                     }
                 }
             }
+            // y < 0 exactly where x < 0 (slope > 0; with slope 0, y = 0 there, and x = 0 has
+            // derivative 1 in both cases, as ReLU's 0 has 0).
+            Activation::LeakyRelu(a) => {
+                for (g, y) in g.iter_mut().zip(y) {
+                    if *y < 0.0 || (a == 0.0 && *y == 0.0) {
+                        *g *= a;
+                    }
+                }
+            }
+            // d/dx α(eˣ − 1) = y + α.
+            Activation::Elu(a) => {
+                for (g, y) in g.iter_mut().zip(y) {
+                    if *y < 0.0 {
+                        *g *= y + a;
+                    }
+                }
+            }
             Activation::Linear | Activation::Softmax => {}
         }
     }
 
     /// Whether [`Activation::backward`] reads the forward output (else it need not be kept).
     pub fn needs_output(self) -> bool {
-        self == Activation::Relu
+        matches!(
+            self,
+            Activation::Relu | Activation::LeakyRelu(_) | Activation::Elu(_)
+        )
+    }
+
+    /// Whether f(max(a, b)) = max(f(a), f(b)) (non-decreasing): the activation may then be
+    /// applied after a max-pool instead of before it.
+    pub fn commutes_with_max(self) -> bool {
+        !matches!(self, Activation::Softmax)
     }
 
     /// Whether the gradient at the input is zero wherever the output is not positive (ReLU):

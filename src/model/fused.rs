@@ -160,13 +160,22 @@ impl Forward for ConvBlock {
         let pool = self.pool.clone();
         // z is kept for the batch norm's backward pass and for the activation's, unless the
         // arg-max carries that.
-        let keep_z = T::OWNS_TAPE && (norm.is_some() || (act.needs_output() && pool.is_none()));
-        let (y, arg) = match (&pool, &norm) {
+        let act_in_backward = act.needs_output() && !relu_after_pool && norm.is_none();
+        let keep_z = T::OWNS_TAPE && (norm.is_some() || act_in_backward);
+        let (mut y, arg) = match (&pool, &norm) {
             (Some(p), Some(nm)) => pool_normalized(p, nm, &z, batch),
             (Some(p), None) => pool_raw(p, &z, batch, relu_after_pool),
             (None, Some(nm)) => (nm.apply(&z), Vec::new()),
             (None, None) if keep_z => (z.clone(), Vec::new()),
             (None, None) => (std::mem::take(&mut z), Vec::new()),
+        };
+        // The batch norm's activation, after pooling (it is non-decreasing, so this is exact).
+        let post = self.bn.as_ref().map_or(Activation::Linear, |b| b.act);
+        post.apply(&mut y);
+        let saved_y = if T::OWNS_TAPE && post.needs_output() {
+            y.clone()
+        } else {
+            Vec::new()
         };
         let y_len = pool.as_ref().map_or(geo.output.len(), |p| p.output.len());
         let out_t = x.device().tensor_from_vec(y, (batch, y_len));
@@ -184,14 +193,22 @@ impl Forward for ConvBlock {
         let input_grad = self.conv.input_grad;
         tape.add_backward_op(move |grads| {
             let mut gy = take_grad!(grads, yg);
+            let mut g_post;
+            let g_in: &mut [f32] = if post.needs_output() {
+                g_post = gy.clone();
+                post.backward(&mut g_post, &saved_y);
+                &mut g_post
+            } else {
+                &mut gy
+            };
             // The gradient before pooling (zero where no window's maximum was).
             let mut scattered;
             let g_pre: &mut [f32] = match &pool {
                 Some(p) => {
-                    scattered = unpool(p, &gy, &arg, batch);
+                    scattered = unpool(p, g_in, &arg, batch);
                     &mut scattered
                 }
-                None => &mut gy,
+                None => g_in,
             };
             // The gradient at the convolution's output, through the batch norm and the
             // activation.
@@ -206,7 +223,7 @@ impl Forward for ConvBlock {
                     &through_bn
                 }
                 _ => {
-                    if pool.is_none() {
+                    if act_in_backward {
                         act.backward(g_pre, &saved_z);
                     }
                     g_pre
@@ -289,15 +306,16 @@ mod tests {
     /// or layer by layer.
     fn run_block(
         c: &Conv,
-        bn: bool,
+        bn: Option<Activation>,
         pool: bool,
         fused: bool,
         x: &[f32],
         batch: usize,
     ) -> Vec<Vec<f32>> {
         let dev = Cpu::default();
-        let norm = bn.then(|| {
+        let norm = bn.map(|post| {
             let mut b = BatchNorm::new(&dev, c.geo.output.c, 0.99, 1e-3);
+            b.act = post;
             b.gamma.value = Arc::new(random(c.geo.output.c, 8));
             b.beta.value = Arc::new(random(c.geo.output.c, 9));
             b
@@ -371,9 +389,17 @@ mod tests {
             };
             let c = conv(Shape::image(h, w, ci), k, co, act);
             let x = random(batch * h * w * ci, 20 + seed as u64);
-            for (bn, pool) in [(false, true), (true, true), (true, false)] {
+            use Activation::{LeakyRelu, Linear, Relu};
+            for (bn, pool) in [
+                (None, true),
+                (Some(Linear), true),
+                (Some(Linear), false),
+                (Some(Relu), true),
+                (Some(Relu), false),
+                (Some(LeakyRelu(0.2)), true),
+            ] {
                 let fused = run_block(&c, bn, pool, true, &x, batch);
-                if relu && pool && !bn {
+                if relu && pool && bn.is_none() {
                     // Windows where ReLU left only zeros (the case pooling before ReLU must
                     // reproduce) occur here.
                     zero_windows += fused[0].iter().filter(|v| **v == 0.0).count();
@@ -384,7 +410,7 @@ mod tests {
                     assert_eq!(a.len(), b.len());
                     assert!(
                         a.iter().zip(b).all(|(p, q)| p.to_bits() == q.to_bits()),
-                        "case {seed}, bn {bn}, pool {pool}: output {i}"
+                        "case {seed}, bn {bn:?}, pool {pool}: output {i}"
                     );
                 }
             }

@@ -15,7 +15,26 @@ pub fn one_hot(dev: &Cpu, labels: &[u8], classes: usize) -> Act {
 
 /// Mean cross-entropy of softmax(`logits`) against `labels` (one row of logits per label).
 pub fn cross_entropy<T: Tape<f32, Cpu>>(logits: Act<T>, labels: &[u8]) -> Tensor<(), f32, Cpu, T> {
-    let targets = one_hot(logits.device(), labels, logits.shape().1);
+    smoothed_cross_entropy(logits, labels, 0.0)
+}
+
+/// Cross-entropy against targets smoothed as Keras does: (1 − ε)·one-hot + ε/classes (ε = 0:
+/// the plain one-hot targets, bit for bit).
+pub fn smoothed_cross_entropy<T: Tape<f32, Cpu>>(
+    logits: Act<T>,
+    labels: &[u8],
+    smoothing: f32,
+) -> Tensor<(), f32, Cpu, T> {
+    let classes = logits.shape().1;
+    let mut targets = one_hot(logits.device(), labels, classes);
+    if smoothing != 0.0 {
+        let t: Vec<f32> = targets
+            .as_vec()
+            .iter()
+            .map(|v| v * (1.0 - smoothing) + smoothing / classes as f32)
+            .collect();
+        targets = logits.device().tensor_from_vec(t, (labels.len(), classes));
+    }
     cross_entropy_with_logits_loss(logits, targets)
 }
 

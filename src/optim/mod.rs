@@ -93,6 +93,55 @@ macro_rules! registry {
 
 registry! {
     sgd => Sgd(SgdSpec),
+    adam => Adam(AdamSpec),
+    adamw => Adamw(AdamWSpec),
+    rmsprop => Rmsprop(RmsPropSpec),
+}
+
+/// For `skip_serializing_if`: settings at zero are not written out.
+pub(crate) fn is_zero(v: &f32) -> bool {
+    *v == 0.0
+}
+
+/// Keras' decoupled weight decay, applied before an optimizer's update: w −= w·wd·lr.
+pub(crate) fn decay(w: &mut [f32], weight_decay: f32, lr: f32) {
+    if weight_decay != 0.0 {
+        let f = weight_decay * lr;
+        for w in w.iter_mut() {
+            *w -= *w * f;
+        }
+    }
+}
+
+/// Checks a weight decay setting.
+pub(crate) fn check_decay(weight_decay: f32) -> Result<(), String> {
+    if !(0.0..1.0).contains(&weight_decay) {
+        return Err(format!(
+            "weight_decay is {weight_decay}, expected 0 <= weight_decay < 1"
+        ));
+    }
+    Ok(())
+}
+
+/// ", weight decay …" for a description, or nothing.
+pub(crate) fn describe_decay(weight_decay: f32) -> String {
+    if weight_decay == 0.0 {
+        String::new()
+    } else {
+        format!(" weight decay {weight_decay}")
+    }
+}
+
+/// State that grows one slot per parameter index, each as long as its parameter.
+pub(crate) fn slot(state: &mut Vec<Vec<f32>>, index: usize, len: usize) -> &mut Vec<f32> {
+    if state.len() <= index {
+        state.resize_with(index + 1, Vec::new);
+    }
+    let s = &mut state[index];
+    if s.len() != len {
+        *s = vec![0.0; len];
+    }
+    s
 }
 
 impl Default for OptimizerSpec {
@@ -101,34 +150,59 @@ impl Default for OptimizerSpec {
     }
 }
 
-/// Reads `optimizer = "sgd"` (the kind with its defaults) or `optimizer = { sgd = { … } }`
-/// (`[train.optimizer.sgd]`).
-pub fn deserialize_optional<'de, D: Deserializer<'de>>(
-    d: D,
-) -> Result<Option<OptimizerSpec>, D::Error> {
-    struct Either;
-    impl<'de> Visitor<'de> for Either {
-        type Value = OptimizerSpec;
+/// A kind-tagged setting (optimizer, schedule) that a file may also give by name alone
+/// (`optimizer = "adam"`: that kind's defaults).
+pub trait Named: Sized + serde::de::DeserializeOwned {
+    /// What it is, for messages ("optimizer").
+    const WHAT: &'static str;
+    /// A table form for messages ("[train.optimizer.sgd]").
+    const EXAMPLE: &'static str;
+    /// The kinds' names.
+    fn kinds() -> &'static [&'static str];
+    /// A kind with its defaults.
+    fn defaults(key: &str) -> Option<Self>;
+}
+
+impl Named for OptimizerSpec {
+    const WHAT: &'static str = "optimizer";
+    const EXAMPLE: &'static str = "[train.optimizer.sgd]";
+    fn kinds() -> &'static [&'static str] {
+        Self::KINDS
+    }
+    fn defaults(key: &str) -> Option<Self> {
+        Self::defaults(key)
+    }
+}
+
+/// Deserializes a [`Named`] setting from a kind's name or a one-kind table.
+pub fn deserialize_named<'de, D: Deserializer<'de>, T: Named>(d: D) -> Result<Option<T>, D::Error> {
+    struct Either<T>(std::marker::PhantomData<T>);
+    impl<'de, T: Named> Visitor<'de> for Either<T> {
+        type Value = T;
         fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
             write!(
                 f,
-                "an optimizer name ({}) or a table such as [train.optimizer.sgd]",
-                OptimizerSpec::KINDS.join(", ")
+                "a{} {} name ({}) or a table such as {}",
+                if T::WHAT.starts_with('o') { "n" } else { "" },
+                T::WHAT,
+                T::kinds().join(", "),
+                T::EXAMPLE
             )
         }
-        fn visit_str<E: de::Error>(self, v: &str) -> Result<OptimizerSpec, E> {
-            OptimizerSpec::defaults(v).ok_or_else(|| {
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<T, E> {
+            T::defaults(v).ok_or_else(|| {
                 E::custom(format!(
-                    "unknown optimizer {v:?}, expected one of: {}",
-                    OptimizerSpec::KINDS.join(", ")
+                    "unknown {} {v:?}, expected one of: {}",
+                    T::WHAT,
+                    T::kinds().join(", ")
                 ))
             })
         }
-        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<OptimizerSpec, A::Error> {
-            OptimizerSpec::deserialize(de::value::MapAccessDeserializer::new(map))
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+            T::deserialize(de::value::MapAccessDeserializer::new(map))
         }
     }
-    d.deserialize_any(Either).map(Some)
+    d.deserialize_any(Either(std::marker::PhantomData)).map(Some)
 }
 
 /// Updates every parameter of `net` from the gradients of a backward pass.

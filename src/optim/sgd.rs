@@ -1,4 +1,5 @@
-//! `sgd`: stochastic gradient descent with classic momentum, as Keras: v = m·v − lr·g; w += v.
+//! `sgd`: stochastic gradient descent with momentum, as Keras: v = m·v − lr·g; w += v, or with
+//! `nesterov = true`, w += m·v − lr·g (the new v).
 
 use serde::{Deserialize, Serialize};
 
@@ -12,6 +13,12 @@ pub struct SgdSpec {
     pub learning_rate: f32,
     /// Momentum coefficient (0 for plain SGD).
     pub momentum: f32,
+    /// Nesterov momentum (Keras' formulation).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub nesterov: bool,
+    /// Decoupled weight decay: w −= w·weight_decay·lr before each update (Keras).
+    #[serde(skip_serializing_if = "super::is_zero")]
+    pub weight_decay: f32,
 }
 
 impl Default for SgdSpec {
@@ -20,6 +27,8 @@ impl Default for SgdSpec {
         SgdSpec {
             learning_rate: 0.01,
             momentum: 0.9,
+            nesterov: false,
+            weight_decay: 0.0,
         }
     }
 }
@@ -38,7 +47,7 @@ impl OptimizerKind for SgdSpec {
     }
 
     fn flat(&self) -> Option<(f32, f32)> {
-        Some((self.learning_rate, self.momentum))
+        (!self.nesterov && self.weight_decay == 0.0).then_some((self.learning_rate, self.momentum))
     }
 
     fn validate(&self) -> Result<(), String> {
@@ -48,16 +57,22 @@ impl OptimizerKind for SgdSpec {
                 self.momentum
             ));
         }
-        Ok(())
+        super::check_decay(self.weight_decay)
     }
 
     fn describe(&self) -> String {
-        format!("SGD lr {} momentum {}", self.learning_rate, self.momentum)
+        let mut d = format!("SGD lr {} momentum {}", self.learning_rate, self.momentum);
+        if self.nesterov {
+            d += " nesterov";
+        }
+        d + &super::describe_decay(self.weight_decay)
     }
 
     fn build(&self) -> Box<dyn Optimizer> {
         Box::new(Sgd {
             momentum: self.momentum,
+            nesterov: self.nesterov,
+            weight_decay: self.weight_decay,
             velocity: Vec::new(),
         })
     }
@@ -66,6 +81,8 @@ impl OptimizerKind for SgdSpec {
 /// SGD at work: one velocity buffer per parameter.
 pub struct Sgd {
     momentum: f32,
+    nesterov: bool,
+    weight_decay: f32,
     velocity: Vec<Vec<f32>>,
 }
 
@@ -78,10 +95,18 @@ impl Optimizer for Sgd {
         if v.len() != w.len() {
             *v = vec![0.0; w.len()];
         }
+        super::decay(w, self.weight_decay, lr);
         let m = self.momentum;
-        for ((w, v), g) in w.iter_mut().zip(v.iter_mut()).zip(g) {
-            *v = m * *v - lr * g;
-            *w += *v;
+        if self.nesterov {
+            for ((w, v), g) in w.iter_mut().zip(v.iter_mut()).zip(g) {
+                *v = m * *v - lr * g;
+                *w += m * *v - lr * g;
+            }
+        } else {
+            for ((w, v), g) in w.iter_mut().zip(v.iter_mut()).zip(g) {
+                *v = m * *v - lr * g;
+                *w += *v;
+            }
         }
     }
 }
@@ -98,6 +123,7 @@ mod tests {
         let mut opt = SgdSpec {
             learning_rate: 0.1,
             momentum: 0.9,
+            ..SgdSpec::default()
         }
         .build();
         let mut w = vec![1.0f32, -2.0];

@@ -9,6 +9,8 @@ use crate::train::EpochRow;
 
 /// Header of history.csv and of each per-fold file.
 pub const HISTORY_HEADER: &str = "fold,epoch,train_loss,train_acc,val_loss,val_acc";
+/// The column history files gain when a schedule varies the learning rate.
+pub const LR_COLUMN: &str = ",lr";
 /// Header of folds.csv.
 pub const FOLDS_HEADER: &str = "fold,val_acc,val_loss,split";
 
@@ -42,14 +44,20 @@ fn num(v: f64) -> String {
     }
 }
 
-/// Renders history rows (sorted by fold, epoch).
+/// Renders history rows (sorted by fold, epoch), with an `lr` column when the rows have
+/// learning rates (a schedule varied it).
 pub fn history_csv(rows: &[HistoryRow]) -> String {
     let mut rows = rows.to_vec();
     rows.sort_by_key(|r| (r.fold, r.row.epoch));
-    let mut s = format!("{HISTORY_HEADER}\n");
+    let with_lr = rows.iter().any(|r| r.row.lr.is_some());
+    let mut s = HISTORY_HEADER.to_string();
+    if with_lr {
+        s += LR_COLUMN;
+    }
+    s.push('\n');
     for r in rows {
         let e = r.row;
-        let _ = writeln!(
+        let _ = write!(
             s,
             "{},{},{},{},{},{}",
             r.fold,
@@ -59,6 +67,11 @@ pub fn history_csv(rows: &[HistoryRow]) -> String {
             num(e.val_loss),
             num(e.val_acc)
         );
+        if with_lr {
+            // The shortest decimal that reads back as the same f32.
+            let _ = write!(s, ",{}", e.lr.map_or(String::new(), |v| v.to_string()));
+        }
+        s.push('\n');
     }
     s
 }
@@ -103,6 +116,12 @@ fn parse_usize(field: &str, path: &Path, line: u64, col: &str) -> Result<usize> 
 }
 
 fn records(text: &str, path: &Path, header: &str) -> Result<Vec<(u64, Vec<String>)>> {
+    records_any(text, path, &[header])
+}
+
+/// [`records`] for a file that may have any of `headers`.
+fn records_any(text: &str, path: &Path, headers: &[&str]) -> Result<Vec<(u64, Vec<String>)>> {
+    let header = headers[0];
     let mut rd = csv::ReaderBuilder::new()
         .has_headers(true)
         .from_reader(text.as_bytes());
@@ -112,7 +131,7 @@ fn records(text: &str, path: &Path, header: &str) -> Result<Vec<(u64, Vec<String
         .iter()
         .map(str::to_string)
         .collect();
-    if got.join(",") != header {
+    if !headers.contains(&got.join(",").as_str()) {
         bail!(
             "{}:1: header is {:?}, expected {header:?}",
             path.display(),
@@ -130,7 +149,8 @@ fn records(text: &str, path: &Path, header: &str) -> Result<Vec<(u64, Vec<String
 
 /// Parses history.csv text (`path` names it in errors).
 pub fn parse_history(text: &str, path: &Path) -> Result<Vec<HistoryRow>> {
-    records(text, path, HISTORY_HEADER)?
+    let with_lr = format!("{HISTORY_HEADER}{LR_COLUMN}");
+    records_any(text, path, &[HISTORY_HEADER, &with_lr])?
         .into_iter()
         .map(|(line, f)| {
             Ok(HistoryRow {
@@ -141,6 +161,15 @@ pub fn parse_history(text: &str, path: &Path) -> Result<Vec<HistoryRow>> {
                     train_acc: parse_f64(&f[3], path, line, "train_acc")?,
                     val_loss: parse_f64(&f[4], path, line, "val_loss")?,
                     val_acc: parse_f64(&f[5], path, line, "val_acc")?,
+                    lr: match f.get(6) {
+                        Some(v) if !v.is_empty() => Some(v.parse::<f32>().map_err(|_| {
+                            anyhow::anyhow!(
+                                "{}:{line}: column lr is {v:?}, expected a number",
+                                path.display()
+                            )
+                        })?),
+                        _ => None,
+                    },
                 },
             })
         })
@@ -197,6 +226,7 @@ mod tests {
                 train_acc: 0.9,
                 val_loss: 0.25,
                 val_acc: 1.0 / 3.0,
+                lr: None,
             },
         }
     }

@@ -72,8 +72,13 @@ macro_rules! registry {
     };
 }
 
-// The seed's vocabulary has no augmentation yet; each transform kind is one line here.
-registry! {}
+// Each transform kind is one line here.
+registry! {
+    affine => AffineSpec,
+    elastic => ElasticSpec,
+}
+
+pub mod warp;
 
 /// The transforms the experiment's `[data.augment]` asks for, in the order they run.
 pub fn pipeline(data: &DataSpec) -> Vec<Box<dyn Transform>> {

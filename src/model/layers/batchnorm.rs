@@ -1,6 +1,8 @@
-//! `batchnorm = {}` (optionally `momentum`, `epsilon`): batch normalization over the channel
-//! (last) axis, Keras semantics: batch statistics (biased variance) while training, running
-//! statistics r = m·r + (1 − m)·batch in evaluation.
+//! `batchnorm = {}` (optionally `momentum`, `epsilon`, `activation`): batch normalization over
+//! the channel (last) axis, Keras semantics: batch statistics (biased variance) while training,
+//! running statistics r = m·r + (1 − m)·batch in evaluation. `activation` is applied to the
+//! normalized output (Keras: a BatchNormalization then an Activation layer), for the
+//! conv → batch norm → ReLU order.
 
 use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -19,6 +21,13 @@ pub struct BatchNormSpec {
     pub momentum: f32,
     /// Added to the variance.
     pub epsilon: f32,
+    /// Applied to the normalized output (default linear).
+    #[serde(skip_serializing_if = "is_linear")]
+    pub activation: Activation,
+}
+
+fn is_linear(a: &Activation) -> bool {
+    *a == Activation::Linear
 }
 
 impl Default for BatchNormSpec {
@@ -26,6 +35,7 @@ impl Default for BatchNormSpec {
         BatchNormSpec {
             momentum: 0.99,
             epsilon: 1e-3,
+            activation: Activation::Linear,
         }
     }
 }
@@ -35,6 +45,7 @@ impl BatchNormSpec {
     pub fn build_bn(&self, io: LayerIo, dev: &Cpu) -> BatchNorm {
         let mut bn = BatchNorm::new(dev, io.input.c, self.momentum, self.epsilon);
         bn.index = io.index;
+        bn.act = self.activation;
         bn
     }
 }
@@ -47,6 +58,9 @@ impl LayerSpec for BatchNormSpec {
     fn output_shape(&self, input: Shape, _place: Place) -> Result<Shape, String> {
         if !(0.0..1.0).contains(&self.momentum) || self.epsilon <= 0.0 {
             return Err("expected 0 <= momentum < 1 and epsilon > 0".into());
+        }
+        if self.activation == Activation::Softmax {
+            return Err("softmax is only allowed on the last dense layer".into());
         }
         Ok(input)
     }
@@ -62,7 +76,10 @@ impl LayerSpec for BatchNormSpec {
     }
 
     fn describe(&self) -> String {
-        "batchnorm".into()
+        match self.activation {
+            Activation::Linear => "batchnorm".into(),
+            a => format!("batchnorm {}", a.name()),
+        }
     }
 
     fn build(&self, io: LayerIo, dev: &Cpu, _rng: &mut Rng) -> Box<dyn Layer> {
@@ -89,6 +106,8 @@ pub struct BatchNorm {
     pub running_mean: Vec<f32>,
     /// Running variance (not trained; used in evaluation).
     pub running_var: Vec<f32>,
+    /// Applied to the normalized output.
+    pub act: Activation,
 }
 
 impl BatchNorm {
@@ -103,6 +122,7 @@ impl BatchNorm {
             beta: Param::new(dev, vec![0.0; channels]),
             running_mean: vec![0.0; channels],
             running_var: vec![1.0; channels],
+            act: Activation::Linear,
         }
     }
 
@@ -158,7 +178,15 @@ impl Forward for BatchNorm {
         let shape = *x.shape();
         let v = data_of(&x);
         let norm = self.normalize(&v, mode.training());
-        let out_t = x.device().tensor_from_vec(norm.apply(&v), shape);
+        let act = self.act;
+        let mut y = norm.apply(&v);
+        act.apply(&mut y);
+        let saved_y = if T::OWNS_TAPE && act.needs_output() {
+            y.clone()
+        } else {
+            Vec::new()
+        };
+        let out_t = x.device().tensor_from_vec(y, shape);
         if T::OWNS_TAPE {
             let (xg, yg, gg, bg) = (
                 x.ghost(),
@@ -168,8 +196,16 @@ impl Forward for BatchNorm {
             );
             tape.add_backward_op(move |grads| {
                 let gy = take_grad!(grads, yg);
+                let mut g_act;
+                let g: &[f32] = if act.needs_output() {
+                    g_act = gy.clone();
+                    act.backward(&mut g_act, &saved_y);
+                    &g_act
+                } else {
+                    &gy
+                };
                 let (dgamma, dbeta) =
-                    norm.backward(&gy, &v, Activation::Linear, grads.get_or_alloc_mut(&xg)?);
+                    norm.backward(g, &v, Activation::Linear, grads.get_or_alloc_mut(&xg)?);
                 add_column_sums(grads.get_or_alloc_mut(&gg)?, &dgamma);
                 add_column_sums(grads.get_or_alloc_mut(&bg)?, &dbeta);
                 put_grad!(grads, yg, gy);
@@ -257,7 +293,8 @@ impl Normalized {
 
     /// Adds the input gradient for output gradient `gy` at input `x` to `gx`; returns (dγ, dβ).
     /// `before` is the activation that produced `x` inside a fused block: when it zeroes
-    /// gradients at non-positive outputs (ReLU), that is done in the same pass.
+    /// gradients at non-positive outputs (ReLU), that is done in the same pass; any other
+    /// activation's backward is applied to `gx` after (which must then start at zero).
     pub(crate) fn backward(
         &self,
         gy: &[f32],
@@ -301,6 +338,9 @@ impl Normalized {
                     gxrow[i] = 0.0;
                 }
             }
+        }
+        if !relu_mask {
+            before.backward(gx, x);
         }
         (dgamma, dbeta)
     }

@@ -1,5 +1,7 @@
-//! `conv = { filters, kernel, activation, init }`: 2-D convolution (valid padding, stride 1) on
-//! NHWC batches, as im2col over the whole batch and one GEMM per pass. It always runs inside a
+//! `conv = { filters, kernel, stride, padding, activation, init }`: 2-D convolution on NHWC
+//! batches, as im2col over the whole batch and one GEMM per pass. Padding is Keras': `valid`
+//! (none) or `same` (output side = ⌈input / stride⌉, zeros split evenly, the odd one on the
+//! bottom/right). It always runs inside a
 //! [`ConvBlock`] (alone, or fused with the batch norm and/or max-pool after it): the block owns
 //! the tape op, this file the weights and the convolution's own arithmetic.
 
@@ -31,6 +33,52 @@ pub struct ConvSpec {
     /// Weight initializer (biases start at zero).
     #[serde(default)]
     pub init: Init,
+    /// Step between receptive fields, in both directions (default 1).
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub stride: usize,
+    /// `valid` (default) or `same`.
+    #[serde(default, skip_serializing_if = "Padding::is_valid")]
+    pub padding: Padding,
+}
+
+fn one() -> usize {
+    1
+}
+
+fn is_one(v: &usize) -> bool {
+    *v == 1
+}
+
+/// Keras' padding modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Padding {
+    /// No padding: only windows that fit inside the input.
+    #[default]
+    Valid,
+    /// Zero padding so the output side is ⌈input / stride⌉.
+    Same,
+}
+
+impl Padding {
+    /// Whether this is `valid` (the default, not written out).
+    pub fn is_valid(&self) -> bool {
+        *self == Padding::Valid
+    }
+
+    /// Output side and padding before (top/left) for one input side, Keras' rule: `same` pads
+    /// (out − 1)·stride + k − in zeros, the smaller half first. `None` when a `valid` window
+    /// does not fit.
+    pub fn side(self, input: usize, kernel: usize, stride: usize) -> Option<(usize, usize)> {
+        match self {
+            Padding::Valid => (kernel <= input).then(|| ((input - kernel) / stride + 1, 0)),
+            Padding::Same => {
+                let out = input.div_ceil(stride);
+                let total = ((out - 1) * stride + kernel).saturating_sub(input);
+                Some((out, total / 2))
+            }
+        }
+    }
 }
 
 impl ConvSpec {
@@ -40,11 +88,7 @@ impl ConvSpec {
         let kd = k * k * io.input.c;
         Conv {
             index: io.index,
-            geo: ConvGeometry {
-                input: io.input,
-                output: io.output,
-                kernel: k,
-            },
+            geo: ConvGeometry::new(io.input, io.output, k, self.stride, self.padding),
             act: self.activation,
             input_grad: io.input_grad(),
             w: self
@@ -66,23 +110,22 @@ impl LayerSpec for ConvSpec {
                 "input is flat {input}; a conv layer needs an image"
             ));
         }
-        if self.filters == 0 || self.kernel == 0 {
-            return Err("filters and kernel must be at least 1".into());
+        if self.filters == 0 || self.kernel == 0 || self.stride == 0 {
+            return Err("filters, kernel and stride must be at least 1".into());
         }
-        if self.kernel > input.h || self.kernel > input.w {
+        let (Some((h, _)), Some((w, _))) = (
+            self.padding.side(input.h, self.kernel, self.stride),
+            self.padding.side(input.w, self.kernel, self.stride),
+        ) else {
             return Err(format!(
-                "kernel {} is larger than its {}×{} input",
+                "kernel {} is larger than its {}×{} input (padding = \"same\" keeps the size)",
                 self.kernel, input.h, input.w
             ));
-        }
+        };
         if self.activation == Activation::Softmax {
             return Err("softmax is only allowed on the last dense layer".into());
         }
-        Ok(Shape::image(
-            input.h - self.kernel + 1,
-            input.w - self.kernel + 1,
-            self.filters,
-        ))
+        Ok(Shape::image(h, w, self.filters))
     }
 
     fn param_count(&self, input: Shape) -> usize {
@@ -95,10 +138,17 @@ impl LayerSpec for ConvSpec {
 
     fn describe(&self) -> String {
         let k = self.kernel;
-        match self.activation {
-            Activation::Linear => format!("conv {k}×{k}×{}", self.filters),
-            a => format!("conv {k}×{k}×{} {}", self.filters, a.name()),
+        let mut d = format!("conv {k}×{k}×{}", self.filters);
+        if self.stride != 1 {
+            d += &format!("/{}", self.stride);
         }
+        if self.padding == Padding::Same {
+            d += " same";
+        }
+        if self.activation != Activation::Linear {
+            d += &format!(" {}", self.activation.name());
+        }
+        d
     }
 
     fn build(&self, io: LayerIo, dev: &Cpu, rng: &mut Rng) -> Box<dyn Layer> {
@@ -115,9 +165,40 @@ pub struct ConvGeometry {
     pub output: Shape,
     /// Kernel side.
     pub kernel: usize,
+    /// Step between receptive fields.
+    pub stride: usize,
+    /// Zero rows above the input.
+    pub pad_top: usize,
+    /// Zero columns left of the input.
+    pub pad_left: usize,
 }
 
 impl ConvGeometry {
+    /// The geometry of a `kernel`×`kernel` convolution from `input` to `output`.
+    pub fn new(input: Shape, output: Shape, kernel: usize, stride: usize, padding: Padding) -> Self {
+        let pad = |side| padding.side(side, kernel, stride).map_or(0, |(_, p)| p);
+        ConvGeometry {
+            input,
+            output,
+            kernel,
+            stride,
+            pad_top: pad(input.h),
+            pad_left: pad(input.w),
+        }
+    }
+
+    /// Whether every window lies inside the input one pixel apart (the plain unfolding).
+    fn dense(&self) -> bool {
+        self.stride == 1 && self.pad_top == 0 && self.pad_left == 0
+    }
+
+    /// The input row under kernel row `ky` at output row `oy`, if inside the input.
+    fn tap(&self, oy: usize, ky: usize) -> Option<usize> {
+        (oy * self.stride + ky)
+            .checked_sub(self.pad_top)
+            .filter(|&iy| iy < self.input.h)
+    }
+
     /// Values in one receptive field (a row of the unfolded input).
     pub fn field(&self) -> usize {
         self.kernel * self.kernel * self.input.c
@@ -130,6 +211,9 @@ impl ConvGeometry {
 
     /// Unfolds each output position's receptive field into one row (im2col).
     pub fn unfold(&self, x: &[f32], batch: usize) -> Vec<f32> {
+        if !self.dense() {
+            return self.unfold_padded(x, batch);
+        }
         let (inp, out, k) = (self.input, self.output, self.kernel);
         let run = k * inp.c;
         let mut col = Vec::with_capacity(batch * out.h * out.w * k * run);
@@ -149,6 +233,9 @@ impl ConvGeometry {
     /// Adds each row of `col` back onto the input positions it came from (the adjoint of
     /// [`ConvGeometry::unfold`]).
     pub fn fold_add(&self, col: &[f32], batch: usize, gx: &mut [f32]) {
+        if !self.dense() {
+            return self.fold_add_padded(col, batch, gx);
+        }
         let (inp, out, k) = (self.input, self.output, self.kernel);
         let run = k * inp.c;
         let kd = k * run;
@@ -163,6 +250,68 @@ impl ConvGeometry {
                             .iter_mut()
                             .zip(&row[ky * run..(ky + 1) * run])
                         {
+                            *g += v;
+                        }
+                    }
+                    r += 1;
+                }
+            }
+        }
+    }
+
+    /// For output column `ox`: the kernel columns whose input lies inside the image, as
+    /// (first kernel column, first input column, count): contiguous in both, so each kernel
+    /// row of a receptive field is copied as one run.
+    fn columns(&self, ox: usize) -> (usize, usize, usize) {
+        let (k, w) = (self.kernel, self.input.w);
+        let start = ox * self.stride;
+        let kx0 = self.pad_left.saturating_sub(start);
+        let kx1 = (w + self.pad_left).saturating_sub(start).min(k);
+        if kx1 <= kx0 {
+            return (0, 0, 0);
+        }
+        (kx0, start + kx0 - self.pad_left, kx1 - kx0)
+    }
+
+    /// [`ConvGeometry::unfold`] with strides and/or zero padding.
+    fn unfold_padded(&self, x: &[f32], batch: usize) -> Vec<f32> {
+        let (inp, out, k, c) = (self.input, self.output, self.kernel, self.input.c);
+        let field = self.field();
+        let mut col = vec![0.0f32; self.rows(batch) * field];
+        let mut r = 0;
+        for b in 0..batch {
+            for oy in 0..out.h {
+                for ox in 0..out.w {
+                    let (kx, ix, n) = self.columns(ox);
+                    let row = &mut col[r * field..(r + 1) * field];
+                    for ky in 0..k {
+                        let Some(iy) = self.tap(oy, ky) else { continue };
+                        let s = ((b * inp.h + iy) * inp.w + ix) * c;
+                        let d = (ky * k + kx) * c;
+                        row[d..d + n * c].copy_from_slice(&x[s..s + n * c]);
+                    }
+                    r += 1;
+                }
+            }
+        }
+        col
+    }
+
+    /// [`ConvGeometry::fold_add`] with strides and/or zero padding (padding takes nothing back).
+    fn fold_add_padded(&self, col: &[f32], batch: usize, gx: &mut [f32]) {
+        let (inp, out, k, c) = (self.input, self.output, self.kernel, self.input.c);
+        let field = self.field();
+        let mut r = 0;
+        for b in 0..batch {
+            for oy in 0..out.h {
+                for ox in 0..out.w {
+                    let (kx, ix, n) = self.columns(ox);
+                    let row = &col[r * field..(r + 1) * field];
+                    for ky in 0..k {
+                        let Some(iy) = self.tap(oy, ky) else { continue };
+                        let s = ((b * inp.h + iy) * inp.w + ix) * c;
+                        let d = (ky * k + kx) * c;
+                        for (g, v) in gx[s..s + n * c].iter_mut().zip(&row[d..d + n * c]) {
                             *g += v;
                         }
                     }
@@ -276,16 +425,26 @@ pub(crate) mod tests {
 
     /// A convolution with random weights and biases.
     pub(crate) fn conv(inp: Shape, k: usize, cout: usize, act: Activation) -> Conv {
+        strided(inp, k, cout, act, 1, Padding::Valid)
+    }
+
+    /// A convolution with a stride and padding, random weights and biases.
+    pub(crate) fn strided(
+        inp: Shape,
+        k: usize,
+        cout: usize,
+        act: Activation,
+        stride: usize,
+        padding: Padding,
+    ) -> Conv {
         let dev = Cpu::default();
         let mut rng = Rng::new(5, 0);
-        let output = Shape::image(inp.h - k + 1, inp.w - k + 1, cout);
+        let (h, _) = padding.side(inp.h, k, stride).unwrap();
+        let (w, _) = padding.side(inp.w, k, stride).unwrap();
+        let output = Shape::image(h, w, cout);
         Conv {
             index: 1,
-            geo: ConvGeometry {
-                input: inp,
-                output,
-                kernel: k,
-            },
+            geo: ConvGeometry::new(inp, output, k, stride, padding),
             act,
             input_grad: true,
             w: Param::uniform(&dev, k * k * inp.c * cout, 0.5, &mut rng),
@@ -304,8 +463,14 @@ pub(crate) mod tests {
                         let mut s = c.b.value[co] as f64;
                         for ky in 0..k {
                             for kx in 0..k {
+                                let iy = (oy * c.geo.stride + ky) as isize - c.geo.pad_top as isize;
+                                let ix = (ox * c.geo.stride + kx) as isize - c.geo.pad_left as isize;
+                                if iy < 0 || ix < 0 || iy >= i.h as isize || ix >= i.w as isize {
+                                    continue;
+                                }
+                                let (iy, ix) = (iy as usize, ix as usize);
                                 for ci in 0..i.c {
-                                    let xv = x[((b * i.h + oy + ky) * i.w + ox + kx) * i.c + ci];
+                                    let xv = x[((b * i.h + iy) * i.w + ix) * i.c + ci];
                                     let wv = c.w.value[((ky * k + kx) * i.c + ci) * o.c + co];
                                     s += xv as f64 * wv as f64;
                                 }
@@ -354,7 +519,53 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn strided_and_same_padded_forward_matches_direct_convolution() {
+        for (seed, (h, w, ci, k, co, stride, padding)) in [
+            (5, 5, 1, 3, 2, 1, Padding::Same),
+            (6, 7, 2, 3, 3, 2, Padding::Same),
+            (7, 6, 2, 2, 2, 2, Padding::Same),
+            (8, 8, 1, 3, 2, 2, Padding::Valid),
+            (9, 7, 3, 4, 2, 3, Padding::Same),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let c = strided(Shape::image(h, w, ci), k, co, Activation::Relu, stride, padding);
+            let x = random(2 * h * w * ci, 40 + seed as u64);
+            let input: Act = Cpu::default().tensor_from_vec(x.clone(), (2, h * w * ci));
+            let want = reference(&c, &x, 2);
+            let y = ConvBlock::new(c, None, None)
+                .forward(input, &mut Mode::Eval)
+                .as_vec();
+            assert_eq!(y.len(), want.len());
+            for (a, b) in y.iter().zip(&want) {
+                assert!((a - b).abs() < 1e-4, "case {seed}: {a} vs {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn same_padding_follows_keras_output_sides_and_offsets() {
+        // Keras: out = ceil(in / stride); pad = (out - 1)·stride + k - in, less on top/left.
+        assert_eq!(Padding::Same.side(28, 3, 1), Some((28, 1)));
+        assert_eq!(Padding::Same.side(28, 3, 2), Some((14, 0)));
+        assert_eq!(Padding::Same.side(7, 2, 2), Some((4, 0)));
+        assert_eq!(Padding::Same.side(5, 4, 1), Some((5, 1)));
+        assert_eq!(Padding::Same.side(28, 5, 2), Some((14, 1)));
+        assert_eq!(Padding::Valid.side(28, 3, 2), Some((13, 0)));
+        assert_eq!(Padding::Valid.side(2, 3, 1), None);
+    }
+
+    #[test]
     fn gradients_match_finite_differences() {
+        let c = strided(Shape::image(6, 5, 2), 3, 2, Activation::Linear, 2, Padding::Same);
+        check(
+            &mut ConvBlock::new(c, None, None),
+            random(2 * 6 * 5 * 2, 3),
+            2,
+            1e-2,
+            2e-3,
+        );
         let c = conv(Shape::image(6, 5, 2), 3, 3, Activation::Linear);
         check(
             &mut ConvBlock::new(c, None, None),

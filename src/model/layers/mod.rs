@@ -45,4 +45,7 @@ registry! {
     flatten => Flatten(FlattenSpec),
     dense => Dense(DenseSpec),
     batchnorm => Batchnorm(BatchNormSpec),
+    dropout => Dropout(DropoutSpec),
+    avgpool => Avgpool(AvgPoolSpec),
+    globalavgpool => Globalavgpool(GlobalAvgPoolSpec),
 }

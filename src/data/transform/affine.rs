@@ -1,0 +1,208 @@
+//! `affine = { rotation, shift, zoom }`: a random rotation (± `rotation` degrees, positive
+//! counter-clockwise), zoom (scale 1 ± `zoom`) and shift (± `shift` × the side, each
+//! direction drawn separately) of each training image about its centre, applied as one
+//! bilinear resampling (torchvision's RandomAffine; Keras' RandomRotation, RandomZoom and
+//! RandomTranslation in one pass). Uncovered areas take the background value.
+
+use serde::{Deserialize, Serialize};
+
+use super::warp::resample;
+use super::{BatchInfo, Transform, TransformSpec};
+use crate::data::ImageShape;
+use crate::rng::Rng;
+
+/// Affine augmentation settings; each 0 (the default) leaves that part out.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AffineSpec {
+    /// Largest rotation, in degrees.
+    pub rotation: f32,
+    /// Largest shift, as a fraction of the image side.
+    pub shift: f32,
+    /// Largest change of scale (0.1: 0.9× to 1.1×).
+    pub zoom: f32,
+}
+
+impl TransformSpec for AffineSpec {
+    fn validate(&self) -> Result<(), String> {
+        if !(0.0..=180.0).contains(&self.rotation) {
+            return Err(format!(
+                "rotation is {}, expected 0..=180 degrees",
+                self.rotation
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.shift) {
+            return Err(format!(
+                "shift is {}, expected a fraction of the side in 0..=1",
+                self.shift
+            ));
+        }
+        if !(0.0..1.0).contains(&self.zoom) {
+            return Err(format!("zoom is {}, expected 0 <= zoom < 1", self.zoom));
+        }
+        Ok(())
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "rotation ±{}°, shift ±{}, zoom ±{}",
+            self.rotation, self.shift, self.zoom
+        )
+    }
+
+    fn build(&self) -> Box<dyn Transform> {
+        Box::new(Affine(*self))
+    }
+}
+
+/// One draw of the transform.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pose {
+    /// Counter-clockwise rotation, degrees.
+    pub degrees: f32,
+    /// Scale (> 1 enlarges).
+    pub scale: f32,
+    /// Shift right, pixels.
+    pub dx: f32,
+    /// Shift down, pixels.
+    pub dy: f32,
+}
+
+/// Writes `img` moved by `pose` into `out`.
+pub fn warp(img: &[f32], shape: ImageShape, background: f32, pose: Pose, out: &mut [f32]) {
+    let (cy, cx) = (shape.height as f32 / 2.0, shape.width as f32 / 2.0);
+    let (sin, cos) = (pose.degrees as f64).to_radians().sin_cos();
+    let (sin, cos) = (sin as f32, cos as f32);
+    let inv = 1.0 / pose.scale;
+    resample(img, shape, background, out, |i, j| {
+        // Output pixel centre relative to the shifted centre, mapped back through the inverse
+        // rotation and scale. With y pointing down, a counter-clockwise turn on screen maps
+        // source (x, y) to (x·cos + y·sin, −x·sin + y·cos).
+        let px = j as f32 + 0.5 - cx - pose.dx;
+        let py = i as f32 + 0.5 - cy - pose.dy;
+        let sx = (cos * px - sin * py) * inv + cx - 0.5;
+        let sy = (sin * px + cos * py) * inv + cy - 0.5;
+        (sy, sx)
+    });
+}
+
+/// The transform.
+#[derive(Debug, Clone, Copy)]
+pub struct Affine(pub AffineSpec);
+
+impl Transform for Affine {
+    fn apply(&self, batch: &mut [f32], info: &BatchInfo, rng: &mut Rng) {
+        let shape = info.image;
+        let s = self.0;
+        let mut out = vec![0.0f32; shape.len()];
+        for img in batch.chunks_exact_mut(shape.len()) {
+            // Four draws per image, whatever the settings: the stream stays aligned.
+            let pose = Pose {
+                degrees: rng.uniform(s.rotation),
+                scale: 1.0 + rng.uniform(s.zoom),
+                dx: rng.uniform(s.shift) * shape.width as f32,
+                dy: rng.uniform(s.shift) * shape.height as f32,
+            };
+            warp(img, shape, info.background, pose, &mut out);
+            img.copy_from_slice(&out);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHAPE: ImageShape = ImageShape {
+        height: 4,
+        width: 4,
+        channels: 1,
+    };
+
+    fn still() -> Pose {
+        Pose {
+            degrees: 0.0,
+            scale: 1.0,
+            dx: 0.0,
+            dy: 0.0,
+        }
+    }
+
+    fn moved(img: &[f32], pose: Pose) -> Vec<f32> {
+        let mut out = vec![0.0; img.len()];
+        warp(img, SHAPE, -1.0, pose, &mut out);
+        out
+    }
+
+    #[test]
+    fn zero_strength_is_the_identity() {
+        let img: Vec<f32> = (0..16).map(|v| v as f32 * 0.37).collect();
+        assert_eq!(moved(&img, still()), img);
+        let mut batch = img.repeat(3);
+        let info = BatchInfo {
+            image: SHAPE,
+            background: 0.0,
+        };
+        Affine(AffineSpec::default()).apply(&mut batch, &info, &mut Rng::new(1, 1));
+        assert_eq!(batch, img.repeat(3));
+    }
+
+    #[test]
+    fn rotation_by_90_degrees_turns_the_image_counter_clockwise() {
+        let img: Vec<f32> = (0..16).map(|v| v as f32).collect();
+        let r = moved(
+            &img,
+            Pose {
+                degrees: 90.0,
+                ..still()
+            },
+        );
+        // Counter-clockwise: the top row (0 1 2 3) becomes the left column, read upwards.
+        let want: Vec<f32> = (0..4)
+            .flat_map(|i| (0..4).map(move |j| (j * 4 + 3 - i) as f32))
+            .collect();
+        for (a, b) in r.iter().zip(&want) {
+            assert!((a - b).abs() < 1e-5, "{r:?} vs {want:?}");
+        }
+    }
+
+    #[test]
+    fn shift_by_whole_pixels_moves_values_and_fills_the_background() {
+        let img: Vec<f32> = (0..16).map(|v| v as f32).collect();
+        let r = moved(
+            &img,
+            Pose {
+                dx: 1.0,
+                dy: 2.0,
+                ..still()
+            },
+        );
+        for i in 0..4 {
+            for j in 0..4 {
+                let want = if i >= 2 && j >= 1 {
+                    img[(i - 2) * 4 + j - 1]
+                } else {
+                    -1.0
+                };
+                assert_eq!(r[i * 4 + j], want, "({i}, {j})");
+            }
+        }
+    }
+
+    #[test]
+    fn zoom_by_two_enlarges_about_the_centre() {
+        // A 4×4 image zoomed 2×: the output's centre 2×2 samples the input's centre 1×1 area.
+        let img: Vec<f32> = (0..16).map(|v| v as f32).collect();
+        let r = moved(
+            &img,
+            Pose {
+                scale: 2.0,
+                ..still()
+            },
+        );
+        // Output (1, 1) samples input (1.25, 1.25): 5·0.5625 + 6·0.1875 + 9·0.1875 + 10·0.0625.
+        assert!((r[5] - 6.25).abs() < 1e-5, "{r:?}");
+        // Symmetric about the centre: (1,1)+(2,2) = (1,2)+(2,1) = 15.
+        assert!((r[5] + r[10] - 15.0).abs() < 1e-5 && (r[6] + r[9] - 15.0).abs() < 1e-5);
+    }
+}
