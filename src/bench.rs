@@ -46,6 +46,8 @@ pub fn gemm_peak(n: usize, threads: usize) -> f64 {
 pub struct ModelBench {
     /// Experiment name.
     pub name: String,
+    /// Samples per training batch.
+    pub batch: usize,
     /// Training samples per second of one worker.
     pub train_per_sec: f64,
     /// Evaluation samples per second of one worker.
@@ -55,6 +57,9 @@ pub struct ModelBench {
     /// Training samples per second of one worker whose GEMMs use all the workers' threads
     /// (what the last fold of a run gets).
     pub train_per_sec_threaded: f64,
+    /// Milliseconds per training batch spent outside the network's layers and inside the
+    /// layers that are not products: augmentation, the optimizer's update, dropout.
+    pub parts: Parts,
     /// Forward FLOPs per sample.
     pub flops: f64,
     /// Training FLOPs per sample (forward + both backward products, less the first layer's
@@ -67,6 +72,78 @@ fn batch(rng: &mut Rng, n: usize, info: &DatasetInfo) -> (Vec<f32>, Vec<u8>) {
     let x = (0..n * info.image.len()).map(|_| rng.next_f32()).collect();
     let y = (0..n).map(|_| rng.below(info.classes()) as u8).collect();
     (x, y)
+}
+
+/// Milliseconds per training batch of the parts of a step that are not the network's products.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Parts {
+    /// The `[data.augment]` transforms of one batch.
+    pub augment: f64,
+    /// The optimizer's update of every parameter.
+    pub optimizer: f64,
+    /// Every dropout layer's forward and backward pass.
+    pub dropout: f64,
+}
+
+/// Times, per batch, the transforms, the optimizer update and the dropout layers of `exp`'s
+/// training step, each alone on random data (`reps` batches).
+fn parts(exp: &Experiment, info: &DatasetInfo, reps: usize) -> Result<Parts> {
+    use crate::model::layers::LayerEntry;
+    let bs = exp.train.batch_size;
+    let mut rng = Rng::new(3, 3);
+    let (x, _) = batch(&mut rng, bs, info);
+    let transforms = crate::data::transform::pipeline(&exp.data);
+    let batch_info = crate::data::transform::BatchInfo {
+        image: info.image,
+        background: 0.0,
+    };
+    let time = |f: &mut dyn FnMut()| {
+        let t = Instant::now();
+        for _ in 0..reps {
+            f();
+        }
+        t.elapsed().as_secs_f64() * 1e3 / reps as f64
+    };
+    let augment = time(&mut || {
+        let mut v = x.clone();
+        for t in &transforms {
+            t.apply(&mut v, &batch_info, &mut rng);
+        }
+    });
+    let mut net = Network::build(&exp.model.layers, info, &mut Rng::new(1, 0))?;
+    let grads: Vec<Vec<f32>> = net
+        .params_mut()
+        .iter()
+        .map(|p| (0..p.value.len()).map(|_| rng.uniform(1e-3)).collect())
+        .collect();
+    let mut opt = exp.train.optimizer.spec().build();
+    let lr = exp.train.optimizer.spec().learning_rate();
+    let optimizer = time(&mut || {
+        for (i, (p, g)) in net.params_mut().into_iter().zip(&grads).enumerate() {
+            let w: &mut Vec<f32> = std::sync::Arc::make_mut(&mut p.value);
+            opt.update(i, w, g, lr);
+        }
+    });
+    let rows = exp.network(info)?;
+    let mut dropout = 0.0;
+    for (i, layer) in exp.model.layers.iter().enumerate() {
+        let LayerEntry::Dropout(d) = layer else {
+            continue;
+        };
+        let n = rows[i].input.len();
+        let mut layer = crate::model::layers::dropout::Dropout { rate: d.rate };
+        let x: Act = net.dev.tensor_from_vec(vec![0.5; bs * n], (bs, n));
+        dropout += time(&mut || {
+            use crate::model::layer::Forward;
+            let y = layer.forward(x.clone().leaky_traced(), &mut Mode::Train(&mut rng));
+            let _ = y.sum::<(), _>().backward();
+        });
+    }
+    Ok(Parts {
+        augment,
+        optimizer,
+        dropout,
+    })
 }
 
 /// Trains `steps` batches of the experiment's batch size on random data, with the experiment's
@@ -145,6 +222,7 @@ pub fn bench(
             train_per_sec
         };
         let eval_per_sec = eval_rate(exp, info, steps * exp.train.batch_size)?;
+        let parts = parts(exp, info, steps.clamp(10, 100))?;
         let train_per_sec_all = if workers > 1 {
             std::thread::scope(|s| {
                 let handles: Vec<_> = (0..workers)
@@ -160,10 +238,12 @@ pub fn bench(
         };
         out.push(ModelBench {
             name: exp.name.clone(),
+            batch: exp.train.batch_size,
             train_per_sec,
             eval_per_sec,
             train_per_sec_all,
             train_per_sec_threaded,
+            parts,
             flops,
             train_flops: 3.0 * flops - first,
         });
@@ -204,6 +284,31 @@ pub fn table(rows: &[ModelBench], workers: usize, peak1: f64, peak_all: f64) -> 
             r.eval_per_sec,
             r.train_per_sec_all,
             r.train_per_sec_threaded
+        );
+    }
+    let _ = writeln!(
+        s,
+        "\nTime per training batch (1 worker) and its parts outside the layers' products, each timed alone:\n"
+    );
+    let _ = writeln!(
+        s,
+        "| model | batch | step ms | augmentation ms | optimizer ms | dropout ms (fwd+bwd) | these parts, % of the step |"
+    );
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|");
+    for r in rows {
+        let step = r.batch as f64 * 1e3 / r.train_per_sec;
+        let p = r.parts;
+        // Augmentation runs outside the timed step (on the batch before it).
+        let total = step + p.augment;
+        let _ = writeln!(
+            s,
+            "| {} | {} | {step:.2} | {:.2} | {:.2} | {:.2} | {:.1}% |",
+            r.name,
+            r.batch,
+            p.augment,
+            p.optimizer,
+            p.dropout,
+            100.0 * (p.augment + p.optimizer + p.dropout) / total
         );
     }
     s

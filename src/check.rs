@@ -44,6 +44,9 @@ pub fn describe(exp: &Experiment, paths: &Paths) -> Result<String> {
     }
     let total: usize = rows.iter().map(|r| r.params).sum();
     let _ = writeln!(s, "  total params: {total}");
+    for line in exp.describe_training() {
+        let _ = writeln!(s, "  {line}");
+    }
     Ok(s)
 }
 

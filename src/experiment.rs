@@ -266,6 +266,36 @@ impl Experiment {
         })
     }
 
+    /// How it trains, in a few words per line: epochs, batch, optimizer, schedule, label
+    /// smoothing, then the augmentation (if any).
+    pub fn describe_training(&self) -> Vec<String> {
+        let t = &self.train;
+        let mut train = format!(
+            "train: {} epochs, batch {}, {}",
+            t.epochs,
+            t.batch_size,
+            t.optimizer.spec().describe()
+        );
+        if let Some(s) = &t.schedule {
+            train += &format!(", {} schedule", s.spec().describe());
+        }
+        if t.label_smoothing != 0.0 {
+            train += &format!(", label smoothing {}", t.label_smoothing);
+        }
+        let mut lines = vec![train];
+        let augment: Vec<String> = self
+            .data
+            .augment
+            .specs()
+            .iter()
+            .map(|(_, s)| s.describe())
+            .collect();
+        if !augment.is_empty() {
+            lines.push(format!("augment: {}", augment.join("; ")));
+        }
+        lines
+    }
+
     /// Checks every setting outside the layer list.
     fn validate_settings(&self) -> Result<()> {
         let t = &self.train;

@@ -173,3 +173,57 @@ impl Activation {
         self == Activation::Relu
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leaky_relu_and_elu_match_keras_and_their_derivatives() {
+        // keras.activations.leaky_relu(x) and elu(x), Keras 3.15.1 defaults.
+        let x = [-2.0f32, -0.5, 0.0, 0.7, 3.0];
+        let mut y = x;
+        Activation::LeakyRelu(LEAKY_SLOPE).apply(&mut y);
+        assert_eq!(y, [-0.4, -0.1, 0.0, 0.7, 3.0]);
+        let mut e = x;
+        Activation::Elu(ELU_ALPHA).apply(&mut e);
+        for (a, b) in e.iter().zip([-0.86466467f32, -0.39346930, 0.0, 0.7, 3.0]) {
+            assert!((a - b).abs() < 1e-6, "{e:?}");
+        }
+        // Derivatives from the outputs: slope / 1, and α·eˣ = y + α / 1.
+        let mut g = [1.0f32; 5];
+        Activation::LeakyRelu(LEAKY_SLOPE).backward(&mut g, &y);
+        assert_eq!(g, [0.2, 0.2, 1.0, 1.0, 1.0]);
+        let mut g = [1.0f32; 5];
+        Activation::Elu(ELU_ALPHA).backward(&mut g, &e);
+        for (a, xv) in g.iter().zip(x) {
+            let want = if xv < 0.0 { xv.exp() } else { 1.0 };
+            assert!((a - want).abs() < 1e-6, "{g:?}");
+        }
+    }
+
+    #[test]
+    fn names_and_tables_parse_and_round_trip() {
+        #[derive(Deserialize, Serialize, Debug, PartialEq)]
+        struct A {
+            activation: Activation,
+        }
+        let parse = |s: &str| toml::from_str::<A>(s).map(|a| a.activation);
+        assert_eq!(
+            parse("activation = \"leaky_relu\"").unwrap(),
+            Activation::LeakyRelu(0.2)
+        );
+        assert_eq!(
+            parse("activation = { leaky_relu = 0.1 }").unwrap(),
+            Activation::LeakyRelu(0.1)
+        );
+        assert_eq!(parse("activation = \"elu\"").unwrap(), Activation::Elu(1.0));
+        let err = parse("activation = \"tanh\"").unwrap_err().to_string();
+        assert!(err.contains("unknown activation \"tanh\""), "{err}");
+        assert!(parse("activation = { leaky_relu = 2.0 }").is_err());
+        for a in [Activation::Relu, Activation::LeakyRelu(0.1), Activation::Elu(1.0)] {
+            let text = toml::to_string(&A { activation: a }).unwrap();
+            assert_eq!(parse(&text).unwrap(), a, "{text}");
+        }
+    }
+}

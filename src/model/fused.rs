@@ -325,6 +325,7 @@ mod tests {
             input: o,
             output: Shape::image(o.h / 2, o.w / 2, o.c),
             size: 2,
+            general: None,
         });
         let xt: Act = dev.tensor_from_vec(x.to_vec(), (batch, x.len() / batch));
         let mut rng = Rng::new(0, 0);

@@ -103,6 +103,36 @@ mod tests {
     }
 
     #[test]
+    fn label_smoothing_matches_keras() {
+        // keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=ε) on these
+        // logits and one-hot targets (classes 2 and 0), and its gradient by tf.GradientTape,
+        // Keras 3.15.1.
+        let dev = Cpu::default();
+        let logits = vec![0.2f32, -1.0, 0.5, 1.5, 0.3, -0.7];
+        let cases = [
+            (
+                0.0,
+                0.509981095790863,
+                [0.18860430, 0.05680653, -0.24541083, -0.14589167, 0.10665537, 0.03923632],
+            ),
+            (
+                0.1,
+                0.5966477394104004,
+                [0.17193763, 0.04013986, -0.21207750, -0.11255834, 0.08998870, 0.02256965],
+            ),
+        ];
+        for (eps, want_loss, want_grad) in cases {
+            let x: Act = dev.tensor_from_vec(logits.clone(), (2, 3));
+            let loss = smoothed_cross_entropy(x.clone().leaky_traced(), &[2, 0], eps);
+            assert!((loss.array() - want_loss).abs() < 1e-6, "{}", loss.array());
+            let g = loss.backward().get(&x).as_vec();
+            for (a, b) in g.iter().zip(want_grad) {
+                assert!((a - b).abs() < 1e-6, "{g:?}");
+            }
+        }
+    }
+
+    #[test]
     fn argmax_takes_the_first_of_ties() {
         assert_eq!(argmax(&[1.0, 3.0, 3.0]), 1);
         assert_eq!(

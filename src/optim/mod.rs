@@ -214,3 +214,130 @@ pub fn step(opt: &mut dyn Optimizer, net: &mut Network, grads: &mut Gradients<f3
         opt.update(index, w, g, lr);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Weights after each of three steps from w = [1, −2, 0.5] with the gradients below, as
+    /// Keras 3.15.1 (TensorFlow 2.21) computes them: `opt.apply_gradients([(g, v)])` on a
+    /// `keras.Variable`, lr 0.1 and otherwise Keras' defaults unless named.
+    const GRADS: [[f32; 3]; 3] = [[0.5, 0.5, -1.0], [1.0, -1.0, 0.25], [-0.3, 0.2, 0.1]];
+
+    fn steps(spec: &OptimizerSpec) -> Vec<Vec<f32>> {
+        let mut opt = spec.spec().build();
+        let mut w = vec![1.0f32, -2.0, 0.5];
+        GRADS
+            .iter()
+            .map(|g| {
+                opt.update(0, &mut w, g, spec.spec().learning_rate());
+                w.clone()
+            })
+            .collect()
+    }
+
+    fn parse(toml: &str) -> OptimizerSpec {
+        toml::from_str(toml).unwrap()
+    }
+
+    #[test]
+    fn every_optimizer_matches_keras_on_a_fixed_problem() {
+        let cases: [(&str, [[f32; 3]; 3]); 7] = [
+            (
+                "[sgd]\nlearning_rate = 0.1\nmomentum = 0.9\nnesterov = true",
+                [
+                    [0.904999971, -2.09500003, 0.689999998],
+                    [0.674499989, -1.94550002, 0.723500013],
+                    [0.614050031, -1.93895006, 0.757149994],
+                ],
+            ),
+            (
+                "[sgd]\nlearning_rate = 0.1\nmomentum = 0.9\nweight_decay = 0.1",
+                [
+                    [0.939999998, -2.02999997, 0.595000029],
+                    [0.785600007, -1.95470011, 0.654050052],
+                    [0.677244008, -1.90565312, 0.696009576],
+                ],
+            ),
+            (
+                "[adam]\nlearning_rate = 0.1",
+                [
+                    [0.900001287, -2.09999871, 0.599999011],
+                    [0.803484321, -2.06338882, 0.646945238],
+                    [0.747992635, -2.04678726, 0.67689079],
+                ],
+            ),
+            (
+                "[adamw]\nlearning_rate = 0.1",
+                [
+                    [0.899601281, -2.09919858, 0.599799037],
+                    [0.802724481, -2.06174898, 0.646505356],
+                    [0.746911645, -2.04432273, 0.676192284],
+                ],
+            ),
+            (
+                "[adamw]\nlearning_rate = 0.1\nweight_decay = 0.5",
+                [
+                    [0.850001276, -1.99999869, 0.574998975],
+                    [0.71098423, -1.8633889, 0.5931952],
+                    [0.619943261, -1.75361776, 0.593481004],
+                ],
+            ),
+            (
+                "[rmsprop]\nlearning_rate = 0.1",
+                [
+                    [0.683772862, -2.3162272, 0.816227615],
+                    [0.398058683, -2.03051305, 0.735645354],
+                    [0.484933108, -2.08968306, 0.701863289],
+                ],
+            ),
+            (
+                "[rmsprop]\nlearning_rate = 0.1\nmomentum = 0.5",
+                [
+                    [0.683772862, -2.3162272, 0.816227615],
+                    [0.239945114, -2.18862653, 0.893759191],
+                    [0.104905665, -2.1839962, 0.898742914],
+                ],
+            ),
+        ];
+        for (toml, want) in cases {
+            let spec = parse(toml);
+            spec.spec().validate().unwrap();
+            let got = steps(&spec);
+            for (step, (g, w)) in got.iter().zip(want).enumerate() {
+                for (a, b) in g.iter().zip(w) {
+                    assert!(
+                        (a - b).abs() <= 2e-6 * b.abs().max(1.0),
+                        "{toml:?} step {}: {g:?} vs Keras {w:?}",
+                        step + 1
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn keras_defaults_and_names_or_tables() {
+        let adam = OptimizerSpec::defaults("adam").unwrap();
+        assert_eq!(
+            adam,
+            OptimizerSpec::Adam(adam::AdamSpec {
+                learning_rate: 0.001,
+                beta_1: 0.9,
+                beta_2: 0.999,
+                epsilon: 1e-7,
+                weight_decay: 0.0,
+            })
+        );
+        let OptimizerSpec::Rmsprop(r) = OptimizerSpec::defaults("rmsprop").unwrap() else {
+            panic!()
+        };
+        assert_eq!((r.learning_rate, r.rho, r.epsilon), (0.001, 0.9, 1e-7));
+        let OptimizerSpec::Adamw(w) = OptimizerSpec::defaults("adamw").unwrap() else {
+            panic!()
+        };
+        assert_eq!(w.weight_decay, 0.004);
+        assert!(parse("[adam]\nbeta_1 = 1.0").spec().validate().is_err());
+        assert!(toml::from_str::<OptimizerSpec>("[adam]\nmomentum = 0.9").is_err());
+    }
+}

@@ -357,20 +357,20 @@ pub fn boxplot_png(
     })
 }
 
-/// A grid of images with their class names under them (the seed's first figure: the first
-/// nine training images). Gray images are drawn as they are; with three channels, in colour;
+/// A grid of images with a caption under each (the seed's first figure: the first nine training
+/// images, captioned with their labels). Gray images are drawn as they are; with three channels, in colour;
 /// with any other number, their first channel.
 pub fn samples_png(
     path: &Path,
     shape: ImageShape,
     images: &[&[u8]],
-    names: &[&str],
+    captions: &[String],
     cols: usize,
 ) -> Result<()> {
     let rows = images.len().div_ceil(cols.max(1));
     let (h, w, c) = (shape.height, shape.width, shape.channels);
     let (cell_w, cell_h) = (w * 5, h * 5);
-    let label_w = names.iter().map(|n| n.len() + 6).max().unwrap_or(0) * 10;
+    let label_w = captions.iter().map(|n| n.chars().count()).max().unwrap_or(0) * 10;
     let col_w = cell_w.max(label_w) + 20;
     let (width, height) = (
         (cols * col_w + 20) as u32,
@@ -399,7 +399,7 @@ pub fn samples_png(
                 }
             }
             root.draw(&Text::new(
-                format!("label {}", names[k]),
+                captions[k].clone(),
                 (x0, y0 + cell_h as i32 + 6),
                 (FONT, 18).into_font(),
             ))

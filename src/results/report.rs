@@ -124,8 +124,18 @@ pub fn discover(results: &Path, data_root: &Path) -> Result<Vec<ExperimentResult
 pub fn describe(e: &Experiment) -> String {
     let layers: Vec<String> = e.model.layers.iter().map(|l| l.spec().describe()).collect();
     let t = &e.train;
+    let mut extra = String::new();
+    if let Some(s) = &t.schedule {
+        extra += &format!(", {} schedule", s.spec().describe());
+    }
+    if t.label_smoothing != 0.0 {
+        extra += &format!(", label smoothing {}", t.label_smoothing);
+    }
+    for (_, a) in e.data.augment.specs() {
+        extra += &format!(" · augment {}", a.describe());
+    }
     format!(
-        "{} · {}, {} epochs × batch {} · scaling {}{}",
+        "{} · {}, {} epochs × batch {}{extra} · scaling {}{}",
         layers.join(" → "),
         t.optimizer.spec().describe(),
         t.epochs,
@@ -342,6 +352,13 @@ pub fn readme(exps: &[ExperimentResults], baseline: &str, samples: &[String]) ->
             "![{0} learning curves]({0}/diagnostics.png) ![{0} box plot]({0}/boxplot.png)\n",
             e.name
         );
+        if e.spec.as_ref().is_some_and(|x| !x.data.augment.is_empty()) {
+            let _ = writeln!(
+                s,
+                "Training images (left) and augmented versions:\n\n![{0} augmentation]({0}/augment.png)\n",
+                e.name
+            );
+        }
     }
     s
 }
@@ -352,11 +369,52 @@ fn write_samples(path: &Path, data_root: &Path, name: &str) -> Result<bool> {
         return Ok(false);
     };
     let images: Vec<&[u8]> = (0..9.min(ds.len())).map(|i| ds.image(i)).collect();
-    let names: Vec<&str> = ds.labels[..images.len()]
+    let names: Vec<String> = ds.labels[..images.len()]
         .iter()
-        .map(|&l| ds.info.class_names[l as usize].as_str())
+        .map(|&l| format!("label {}", ds.info.class_names[l as usize]))
         .collect();
     plots::samples_png(path, ds.info.image, &images, &names, 3)?;
+    Ok(true)
+}
+
+/// Versions of each sample drawn beside its original in augment.png.
+const AUGMENTED: usize = 5;
+
+/// Draws the first four training images of the experiment's dataset, each beside
+/// [`AUGMENTED`] versions made by its `[data.augment]` transforms (a fixed stream seeded by the
+/// experiment's seed), into `path`; false when there is nothing to draw or no data.
+fn write_augment(path: &Path, data_root: &Path, exp: &Experiment) -> Result<bool> {
+    let transforms = crate::data::transform::pipeline(&exp.data);
+    let name = &exp.data.dataset;
+    if transforms.is_empty() {
+        return Ok(false);
+    }
+    let Ok(ds) = dataset::load(&data_root.join(name), name, Split::Train) else {
+        return Ok(false);
+    };
+    let shape = ds.info.image;
+    let info = crate::data::transform::BatchInfo {
+        image: shape,
+        background: 0.0,
+    };
+    let mut rng = crate::rng::Rng::new(exp.train.seed, 0xa11_6e47);
+    let (mut images, mut captions) = (Vec::new(), Vec::new());
+    for i in 0..4.min(ds.len()) {
+        let label = &ds.info.class_names[ds.labels[i] as usize];
+        images.push(ds.image(i).to_vec());
+        captions.push(format!("label {label}"));
+        let x: Vec<f32> = ds.image(i).iter().map(|&p| p as f32 / 255.0).collect();
+        for k in 1..=AUGMENTED {
+            let mut v = x.clone();
+            for t in &transforms {
+                t.apply(&mut v, &info, &mut rng);
+            }
+            images.push(v.iter().map(|p| (p * 255.0).round().clamp(0.0, 255.0) as u8).collect());
+            captions.push(format!("augmented {k}"));
+        }
+    }
+    let refs: Vec<&[u8]> = images.iter().map(Vec::as_slice).collect();
+    plots::samples_png(path, shape, &refs, &captions, AUGMENTED + 1)?;
     Ok(true)
 }
 
@@ -379,6 +437,9 @@ pub fn write_report(
             &[(e.name.clone(), e.folds.clone())],
             false,
         )?;
+        if let Some(spec) = &e.spec {
+            write_augment(&dir.join("augment.png"), data_root, spec)?;
+        }
     }
     let mut samples = Vec::new();
     for g in group_by_dataset(&exps, baseline) {

@@ -135,17 +135,93 @@ mod tests {
         }
     }
 
+    fn parse(toml: &str) -> ScheduleSpec {
+        toml::from_str(toml).unwrap()
+    }
+
     #[test]
     fn one_cycle_matches_pytorch() {
-        // torch.optim.lr_scheduler.OneCycleLR(SGD(lr), max_lr=0.01, total_steps=20) (defaults:
-        // pct_start 0.3, cos, div_factor 25, final_div_factor 1e4), lr read before each
-        // scheduler.step(): torch 2.15.
+        // torch.optim.lr_scheduler.OneCycleLR(SGD([p], lr=0.01), max_lr=0.01, total_steps=20)
+        // (defaults: pct_start 0.3, cos, div_factor 25, final_div_factor 1e4), the rate read
+        // before each scheduler.step(), torch 2.15.
         let want = [
-            0.0004, 0.0012478670, 0.0034666666, 0.0062, 0.0084188, 0.0094666666, 0.01,
-            0.0099497, 0.0098003, 0.0095560, 0.0092239, 0.0088135, 0.0083367, 0.0078071,
-            0.0072404, 0.0066533, 0.0060635, 0.0054887, 0.0049463, 0.0044528,
+            0.0004,
+            0.00131671843,
+            0.00371671843,
+            0.00668328157,
+            0.00908328157,
+            0.01,
+            0.00987464006,
+            0.00950484632,
+            0.00890916178,
+            0.00811745654,
+            0.00716943002,
+            0.00611262022,
+            0.00500002,
+            0.00388741978,
+            0.00283060998,
+            0.00188258346,
+            0.00109087822,
+            0.00049519368,
+            0.000125399938,
+            4e-08,
         ];
-        let _ = want;
+        close(&rates(&parse("[onecycle]"), 0.01, 4, 5), &want);
+    }
+
+    #[test]
+    fn cosine_with_warmup_matches_keras() {
+        // keras.optimizers.schedules.CosineDecay(0.0, decay_steps=12, alpha=0.1,
+        // warmup_target=0.01, warmup_steps=4) at steps 0..16, Keras 3.15.1: here 4 epochs of 4
+        // batches, one warm-up epoch.
+        let want = [
+            0.0,
+            0.00249999994,
+            0.00499999989,
+            0.00749999983,
+            0.00999999978,
+            0.0098466659,
+            0.00939711463,
+            0.00868198089,
+            0.00774999941,
+            0.0066646859,
+            0.0054999995,
+            0.00433531404,
+            0.0032499996,
+            0.00231801951,
+            0.00160288566,
+            0.00115333358,
+        ];
+        close(
+            &rates(&parse("[cosine]\nwarmup = 1\nalpha = 0.1"), 0.01, 4, 4),
+            &want,
+        );
+    }
+
+    #[test]
+    fn exponential_and_step_match_keras_exponential_decay() {
+        // ExponentialDecay(0.01, decay_steps=4, decay_rate=0.5): 4 batches an epoch.
+        let want = [
+            0.00999999978,
+            0.00840896368,
+            0.00707106758,
+            0.00594603503,
+            0.00499999989,
+            0.00420448184,
+            0.00353553379,
+            0.00297301752,
+            0.00249999994,
+            0.00210224092,
+        ];
+        let got = rates(&parse("[exponential]\nrate = 0.5"), 0.01, 3, 4);
+        close(&got[..10], &want);
+        // ExponentialDecay(0.01, decay_steps=8, decay_rate=0.5, staircase=True): every 2
+        // epochs of 4 batches.
+        let got = rates(&parse("[step]\nevery = 2\nfactor = 0.5"), 0.01, 5, 4);
+        let want: Vec<f64> = (0..20)
+            .map(|s| 0.01 * 0.5f64.powi(s / 8))
+            .collect();
+        close(&got, &want);
     }
 
     #[test]
@@ -154,6 +230,5 @@ mod tests {
         for k in ScheduleSpec::KINDS {
             assert!(ScheduleSpec::defaults(k).unwrap().spec().validate().is_ok());
         }
-        let _ = close;
     }
 }

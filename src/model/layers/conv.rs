@@ -544,6 +544,66 @@ pub(crate) mod tests {
         }
     }
 
+    /// The input and kernel of the Keras reference below: x = ((1..=100) mod 7)/7 − 0.4 as
+    /// (2, 5, 5, 2), kernel = ((0..54) mod 5)/5 − 0.45 as (3, 3, 2, 3), no bias.
+    pub(crate) fn keras_problem() -> (Vec<f32>, Vec<f32>) {
+        let x = (1..=100).map(|v| (v % 7) as f32 / 7.0 - 0.4).collect();
+        let k = (0..54).map(|v| (v % 5) as f32 / 5.0 - 0.45).collect();
+        (x, k)
+    }
+
+    #[test]
+    fn same_padding_and_strides_match_keras() {
+        // keras.layers.Conv2D(3, 3, strides=s, padding="same", use_bias=False) with that
+        // kernel, Keras 3.15.1: all of stride 2's outputs, and the first and last 15 of
+        // stride 1's.
+        let s2 = [
+            -0.052857, 0.278571, -0.275714, -0.038571, 0.087143, 0.327143, -0.205714, -0.217143,
+            0.228571, 0.007143, 0.247143, 0.058571, -0.372857, -0.812857, 0.29, 0.067143, 0.05,
+            -0.367143, 0.11, -0.387143, -0.141429, -0.151429, 0.202857, -0.328571, -0.071429,
+            0.117143, -0.122857, -0.288571, -0.071429, 0.117143, 0.175714, -0.041429, -0.287143,
+            0.215714, -0.052857, 0.278571, 0.164286, 0.061429, -0.47, -0.008571, 0.037143,
+            0.482857, -0.49, 0.007143, 0.247143, 0.152857, 0.198571, 0.13, -0.565714, -0.554286,
+            0.428571, 0.178571, 0.11, -0.387143,
+        ];
+        let s1_first = [
+            -0.052857, 0.278571, -0.275714, 0.132857, -0.055714, 0.155714, -0.038571, 0.087143,
+            0.327143, -0.26, 0.38, -0.151429, -0.205714, -0.217143, 0.228571,
+        ];
+        let s1_last = [
+            0.152857, 0.198571, 0.13, -0.287143, 0.21, -0.035714, -0.565714, -0.554286, 0.428571,
+            0.155714, -0.318571, -0.107143, 0.178571, 0.11, -0.387143,
+        ];
+        let (x, k) = keras_problem();
+        let run = |stride| {
+            let mut c = strided(
+                Shape::image(5, 5, 2),
+                3,
+                3,
+                Activation::Linear,
+                stride,
+                Padding::Same,
+            );
+            c.w.value = Arc::new(k.clone());
+            c.b.value = Arc::new(vec![0.0; 3]);
+            let input: Act = Cpu::default().tensor_from_vec(x.clone(), (2, 50));
+            ConvBlock::new(c, None, None)
+                .forward(input, &mut Mode::Eval)
+                .as_vec()
+        };
+        let close = |got: &[f32], want: &[f32]| {
+            assert_eq!(got.len(), want.len());
+            for (a, b) in got.iter().zip(want) {
+                assert!((a - b).abs() < 2e-6, "{got:?} vs Keras {want:?}");
+            }
+        };
+        close(&run(2), &s2);
+        let y1 = run(1);
+        assert_eq!(y1.len(), 150);
+        close(&y1[..15], &s1_first);
+        close(&y1[135..], &s1_last);
+    }
+
     #[test]
     fn same_padding_follows_keras_output_sides_and_offsets() {
         // Keras: out = ceil(in / stride); pad = (out - 1)·stride + k - in, less on top/left.

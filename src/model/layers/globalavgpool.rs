@@ -4,7 +4,8 @@
 use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::avgpool::{AvgPool, PoolSpec};
+use super::avgpool::AvgPool;
+use super::pooling::PoolSpec;
 use crate::model::layer::{Layer, LayerIo, LayerSpec, Place, Shape};
 use crate::rng::Rng;
 

@@ -1,29 +1,32 @@
 //! `maxpool = N`: max pooling with an N×N window and stride N (floor division of odd sides, as
-//! Keras), on NHWC batches. The arg-max is stored in the forward pass, so the backward pass is
+//! Keras), on NHWC batches; or `maxpool = { pool, stride, padding }` (Keras' MaxPooling2D; with
+//! `same` padding a window overhanging the input takes the maximum of what is inside). The arg-max is stored in the forward pass, so the backward pass is
 //! a scatter.
 
 use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use super::conv::Padding;
+use super::pooling::{PoolSpec, Windows};
 use crate::model::layer::{Forward, Layer, LayerIo, LayerSpec, Mode, Place, Shape, StoredArray};
 use crate::model::{data_of, put_grad, take_grad, Act, Param};
 use crate::rng::Rng;
 
-/// `maxpool = N`: window side and stride (Keras MaxPooling2D((N, N))).
+/// `maxpool = N` or `{ pool, stride, padding }`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct MaxPoolSpec {
-    /// Window side and stride.
-    pub size: usize,
-}
+pub struct MaxPoolSpec(pub PoolSpec);
 
 impl MaxPoolSpec {
     /// The pooling layer for these shapes.
     pub fn build_pool(&self, io: LayerIo) -> MaxPool {
+        let (k, stride, padding) = self.0.parts();
+        let plain = stride == k && padding == Padding::Valid;
         MaxPool {
             input: io.input,
             output: io.output,
-            size: self.size,
+            size: k,
+            general: (!plain).then(|| self.0.windows(io.input, io.output)),
         }
     }
 }
@@ -34,19 +37,7 @@ impl LayerSpec for MaxPoolSpec {
     }
 
     fn output_shape(&self, input: Shape, _place: Place) -> Result<Shape, String> {
-        let k = self.size;
-        if input.flat {
-            return Err("input is flat; max pooling needs an image".into());
-        }
-        if k == 0 || k > input.h || k > input.w {
-            return Err(format!(
-                "pool size {k} does not fit its {}×{} input (expected 1..={})",
-                input.h,
-                input.w,
-                input.h.min(input.w)
-            ));
-        }
-        Ok(Shape::image(input.h / k, input.w / k, input.c))
+        self.0.output_shape(input, "max")
     }
 
     fn param_count(&self, _input: Shape) -> usize {
@@ -54,7 +45,7 @@ impl LayerSpec for MaxPoolSpec {
     }
 
     fn describe(&self) -> String {
-        format!("maxpool {}", self.size)
+        format!("maxpool {}", self.0.describe())
     }
 
     fn build(&self, io: LayerIo, _dev: &Cpu, _rng: &mut Rng) -> Box<dyn Layer> {
@@ -69,8 +60,10 @@ pub struct MaxPool {
     pub input: Shape,
     /// Output shape per sample.
     pub output: Shape,
-    /// Window side and stride.
+    /// Window side (and stride, unless `general`).
     pub size: usize,
+    /// The windows, when the stride differs from the window or the padding is `same`.
+    pub general: Option<Windows>,
 }
 
 /// `arg` value of a pooled output that passes no gradient back (see [`relu_pooled`]).
@@ -103,24 +96,35 @@ pub(crate) fn pool_forward(
     arg: &mut [u32],
 ) {
     let (w, k, c) = (p.input.w, p.size, p.input.c);
+    // Strictly greater: the first maximum wins, as in TensorFlow. Written as selects, not
+    // branches, so it vectorizes over channels.
+    let take = |ys: &mut [f32], args: &mut [u32], s: usize| {
+        let first = (base + s) as u32;
+        for (ch, ((m, a), &v)) in ys
+            .iter_mut()
+            .zip(args.iter_mut())
+            .zip(&x[s..s + c])
+            .enumerate()
+        {
+            let better = v > *m;
+            *m = if better { v } else { *m };
+            *a = if better { first + ch as u32 } else { *a };
+        }
+    };
+    if let Some(win) = &p.general {
+        win.each(batch, |o, cells| {
+            let (ys, args) = (&mut y[o..o + c], &mut arg[o..o + c]);
+            for &s in cells {
+                take(ys, args, s);
+            }
+        });
+        return;
+    }
     for (o, s0) in windows(p, batch) {
         let (ys, args) = (&mut y[o..o + c], &mut arg[o..o + c]);
         for ky in 0..k {
             for kx in 0..k {
-                let s = s0 + (ky * w + kx) * c;
-                let first = (base + s) as u32;
-                // Strictly greater: the first maximum wins, as in TensorFlow. Written as
-                // selects, not branches, so it vectorizes over channels.
-                for (ch, ((m, a), &v)) in ys
-                    .iter_mut()
-                    .zip(args.iter_mut())
-                    .zip(&x[s..s + c])
-                    .enumerate()
-                {
-                    let better = v > *m;
-                    *m = if better { v } else { *m };
-                    *a = if better { first + ch as u32 } else { *a };
-                }
+                take(ys, args, s0 + (ky * w + kx) * c);
             }
         }
     }
@@ -134,7 +138,7 @@ pub(crate) fn pool_forward(
 /// gradient there, so its arg-max becomes [`NO_GRAD`].
 pub(crate) fn relu_pooled(p: &MaxPool, x: &[f32], batch: usize, y: &mut [f32], arg: &mut [u32]) {
     let c = p.input.c;
-    for (o, s) in windows(p, batch) {
+    let mut fix = |o: usize, s: usize| {
         for ((m, a), &first) in y[o..o + c]
             .iter_mut()
             .zip(&mut arg[o..o + c])
@@ -145,6 +149,10 @@ pub(crate) fn relu_pooled(p: &MaxPool, x: &[f32], batch: usize, y: &mut [f32], a
                 *a = NO_GRAD;
             }
         }
+    };
+    match &p.general {
+        Some(win) => win.each(batch, |o, cells| fix(o, cells[0])),
+        None => windows(p, batch).for_each(|(o, s)| fix(o, s)),
     }
 }
 
@@ -191,7 +199,9 @@ pub(crate) fn scatter_add(gy: &[f32], arg: &[u32], gx: &mut [f32]) {
 impl MaxPool {
     /// Whether the windows cover the input exactly (no row or column left out).
     pub fn tiles(&self) -> bool {
-        self.output.h * self.size == self.input.h && self.output.w * self.size == self.input.w
+        self.general.is_none()
+            && self.output.h * self.size == self.input.h
+            && self.output.w * self.size == self.input.w
     }
 }
 
@@ -240,6 +250,7 @@ mod tests {
             input: Shape::image(3, 3, 2),
             output: Shape::image(1, 1, 2),
             size: 2,
+            general: None,
         };
         // Channel 0 counts up, channel 1 counts down; the last row/column is dropped.
         let x: Vec<f32> = (0..9).flat_map(|i| [i as f32, -(i as f32)]).collect();
@@ -248,6 +259,41 @@ mod tests {
             .forward(dev.tensor_from_vec(x, (1, 18)), &mut Mode::Eval)
             .as_vec();
         assert_eq!(y, vec![4.0, 0.0]);
+    }
+
+    #[test]
+    fn strided_same_padding_matches_keras() {
+        // keras.layers.MaxPooling2D(3, strides=2, padding="same") on conv.rs's Keras input
+        // (2, 5, 5, 2), Keras 3.15.1.
+        let (hi, lo) = (0.457143f32, 0.314286f32);
+        let want = [
+            hi, lo, hi, hi, lo, hi, hi, hi, hi, hi, hi, hi, hi, hi, lo, hi, lo, hi, lo, hi, hi,
+            lo, hi, lo, hi, hi, hi, hi, hi, hi, hi, lo, hi, lo, hi, hi,
+        ];
+        let spec = MaxPoolSpec(PoolSpec::Table {
+            pool: 3,
+            stride: Some(2),
+            padding: Padding::Same,
+        });
+        let input = Shape::image(5, 5, 2);
+        let output = spec.output_shape(input, Place { last: false }).unwrap();
+        let mut p = spec.build_pool(LayerIo {
+            index: 0,
+            input,
+            output,
+        });
+        let (x, _) = crate::model::layers::conv::tests::keras_problem();
+        let y = p
+            .forward(Cpu::default().tensor_from_vec(x, (2, 50)) as Act, &mut Mode::Eval)
+            .as_vec();
+        assert_eq!(y.len(), want.len());
+        for (a, b) in y.iter().zip(want) {
+            assert!((a - b).abs() < 1e-6, "{y:?}");
+        }
+        // Its gradient: every window's maximum gets the output's gradient.
+        let mut vals: Vec<f32> = (0..50).map(|i| i as f32 * 0.05).collect();
+        Rng::new(6, 0).shuffle(&mut vals);
+        check(&mut p, vals, 1, 1e-3, 1e-3);
     }
 
     #[test]
@@ -260,6 +306,7 @@ mod tests {
             input: Shape::image(5, 4, 3),
             output: Shape::image(2, 2, 3),
             size: 2,
+            general: None,
         };
         check(&mut p, vals, 2, 1e-2, 1e-3);
     }

@@ -39,6 +39,8 @@ macro_rules! registry {
     };
 }
 
+pub mod pooling;
+
 registry! {
     conv => Conv(ConvSpec),
     maxpool => Maxpool(MaxPoolSpec),
