@@ -90,7 +90,14 @@ fn every_new_key_trains_reproducibly_and_reports() {
     assert!(out.status.success(), "{}", text(&out));
     let out = mnist_lab(
         d,
-        &["run", "experiments/modern.toml", "--jobs", "2", "--results", "again"],
+        &[
+            "run",
+            "experiments/modern.toml",
+            "--jobs",
+            "2",
+            "--results",
+            "again",
+        ],
     );
     assert!(out.status.success(), "{}", text(&out));
     for f in [
@@ -126,7 +133,12 @@ fn every_new_key_trains_reproducibly_and_reports() {
     }
     // The resolved spec reads back as the same experiment (new keys included).
     let spec = String::from_utf8(file(d, "results/modern/spec.toml")).unwrap();
-    for want in ["padding = \"same\"", "leaky_relu = 0.1", "onecycle", "label_smoothing = 0.1"] {
+    for want in [
+        "padding = \"same\"",
+        "leaky_relu = 0.1",
+        "onecycle",
+        "label_smoothing = 0.1",
+    ] {
         assert!(spec.contains(want), "spec.toml lacks {want:?}:\n{spec}");
     }
 
@@ -151,11 +163,31 @@ fn bad_new_settings_name_the_key_and_what_was_expected() {
     let d = w.path();
     for (from, to, want) in [
         ("rate = 0.1", "rate = 1.5", "expected 0 <= rate < 1"),
-        ("label_smoothing = 0.1", "label_smoothing = 1.0", "train.label_smoothing"),
-        ("schedule = \"onecycle\"", "schedule = \"linear\"", "unknown schedule \"linear\""),
-        ("rotation = 2", "rotation = 400", "data.augment.affine: rotation is 400"),
-        ("padding = \"same\", init", "padding = \"full\", init", "full"),
-        ("learning_rate = 0.01", "learning_rate = 0.01\nbeta_1 = 1.5", "beta_1 is 1.5"),
+        (
+            "label_smoothing = 0.1",
+            "label_smoothing = 1.0",
+            "train.label_smoothing",
+        ),
+        (
+            "schedule = \"onecycle\"",
+            "schedule = \"linear\"",
+            "unknown schedule \"linear\"",
+        ),
+        (
+            "rotation = 2",
+            "rotation = 400",
+            "data.augment.affine: rotation is 400",
+        ),
+        (
+            "padding = \"same\", init",
+            "padding = \"full\", init",
+            "full",
+        ),
+        (
+            "learning_rate = 0.01",
+            "learning_rate = 0.01\nbeta_1 = 1.5",
+            "beta_1 is 1.5",
+        ),
         ("stride = 2", "stride = 0", "stride must be at least 1"),
     ] {
         assert!(MODERN.contains(from), "{from}");

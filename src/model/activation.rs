@@ -71,7 +71,7 @@ impl<'de> Deserialize<'de> for Activation {
                 let mut it = t.into_iter();
                 match (it.next(), it.next()) {
                     (Some((k, a)), None) => match k.as_str() {
-                        "leaky_relu" if a >= 0.0 && a < 1.0 => Ok(Activation::LeakyRelu(a)),
+                        "leaky_relu" if (0.0..1.0).contains(&a) => Ok(Activation::LeakyRelu(a)),
                         "leaky_relu" => Err(de::Error::custom(format!(
                             "leaky_relu slope is {a}, expected 0 <= slope < 1"
                         ))),
@@ -175,6 +175,8 @@ impl Activation {
 }
 
 #[cfg(test)]
+// Reference values are pasted as the reference library printed them.
+#[allow(clippy::excessive_precision)]
 mod tests {
     use super::*;
 
@@ -221,7 +223,11 @@ mod tests {
         let err = parse("activation = \"tanh\"").unwrap_err().to_string();
         assert!(err.contains("unknown activation \"tanh\""), "{err}");
         assert!(parse("activation = { leaky_relu = 2.0 }").is_err());
-        for a in [Activation::Relu, Activation::LeakyRelu(0.1), Activation::Elu(1.0)] {
+        for a in [
+            Activation::Relu,
+            Activation::LeakyRelu(0.1),
+            Activation::Elu(1.0),
+        ] {
             let text = toml::to_string(&A { activation: a }).unwrap();
             assert_eq!(parse(&text).unwrap(), a, "{text}");
         }

@@ -202,7 +202,8 @@ pub fn deserialize_named<'de, D: Deserializer<'de>, T: Named>(d: D) -> Result<Op
             T::deserialize(de::value::MapAccessDeserializer::new(map))
         }
     }
-    d.deserialize_any(Either(std::marker::PhantomData)).map(Some)
+    d.deserialize_any(Either(std::marker::PhantomData))
+        .map(Some)
 }
 
 /// Updates every parameter of `net` from the gradients of a backward pass.
@@ -216,6 +217,8 @@ pub fn step(opt: &mut dyn Optimizer, net: &mut Network, grads: &mut Gradients<f3
 }
 
 #[cfg(test)]
+// Reference values are pasted as the reference library printed them.
+#[allow(clippy::excessive_precision)]
 mod tests {
     use super::*;
 

@@ -370,7 +370,12 @@ pub fn samples_png(
     let rows = images.len().div_ceil(cols.max(1));
     let (h, w, c) = (shape.height, shape.width, shape.channels);
     let (cell_w, cell_h) = (w * 5, h * 5);
-    let label_w = captions.iter().map(|n| n.chars().count()).max().unwrap_or(0) * 10;
+    let label_w = captions
+        .iter()
+        .map(|n| n.chars().count())
+        .max()
+        .unwrap_or(0)
+        * 10;
     let col_w = cell_w.max(label_w) + 20;
     let (width, height) = (
         (cols * col_w + 20) as u32,

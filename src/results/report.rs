@@ -409,7 +409,11 @@ fn write_augment(path: &Path, data_root: &Path, exp: &Experiment) -> Result<bool
             for t in &transforms {
                 t.apply(&mut v, &info, &mut rng);
             }
-            images.push(v.iter().map(|p| (p * 255.0).round().clamp(0.0, 255.0) as u8).collect());
+            images.push(
+                v.iter()
+                    .map(|p| (p * 255.0).round().clamp(0.0, 255.0) as u8)
+                    .collect(),
+            );
             captions.push(format!("augmented {k}"));
         }
     }

@@ -218,15 +218,16 @@ mod tests {
         // ExponentialDecay(0.01, decay_steps=8, decay_rate=0.5, staircase=True): every 2
         // epochs of 4 batches.
         let got = rates(&parse("[step]\nevery = 2\nfactor = 0.5"), 0.01, 5, 4);
-        let want: Vec<f64> = (0..20)
-            .map(|s| 0.01 * 0.5f64.powi(s / 8))
-            .collect();
+        let want: Vec<f64> = (0..20).map(|s| 0.01 * 0.5f64.powi(s / 8)).collect();
         close(&got, &want);
     }
 
     #[test]
     fn kinds_and_defaults_are_listed() {
-        assert_eq!(ScheduleSpec::KINDS, ["step", "exponential", "cosine", "onecycle"]);
+        assert_eq!(
+            ScheduleSpec::KINDS,
+            ["step", "exponential", "cosine", "onecycle"]
+        );
         for k in ScheduleSpec::KINDS {
             assert!(ScheduleSpec::defaults(k).unwrap().spec().validate().is_ok());
         }
