@@ -62,7 +62,7 @@ enum Command {
     },
     /// Measure training/evaluation speed of the experiments' models and the GEMM peak.
     Bench {
-        /// Experiment files (default: the seed's three models).
+        /// Experiment files (default: the seed's three models and modern).
         files: Vec<PathBuf>,
         /// Training steps timed per model.
         #[arg(long, default_value_t = 300)]
@@ -258,7 +258,7 @@ fn run(cli: Cli) -> Result<()> {
             workers,
         } => {
             let files = if files.is_empty() {
-                ["baseline", "batchnorm", "deeper"]
+                ["baseline", "batchnorm", "deeper", "modern"]
                     .iter()
                     .map(|n| PathBuf::from(format!("experiments/{n}.toml")))
                     .collect()

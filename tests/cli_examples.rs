@@ -1,15 +1,22 @@
-//! The committed final model on the committed example images: what a fresh clone can do
+//! The committed final models on the committed example images: what a fresh clone can do
 //! before any training.
 
 mod common;
 use common::*;
 
 #[test]
-fn committed_model_predicts_the_example_digits() {
+fn committed_models_predict_the_example_digits() {
+    // The README's model (modern), and the seed's deeper one.
+    for name in ["modern", "deeper"] {
+        predicts_the_example_digits(name);
+    }
+}
+
+fn predicts_the_example_digits(name: &str) {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let model = root.join("results/deeper/final");
+    let model = root.join(format!("results/{name}/final"));
     if !model.join("model.safetensors").is_file() {
-        panic!("results/deeper/final/model.safetensors is missing: it is committed so a fresh clone can predict");
+        panic!("results/{name}/final/model.safetensors is missing: it is committed so a fresh clone can predict");
     }
     let mut images: Vec<String> = std::fs::read_dir(root.join("examples/digits"))
         .unwrap()
@@ -40,6 +47,6 @@ fn committed_model_predicts_the_example_digits() {
         } else {
             stem.rsplit('-').next().unwrap().to_string()
         };
-        assert_eq!(digit, want, "{line}");
+        assert_eq!(digit, want, "{name}: {line}");
     }
 }

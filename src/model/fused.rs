@@ -370,6 +370,27 @@ mod tests {
     }
 
     #[test]
+    fn blocks_with_smooth_activations_match_finite_differences() {
+        use crate::model::gradcheck::check;
+        // The activation's backward pass after unpooling (conv → ELU → pool), and a batch norm
+        // with its own activation after pooling.
+        let c = conv(Shape::image(6, 6, 2), 3, 3, Activation::Elu(1.0));
+        let o = c.geo.output;
+        let pool = MaxPool {
+            input: o,
+            output: Shape::image(o.h / 2, o.w / 2, o.c),
+            size: 2,
+            general: None,
+        };
+        let mut block = ConvBlock::new(c.clone(), None, Some(pool.clone()));
+        check(&mut block, random(2 * 72, 30), 2, 1e-3, 5e-3);
+        let mut bn = BatchNorm::new(&Cpu::default(), o.c, 0.99, 1e-3);
+        bn.act = Activation::LeakyRelu(0.2);
+        let mut block = ConvBlock::new(c, Some(bn), Some(pool));
+        check(&mut block, random(2 * 72, 31), 2, 1e-3, 5e-3);
+    }
+
+    #[test]
     fn fused_blocks_match_the_layers_one_by_one_bit_for_bit() {
         let mut zero_windows = 0;
         for (seed, (h, w, ci, k, co, batch, relu)) in [

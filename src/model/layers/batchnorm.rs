@@ -378,5 +378,11 @@ mod tests {
         bn.beta.value = Arc::new(vec![0.1, -0.2, 0.3]);
         // 4 samples of 2 positions × 3 channels.
         check(&mut bn, random(4 * 6, 11), 4, 1e-2, 5e-3);
+        // With an activation after the normalization (smooth ones: finite differences need
+        // no kink nearby).
+        for act in [Activation::Elu(1.0), Activation::LeakyRelu(0.2)] {
+            bn.act = act;
+            check(&mut bn, random(4 * 6, 12), 4, 1e-3, 5e-3);
+        }
     }
 }

@@ -231,5 +231,8 @@ mod tests {
             1e-3,
             5e-3,
         );
+        for act in [Activation::LeakyRelu(0.1), Activation::Elu(1.0)] {
+            check(&mut dense(5, 7, act), random(4 * 5, 3), 4, 1e-3, 5e-3);
+        }
     }
 }

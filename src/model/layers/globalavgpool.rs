@@ -59,3 +59,42 @@ impl LayerSpec for GlobalAvgPoolSpec {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::gradcheck::{check, random};
+    use crate::model::layer::{Forward, Mode};
+    use crate::model::Act;
+
+    #[test]
+    fn means_each_channel_of_a_non_square_image() {
+        let input = Shape::image(5, 4, 2);
+        let spec = GlobalAvgPoolSpec { on: true };
+        let output = spec.output_shape(input, Place { last: false }).unwrap();
+        assert_eq!(output, Shape::vector(2));
+        let io = LayerIo {
+            index: 1,
+            input,
+            output,
+        };
+        let mut layer = spec.build(io, &Cpu::default(), &mut Rng::new(0, 0));
+        // Channel 0 holds 0..20, channel 1 is constant 3.
+        let x: Vec<f32> = (0..20).flat_map(|i| [i as f32, 3.0]).collect();
+        let t: Act = Cpu::default().tensor_from_vec(x, (1, 40));
+        let y = layer.forward_plain(t, &mut Mode::Eval).as_vec();
+        assert_eq!(y, vec![9.5, 3.0]);
+        let mut pool = AvgPool {
+            windows: PoolSpec::Table {
+                pool: 5,
+                stride: None,
+                padding: Default::default(),
+            }
+            .windows_exact(input, Shape::image(1, 1, 2)),
+            input,
+            output: Shape::image(1, 1, 2),
+        };
+        let _ = pool.forward(Cpu::default().tensor_from_vec(random(40, 1), (1, 40)) as Act, &mut Mode::Eval);
+        check(&mut pool, random(2 * 40, 2), 2, 1e-2, 1e-3);
+    }
+}
