@@ -72,5 +72,12 @@ pub fn check(files: &[PathBuf], paths: &Paths) -> Result<()> {
     if failed > 0 {
         bail!("{failed} of {} experiment files are invalid", files.len());
     }
+    // Valid one by one, but not together: two sources of one experiment name.
+    let all: Vec<Experiment> = files
+        .iter()
+        .filter_map(|f| experiment::load_all(f).ok())
+        .flatten()
+        .collect();
+    experiment::unique_names(all)?;
     Ok(())
 }

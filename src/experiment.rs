@@ -253,6 +253,12 @@ impl Experiment {
         }
     }
 
+    /// Where it came from, for messages: the file, and the variant for a sweep variant.
+    fn origin_or_path(&self) -> String {
+        let o = self.origin();
+        o.strip_suffix(": ").unwrap_or(&o).to_string()
+    }
+
     /// Checks the network against the dataset's image shape and classes: every layer's output
     /// shape and parameter count, or which layer cannot take its input and why.
     pub fn network(&self, info: &DatasetInfo) -> Result<Vec<LayerSummary>> {
@@ -506,6 +512,7 @@ pub fn load_files(files: &[PathBuf], only: Option<&str>) -> Result<Vec<Experimen
     for f in files {
         all.extend(load_all(f)?);
     }
+    let mut all = unique_names(all)?;
     if let Some(name) = only {
         all.retain(|e| e.name == name);
         if all.is_empty() {
@@ -514,6 +521,28 @@ pub fn load_files(files: &[PathBuf], only: Option<&str>) -> Result<Vec<Experimen
         }
     }
     Ok(all)
+}
+
+/// Drops an experiment given twice (the same file named twice, e.g. by overlapping globs) and
+/// refuses two different sources of one name: both would write `results/<name>/`, each
+/// overwriting the other's folds.
+pub fn unique_names(exps: Vec<Experiment>) -> Result<Vec<Experiment>> {
+    let canonical = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+    let mut seen: Vec<Experiment> = Vec::new();
+    for e in exps {
+        match seen.iter().find(|s| s.name == e.name) {
+            Some(s) if canonical(&s.source) == canonical(&e.source) => {}
+            Some(s) => bail!(
+                "two experiments are named {:?}: {} and {}; both would write results/{}/ (rename one file, or the sweep)",
+                e.name,
+                s.origin_or_path(),
+                e.origin_or_path(),
+                e.name
+            ),
+            None => seen.push(e),
+        }
+    }
+    Ok(seen)
 }
 
 /// Text of a swept value for a variant name: `0.001`, `center`, `true`.

@@ -250,7 +250,17 @@ fn run(cli: Cli) -> Result<()> {
             }
             let exps = load_files(&args.files, args.experiment.as_deref())?;
             let only = (!args.fold.is_empty()).then_some(&args.fold[..]);
-            cv::run(&exps, &paths, only, force, jobs.unwrap_or_else(cores))?;
+            let jobs = jobs.unwrap_or_else(cores);
+            if jobs == 0 {
+                anyhow::bail!("--jobs is 0, expected at least 1 (one fold per job)");
+            }
+            if jobs > cores() {
+                eprintln!(
+                    "note: --jobs {jobs} is more than this machine's {} cores; folds will share them",
+                    cores()
+                );
+            }
+            cv::run(&exps, &paths, only, force, jobs)?;
         }
         Command::Bench {
             files,
