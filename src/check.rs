@@ -54,12 +54,15 @@ pub fn describe(exp: &Experiment, paths: &Paths) -> Result<String> {
 /// and the error of each invalid file, and fails if any is invalid.
 pub fn check(files: &[PathBuf], paths: &Paths) -> Result<()> {
     let mut failed = 0;
+    let mut all: Vec<Experiment> = Vec::new();
     for f in files {
         let described = experiment::load_all(f).and_then(|variants| {
-            variants
+            let tables = variants
                 .iter()
                 .map(|e| describe(e, paths))
-                .collect::<Result<Vec<_>>>()
+                .collect::<Result<Vec<_>>>()?;
+            all.extend(variants);
+            Ok(tables)
         });
         match described {
             Ok(tables) => tables.iter().for_each(|t| print!("{t}")),
@@ -73,11 +76,6 @@ pub fn check(files: &[PathBuf], paths: &Paths) -> Result<()> {
         bail!("{failed} of {} experiment files are invalid", files.len());
     }
     // Valid one by one, but not together: two sources of one experiment name.
-    let all: Vec<Experiment> = files
-        .iter()
-        .filter_map(|f| experiment::load_all(f).ok())
-        .flatten()
-        .collect();
     experiment::unique_names(all)?;
     Ok(())
 }

@@ -276,30 +276,41 @@ impl Experiment {
     /// smoothing, then the augmentation (if any).
     pub fn describe_training(&self) -> Vec<String> {
         let t = &self.train;
-        let mut train = format!(
-            "train: {} epochs, batch {}, {}",
+        let mut lines = vec![format!(
+            "train: {} epochs, batch {}, {}{}",
             t.epochs,
             t.batch_size,
-            t.optimizer.spec().describe()
-        );
-        if let Some(s) = &t.schedule {
-            train += &format!(", {} schedule", s.spec().describe());
-        }
-        if t.label_smoothing != 0.0 {
-            train += &format!(", label smoothing {}", t.label_smoothing);
-        }
-        let mut lines = vec![train];
-        let augment: Vec<String> = self
-            .data
-            .augment
-            .specs()
-            .iter()
-            .map(|(_, s)| s.describe())
-            .collect();
+            t.optimizer.spec().describe(),
+            self.describe_schedule_and_loss()
+        )];
+        let augment = self.describe_augment();
         if !augment.is_empty() {
             lines.push(format!("augment: {}", augment.join("; ")));
         }
         lines
+    }
+
+    /// ", <schedule> schedule, label smoothing ε" for what is set, else nothing.
+    pub fn describe_schedule_and_loss(&self) -> String {
+        let t = &self.train;
+        let mut s = String::new();
+        if let Some(schedule) = &t.schedule {
+            s += &format!(", {} schedule", schedule.spec().describe());
+        }
+        if t.label_smoothing != 0.0 {
+            s += &format!(", label smoothing {}", t.label_smoothing);
+        }
+        s
+    }
+
+    /// A few words for each `[data.augment]` transform, in the order they run.
+    pub fn describe_augment(&self) -> Vec<String> {
+        self.data
+            .augment
+            .specs()
+            .iter()
+            .map(|(_, s)| s.describe())
+            .collect()
     }
 
     /// Checks every setting outside the layer list.

@@ -124,15 +124,9 @@ pub fn discover(results: &Path, data_root: &Path) -> Result<Vec<ExperimentResult
 pub fn describe(e: &Experiment) -> String {
     let layers: Vec<String> = e.model.layers.iter().map(|l| l.spec().describe()).collect();
     let t = &e.train;
-    let mut extra = String::new();
-    if let Some(s) = &t.schedule {
-        extra += &format!(", {} schedule", s.spec().describe());
-    }
-    if t.label_smoothing != 0.0 {
-        extra += &format!(", label smoothing {}", t.label_smoothing);
-    }
-    for (_, a) in e.data.augment.specs() {
-        extra += &format!(" · augment {}", a.describe());
+    let mut extra = e.describe_schedule_and_loss();
+    for a in e.describe_augment() {
+        extra += &format!(" · augment {a}");
     }
     format!(
         "{} · {}, {} epochs × batch {}{extra} · scaling {}{}",

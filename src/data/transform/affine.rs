@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::warp::resample;
+use super::warp::{each_image, resample};
 use super::{BatchInfo, Transform, TransformSpec};
 use crate::data::ImageShape;
 use crate::rng::Rng;
@@ -94,8 +94,7 @@ impl Transform for Affine {
     fn apply(&self, batch: &mut [f32], info: &BatchInfo, rng: &mut Rng) {
         let shape = info.image;
         let s = self.0;
-        let mut out = vec![0.0f32; shape.len()];
-        for img in batch.chunks_exact_mut(shape.len()) {
+        each_image(batch, shape, |img, out| {
             // Four draws per image, whatever the settings: the stream stays aligned.
             let pose = Pose {
                 degrees: rng.uniform(s.rotation),
@@ -103,9 +102,8 @@ impl Transform for Affine {
                 dx: rng.uniform(s.shift) * shape.width as f32,
                 dy: rng.uniform(s.shift) * shape.height as f32,
             };
-            warp(img, shape, info.background, pose, &mut out);
-            img.copy_from_slice(&out);
-        }
+            warp(img, shape, info.background, pose, out);
+        });
     }
 }
 

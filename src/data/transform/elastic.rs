@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::warp::resample;
+use super::warp::{each_image, resample};
 use super::{BatchInfo, Transform, TransformSpec};
 use crate::rng::Rng;
 
@@ -101,22 +101,20 @@ impl Transform for Elastic {
     fn apply(&self, batch: &mut [f32], info: &BatchInfo, rng: &mut Rng) {
         let shape = info.image;
         let (h, w) = (shape.height, shape.width);
-        let mut out = vec![0.0f32; shape.len()];
         let (mut dy, mut dx, mut tmp) = (vec![0.0; h * w], vec![0.0; h * w], vec![0.0; h * w]);
-        for img in batch.chunks_exact_mut(shape.len()) {
+        each_image(batch, shape, |img, out| {
             dy.iter_mut().for_each(|v| *v = rng.uniform(1.0));
             dx.iter_mut().for_each(|v| *v = rng.uniform(1.0));
             self.smooth(&mut dy, h, w, &mut tmp);
             self.smooth(&mut dx, h, w, &mut tmp);
             let a = self.alpha;
-            resample(img, shape, info.background, &mut out, |i, j| {
+            resample(img, shape, info.background, out, |i, j| {
                 (
                     i as f32 + a * dy[i * w + j],
                     j as f32 + a * dx[i * w + j],
                 )
             });
-            img.copy_from_slice(&out);
-        }
+        });
     }
 }
 

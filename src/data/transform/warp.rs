@@ -3,6 +3,16 @@
 
 use crate::data::ImageShape;
 
+/// Replaces each image of `batch` by what `f(image, out)` writes into `out` (one image's
+/// buffer, reused).
+pub fn each_image(batch: &mut [f32], shape: ImageShape, mut f: impl FnMut(&[f32], &mut [f32])) {
+    let mut out = vec![0.0f32; shape.len()];
+    for img in batch.chunks_exact_mut(shape.len()) {
+        f(img, &mut out);
+        img.copy_from_slice(&out);
+    }
+}
+
 /// Writes into `out` (one image) the values of `img` at source position `src(y, x)` (row,
 /// column, in pixel units: (0, 0) is the centre of the top-left pixel) for every output pixel,
 /// interpolated bilinearly; positions off the image read `background`.
