@@ -20,6 +20,9 @@ pub fn describe(exp: &Experiment, paths: &Paths) -> Result<String> {
         )
     })?;
     let rows = exp.network(&info)?;
+    // `run` needs the files themselves: say now, not after the first experiments trained.
+    dataset::check_present(&paths.dataset_dir(name), name, &info)
+        .map_err(|e| anyhow::anyhow!("{}: dataset {name:?}: {e:#}", exp.source.display()))?;
     let mut s = String::new();
     let _ = writeln!(
         s,

@@ -18,7 +18,7 @@ use crate::data::prep::Scaling;
 use crate::data::transform::AugmentSpec;
 use crate::data::DatasetInfo;
 use crate::model::layers::LayerEntry;
-use crate::model::{summarize, LayerSummary};
+use crate::model::{limits, step_bytes, summarize, LayerSummary};
 use crate::optim::OptimizerSpec;
 use crate::schedule::ScheduleSpec;
 
@@ -261,15 +261,48 @@ impl Experiment {
 
     /// Checks the network against the dataset's image shape and classes: every layer's output
     /// shape and parameter count, or which layer cannot take its input and why.
+    ///
+    /// Also refuses what could not fit in memory (see [`crate::model::limits`]): the estimate
+    /// of one training step at `train.batch_size` and the layer that holds the most.
     pub fn network(&self, info: &DatasetInfo) -> Result<Vec<LayerSummary>> {
-        summarize(&self.model.layers, info).map_err(|e| {
+        let rows = summarize(&self.model.layers, info).map_err(|e| {
             anyhow::anyhow!(
                 "{}{e:#} (dataset {:?}, images {})",
                 self.origin(),
                 self.data.dataset,
                 info.image
             )
-        })
+        })?;
+        let batch = self.train.batch_size;
+        let (bytes, largest) = step_bytes(&rows, batch, crate::train::EVAL_BATCH);
+        if bytes > limits::STEP_BYTES {
+            bail!(
+                "{}a training step needs about {:.1} GB (batch {batch}; most per image in model.layers[{largest}] ({}), output {}), above the limit of {:.1} GB; lower train.batch_size or the layer sizes",
+                self.origin(),
+                bytes / 1e9,
+                self.model.layers[largest].key(),
+                rows[largest].output,
+                limits::STEP_BYTES / 1e9
+            );
+        }
+        Ok(rows)
+    }
+
+    /// How many of `available` training images it uses: the first `data.limit`, or all. A limit
+    /// above what the dataset has is a warning (on stderr), not silently clamped.
+    pub fn images_used(&self, available: usize) -> usize {
+        match self.data.limit {
+            Some(l) if l > available => {
+                eprintln!(
+                    "warning: {}data.limit is {l}, but dataset {:?} has {available} training images; using all {available}",
+                    self.origin(),
+                    self.data.dataset
+                );
+                available
+            }
+            Some(l) => l,
+            None => available,
+        }
     }
 
     /// How it trains, in a few words per line: epochs, batch, optimizer, schedule, label
@@ -356,14 +389,8 @@ impl Experiment {
             spec.validate()
                 .map_err(|e| anyhow::anyhow!("data.augment.{key}: {e}"))?;
         }
-        let ds = &self.data.dataset;
-        if ds.is_empty()
-            || !ds
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-        {
-            bail!("data.dataset is {ds:?}, expected a folder name such as \"mnist\" or \"fashion-mnist\"");
-        }
+        crate::data::catalog::check_name(&self.data.dataset)
+            .map_err(|e| anyhow::anyhow!("data.dataset: {e}"))?;
         Ok(())
     }
 

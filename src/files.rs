@@ -43,3 +43,23 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))?;
     Ok(())
 }
+
+/// Proves that files can be written into `dir` (creating it if needed): creates, writes,
+/// renames and removes a probe file, as [`write_atomic`] will. Called before any training, so
+/// an unwritable results folder fails at once instead of after hours of work.
+pub fn probe_writable(dir: &Path) -> Result<()> {
+    let fail = |what: &str, e: std::io::Error| {
+        anyhow::anyhow!(
+            "results folder {} is not writable ({what}: {e}); nothing was trained — choose another with --results",
+            dir.display()
+        )
+    };
+    std::fs::create_dir_all(dir).map_err(|e| fail("cannot create it", e))?;
+    let probe = dir.join(format!(".write-probe-{}", std::process::id()));
+    let moved = dir.join(format!(".write-probe-{}.renamed", std::process::id()));
+    std::fs::write(&probe, b"probe").map_err(|e| fail("cannot write a file in it", e))?;
+    let renamed = std::fs::rename(&probe, &moved);
+    let _ = std::fs::remove_file(&probe);
+    renamed.map_err(|e| fail("cannot rename a file in it", e))?;
+    std::fs::remove_file(&moved).map_err(|e| fail("cannot remove a file from it", e))
+}

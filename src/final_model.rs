@@ -51,7 +51,8 @@ pub fn train_final(exp: &Experiment, paths: &Paths, force: bool) -> Result<PathB
             }
         }
     }
-    let n = exp.data.limit.map_or(ds.len(), |l| l.min(ds.len()));
+    crate::files::probe_writable(&dir)?;
+    let n = exp.images_used(ds.len());
     let idx: Vec<usize> = (0..n).collect();
     let scaler = Scaler::fit(exp.data.scaling, &ds, &idx);
     let streams = Streams::new(exp.train.seed, Run::Final);
@@ -73,6 +74,7 @@ pub fn train_final(exp: &Experiment, paths: &Paths, force: bool) -> Result<PathB
         &mut |e| task.event(e),
     );
     task.finish();
+    let rows = rows.with_context(|| format!("{}: final model not saved", exp.name))?;
     let history: Vec<HistoryRow> = rows
         .into_iter()
         .map(|row| HistoryRow { fold: 0, row })

@@ -192,11 +192,24 @@ enum DataAction {
     },
 }
 
+/// `--dataset` follows the rule `data.dataset` does.
+fn check_dataset_name(name: &str) -> Result<()> {
+    mnist_lab::data::catalog::check_name(name).map_err(|e| anyhow::anyhow!("--dataset: {e}"))
+}
+
 fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 fn main() -> ExitCode {
+    // A closed stdout or stderr (`mnist-lab run … | head -1`) ends the process quietly, as it
+    // does other command-line tools (exit 141 in a shell), instead of a print panicking: the
+    // folds finished so far are already on disk (each is written before its line is printed).
+    #[cfg(unix)]
+    // SAFETY: restoring a signal's default disposition at startup, before any thread exists.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     mnist_lab::alloc::keep_freed_memory();
     let cli = Cli::parse();
     match run(cli) {
@@ -223,6 +236,7 @@ fn run(cli: Cli) -> Result<()> {
                     offline,
                 },
         } => {
+            check_dataset_name(&dataset)?;
             let dir = dir.unwrap_or_else(|| paths.dataset_dir(&dataset));
             let verified = fetch::fetch(&dir, &dataset, from.as_deref(), !offline)?;
             println!("{}", verified.message(&dir));
@@ -230,6 +244,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Data {
             action: DataAction::Verify { dataset },
         } => {
+            check_dataset_name(&dataset)?;
             let dir = paths.dataset_dir(&dataset);
             println!("{}", fetch::verify(&dir, &dataset)?.message(&dir));
         }
@@ -241,9 +256,18 @@ fn run(cli: Cli) -> Result<()> {
             jobs,
             force,
         } => {
+            // Checked here too: clap's `requires` between these two is not enforced when the
+            // other run arguments are given (measured with clap 4.6).
             let args = match (from_plan, index) {
                 (Some(file), Some(i)) => plan_line(&file, i)?,
-                _ => args,
+                (None, Some(i)) => anyhow::bail!(
+                    "--index {i} needs --from-plan FILE (it picks line {i} of that plan file)"
+                ),
+                (Some(file), None) => anyhow::bail!(
+                    "--from-plan {} needs --index K (the 0-based line to run)",
+                    file.display()
+                ),
+                (None, None) => args,
             };
             if args.files.is_empty() {
                 anyhow::bail!("name at least one experiment file (or --from-plan FILE --index K)");

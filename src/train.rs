@@ -161,7 +161,7 @@ pub fn train(
     data: &TrainData,
     streams: &Streams,
     progress: &mut dyn FnMut(Event),
-) -> Vec<EpochRow> {
+) -> anyhow::Result<Vec<EpochRow>> {
     train_with(net, exp, data, &pipeline(&exp.data), streams, progress)
 }
 
@@ -173,7 +173,7 @@ pub fn train_with(
     transforms: &[Box<dyn Transform>],
     streams: &Streams,
     progress: &mut dyn FnMut(Event),
-) -> Vec<EpochRow> {
+) -> anyhow::Result<Vec<EpochRow>> {
     let TrainData {
         ds,
         scaler,
@@ -222,6 +222,13 @@ pub fn train_with(
                 &y,
                 &mut layer_rng,
             );
+            if !s.loss.is_finite() {
+                anyhow::bail!(
+                    "training diverged: the loss is {} at epoch {epoch}, batch {} of {batches} (learning rate {lr}); try a smaller train.optimizer.learning_rate",
+                    s.loss,
+                    b + 1
+                );
+            }
             correct += s.correct;
             loss_sum += s.loss as f64 * chunk.len() as f64;
             seen += chunk.len();
@@ -249,7 +256,7 @@ pub fn train_with(
         progress(Event::EpochEnd(&row));
         rows.push(row);
     }
-    rows
+    Ok(rows)
 }
 
 #[cfg(test)]
@@ -306,7 +313,8 @@ mod tests {
             &transforms,
             &streams,
             &mut |_| {},
-        );
+        )
+        .unwrap();
         let calls = calls.lock().unwrap().clone();
         (rows, calls)
     }

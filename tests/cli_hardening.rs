@@ -61,3 +61,287 @@ fn zero_jobs_is_an_error() {
         text(&out)
     );
 }
+
+#[test]
+fn index_without_from_plan_is_an_error() {
+    let w = workspace("index");
+    let out = mnist_lab(w.path(), &["run", "experiments/tiny.toml", "--index", "0"]);
+    assert!(
+        !out.status.success() && text(&out).contains("--from-plan"),
+        "{}",
+        text(&out)
+    );
+    assert!(!w.path().join("results/tiny").exists());
+}
+
+#[test]
+fn an_unwritable_results_folder_fails_before_any_training() {
+    let w = workspace("unwritable");
+    let d = w.path();
+    std::fs::write(d.join("a-file"), "not a folder").unwrap();
+    for cmd in ["run", "final"] {
+        let out = mnist_lab(d, &["--results", "a-file", cmd, "experiments/tiny.toml"]);
+        let t = text(&out);
+        assert!(!out.status.success(), "{cmd}: {t}");
+        assert!(
+            t.contains("results folder a-file/tiny") && t.contains("is not writable"),
+            "{cmd}: {t}"
+        );
+        assert!(
+            t.contains("Not a directory") && t.contains("nothing was trained"),
+            "{cmd}: the OS reason: {t}"
+        );
+        assert!(!t.contains("epoch"), "{cmd}: trained before failing: {t}");
+    }
+}
+
+#[test]
+fn a_closed_stdout_ends_the_run_quietly_and_keeps_finished_folds() {
+    use std::io::BufRead;
+    let w = workspace("pipe");
+    let d = w.path();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mnist-lab"))
+        .current_dir(d)
+        .args(["run", "--jobs", "1", "experiments/tiny.toml"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Like `| head -1`: read the first fold's line, then close the pipe.
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.contains("tiny fold 1/2"), "{first}");
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    use std::os::unix::process::ExitStatusExt;
+    assert!(
+        out.status.success() || out.status.signal() == Some(13),
+        "exit 0 or SIGPIPE, got {:?}: {err}",
+        out.status
+    );
+    assert!(d.join("results/tiny/folds/fold-1.key").is_file());
+    // The finished folds are cached: the next run trains at most what is left.
+    let again = mnist_lab(d, &["run", "experiments/tiny.toml"]);
+    assert!(again.status.success(), "{}", text(&again));
+    assert!(!text(&again).contains("tiny fold 1/2"), "{}", text(&again));
+}
+
+#[test]
+fn absurd_sizes_are_refused_by_check_and_run_with_the_layer_named() {
+    let w = workspace("absurd");
+    let d = w.path();
+    let cases = [
+        (
+            "filters",
+            TINY.replace("filters = 4", "filters = 1000000000"),
+            "model.layers[0] (conv): its output (26, 26, 1000000000)",
+        ),
+        (
+            "units",
+            TINY.replace("units = 16", "units = 4000000000"),
+            "model.layers[3] (dense): its output (4000000000)",
+        ),
+        (
+            "params",
+            TINY.replace("units = 16", "units = 200000"),
+            "model.layers[3] (dense): 135400000 parameters",
+        ),
+        (
+            "kernel",
+            TINY.replace("kernel = 3,", "kernel = 3000000000, padding = \"same\","),
+            "FLOPs per image, above the limit",
+        ),
+        (
+            "batch",
+            TINY.replace("batch_size = 32", "batch_size = 100000000"),
+            "a training step needs about",
+        ),
+    ];
+    for (name, toml, expected) in cases {
+        let file = format!("experiments/{name}.toml");
+        std::fs::write(d.join(&file), toml).unwrap();
+        for cmd in ["check", "run"] {
+            let out = mnist_lab(d, &[cmd, &file]);
+            let t = text(&out);
+            assert_eq!(out.status.code(), Some(1), "{name} {cmd}: {t}");
+            assert!(
+                t.contains(expected) && t.contains("limit"),
+                "{name} {cmd}: {t}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_diverging_run_is_an_error_and_no_nan_model_is_saved_or_used() {
+    let w = workspace("nan");
+    let d = w.path();
+    let toml = TINY.replace("[train]", "[train]\nlearning_rate = 1e12");
+    std::fs::write(d.join("experiments/nan.toml"), toml).unwrap();
+    let out = mnist_lab(d, &["run", "experiments/nan.toml"]);
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(
+        t.contains("nan fold 1: training diverged: the loss is")
+            && t.contains("at epoch 1, batch ")
+            && t.contains("try a smaller train.optimizer.learning_rate"),
+        "{t}"
+    );
+    assert!(!d.join("results/nan/folds/fold-1.key").exists());
+    let out = mnist_lab(d, &["final", "experiments/nan.toml"]);
+    let t = text(&out);
+    assert!(
+        !out.status.success() && t.contains("nan: final model not saved: training diverged"),
+        "{t}"
+    );
+    assert!(!d.join("results/nan/final/model.safetensors").exists());
+    // A model file with a NaN weight (as an older binary could save) is refused by predict.
+    assert!(mnist_lab(d, &["final", "experiments/tiny.toml"])
+        .status
+        .success());
+    let path = d.join("results/tiny/final/model.safetensors");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let header_len = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + header_len]).unwrap();
+    let (name, start) = header
+        .as_object()
+        .unwrap()
+        .iter()
+        .find_map(|(k, v)| {
+            v.get("data_offsets")
+                .map(|o| (k.clone(), o[0].as_u64().unwrap() as usize))
+        })
+        .unwrap();
+    let at = 8 + header_len + start;
+    bytes[at..at + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+    std::fs::write(&path, bytes).unwrap();
+    image::GrayImage::from_fn(28, 28, |x, _| image::Luma([if x == 14 { 255 } else { 0 }]))
+        .save(d.join("digit.png"))
+        .unwrap();
+    let out = mnist_lab(d, &["predict", "results/tiny/final", "digit.png"]);
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(
+        t.contains(&format!("tensor {name} holds NaN at index 0"))
+            && t.contains("non-finite weights"),
+        "{t}"
+    );
+}
+
+#[test]
+fn predict_caps_pixels_before_decoding_and_checks_top() {
+    let w = workspace("pixels");
+    let d = w.path();
+    assert!(mnist_lab(d, &["final", "experiments/tiny.toml"])
+        .status
+        .success());
+    // 7000 × 6000 = 42 MP: a small file (it is all black) that decodes to 42 MB or more.
+    image::GrayImage::new(7000, 6000)
+        .save(d.join("big.png"))
+        .unwrap();
+    image::GrayImage::from_fn(28, 28, |x, _| image::Luma([if x == 14 { 255 } else { 0 }]))
+        .save(d.join("digit.png"))
+        .unwrap();
+    let out = mnist_lab(
+        d,
+        &["predict", "results/tiny/final", "big.png", "digit.png"],
+    );
+    let t = text(&out);
+    assert!(!out.status.success(), "{t}");
+    assert!(
+        t.contains("big.png: 7000×6000 pixels (42.0 MP) is above predict's limit of 40 MP"),
+        "{t}"
+    );
+    assert!(
+        t.contains("digit.png"),
+        "the other image is still predicted: {t}"
+    );
+    for (top, ok) in [("0", false), ("10", true), ("11", false)] {
+        let out = mnist_lab(
+            d,
+            &["predict", "--top", top, "results/tiny/final", "digit.png"],
+        );
+        let t = text(&out);
+        assert_eq!(out.status.success(), ok, "--top {top}: {t}");
+        if !ok {
+            assert!(t.contains(&format!("--top {top}: expected 1..=10")), "{t}");
+        }
+    }
+}
+
+#[test]
+fn datasets_are_named_by_one_rule_and_checked_before_a_run() {
+    let w = workspace("datasets");
+    let d = w.path();
+    // `check` looks for the files, even of a dataset whose shape it knows without them.
+    let mnist = TINY.replace("dataset = \"synthetic\"", "dataset = \"mnist\"");
+    std::fs::write(d.join("experiments/m.toml"), mnist).unwrap();
+    let out = mnist_lab(d, &["check", "experiments/m.toml"]);
+    let t = text(&out);
+    assert!(
+        !out.status.success()
+            && t.contains("data/mnist/train-images-idx3-ubyte is missing")
+            && t.contains("mnist-lab data fetch --dataset mnist"),
+        "{t}"
+    );
+    // An unknown one is named unknown, with what to do instead of a fetch that cannot work.
+    let other = TINY.replace("dataset = \"synthetic\"", "dataset = \"nosuch\"");
+    std::fs::write(d.join("experiments/n.toml"), other).unwrap();
+    for args in [
+        &["check", "experiments/n.toml"][..],
+        &["data", "verify", "--dataset", "nosuch"][..],
+    ] {
+        let out = mnist_lab(d, args);
+        let t = text(&out);
+        assert!(
+            !out.status.success()
+                && t.contains("dataset \"nosuch\" is unknown to mnist-lab")
+                && t.contains("--from FOLDER"),
+            "{args:?}: {t}"
+        );
+    }
+    // The TOML's rule holds for --dataset too.
+    for args in [
+        &["data", "verify", "--dataset", "../data/synthetic"][..],
+        &["data", "fetch", "--dataset", "/tmp", "--offline"][..],
+    ] {
+        let out = mnist_lab(d, args);
+        let t = text(&out);
+        assert!(
+            !out.status.success() && t.contains("is not a dataset name"),
+            "{args:?}: {t}"
+        );
+    }
+    let out = mnist_lab(d, &["data", "verify", "--dataset", "synthetic"]);
+    assert!(out.status.success(), "{}", text(&out));
+    // A header that does not fit (labels where images belong) is named by check.
+    std::fs::copy(
+        d.join("data/synthetic/train-labels-idx1-ubyte"),
+        d.join("data/synthetic/t10k-images-idx3-ubyte"),
+    )
+    .unwrap();
+    let out = mnist_lab(d, &["check", "experiments/tiny.toml"]);
+    assert!(
+        !out.status.success() && text(&out).contains("expected [N, 28, 28] (an idx3 image file"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn a_limit_above_the_data_is_a_warning() {
+    let w = workspace("limit");
+    let d = w.path();
+    let toml = TINY.replace("limit = 600", "limit = 5000");
+    std::fs::write(d.join("experiments/big.toml"), toml).unwrap();
+    let out = mnist_lab(d, &["run", "experiments/big.toml"]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(
+        t.contains("warning: experiments/big.toml: data.limit is 5000, but dataset \"synthetic\" has 700 training images; using all 700"),
+        "{t}"
+    );
+}

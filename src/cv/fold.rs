@@ -72,6 +72,9 @@ pub fn run_fold(
             task.event(e)
         },
     );
+    let seconds = task.elapsed().as_secs_f64();
+    task.finish();
+    let history = history?;
     let rows: Vec<HistoryRow> = history
         .into_iter()
         .map(|row| HistoryRow {
@@ -79,8 +82,6 @@ pub fn run_fold(
             row,
         })
         .collect();
-    let seconds = task.elapsed().as_secs_f64();
-    task.finish();
     let samples_per_sec = (train_idx.len() * exp.train.epochs) as f64 / train_secs.max(1e-9);
     write_fold(
         &paths.exp_dir(&exp.name),

@@ -45,6 +45,12 @@ pub fn run(
         pending.extend(p);
         planned.push((exp, all));
     }
+    // Before any training: every results folder a fold will be written to takes files.
+    for exp in exps {
+        if pending.iter().any(|j| j.exp.name == exp.name) {
+            crate::files::probe_writable(&paths.exp_dir(&exp.name))?;
+        }
+    }
     longest_first(&mut pending);
     let failures = run_jobs(pending, workers, paths, &progress, &planned);
     for (exp, all) in &planned {

@@ -61,7 +61,7 @@ pub fn plan_experiment(
 ) -> Result<(Vec<FoldJob>, Vec<FoldJob>)> {
     let ds = data.train(paths, &exp.data.dataset)?;
     let work: f64 = exp.network(&ds.info)?.iter().map(|l| l.cost).sum();
-    let n = exp.data.limit.map_or(ds.len(), |l| l.min(ds.len()));
+    let n = exp.images_used(ds.len());
     if n < exp.cv.folds {
         bail!("{}: only {n} images for {} folds", exp.name, exp.cv.folds);
     }

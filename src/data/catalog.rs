@@ -93,3 +93,40 @@ pub const KNOWN: &[Descriptor] = &[
 pub fn descriptor(name: &str) -> Option<&'static Descriptor> {
     KNOWN.iter().find(|d| d.name == name)
 }
+
+/// The one rule for a dataset name, wherever one is given (`data.dataset`, `--dataset`): a
+/// folder name under the data root of lowercase ASCII letters, digits and '-', so that it can
+/// never point outside the data root (`../x`, `/x`) or differ only by case.
+pub fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
+        return Err(format!(
+            "dataset {name:?} is not a dataset name: expected a folder name under the data root of lowercase letters, digits and '-', such as {}",
+            known_names()
+        ));
+    }
+    Ok(())
+}
+
+/// "\"mnist\" or \"fashion-mnist\"" (the datasets known by name).
+pub fn known_names() -> String {
+    let names: Vec<String> = KNOWN.iter().map(|d| format!("{:?}", d.name)).collect();
+    names.join(" or ")
+}
+
+/// What to do when the files of dataset `name` are missing from `dir`: fetch a known one, or
+/// put an unknown one's files there.
+pub fn missing_hint(name: &str, dir: &std::path::Path) -> String {
+    if descriptor(name).is_some() {
+        format!("run `mnist-lab data fetch --dataset {name}` or `make data`")
+    } else {
+        format!(
+            "dataset {name:?} is unknown to mnist-lab (it knows {}), so it cannot be fetched: put its four IDX files (raw or .gz) in {}, or copy them there with `mnist-lab data fetch --dataset {name} --from FOLDER`",
+            known_names(),
+            dir.display()
+        )
+    }
+}

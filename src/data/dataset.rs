@@ -136,11 +136,47 @@ pub fn find_file(dir: &Path, name: &str) -> Result<PathBuf> {
             return Ok(candidate);
         }
     }
+    let dataset = dir.file_name().and_then(|n| n.to_str()).unwrap_or("NAME");
     bail!(
-        "{} is missing (nor is there a .gz of it); run `mnist-lab data fetch --dataset {}` or `make data`",
+        "{} is missing (nor is there a .gz of it); {}",
         dir.join(name).display(),
-        dir.file_name().and_then(|n| n.to_str()).unwrap_or("NAME")
+        super::catalog::missing_hint(dataset, dir)
     )
+}
+
+/// Checks that the four files of dataset `name` are in `dir` and that their IDX headers fit
+/// together (images of `info`'s shape, as many labels as images), without reading the pixels:
+/// what `check` can promise `run` cheaply. (`data verify` checks the contents.)
+pub fn check_present(dir: &Path, name: &str, info: &DatasetInfo) -> Result<()> {
+    for split in [Split::Train, Split::Test] {
+        let (img_name, lbl_name) = split.files();
+        let img_path = find_file(dir, img_name)?;
+        let lbl_path = find_file(dir, lbl_name)?;
+        let images = read_idx_header(&img_path)?;
+        let labels = read_idx_header(&lbl_path)?;
+        if ImageShape::from_dims(&images) != Some(info.image) {
+            bail!(
+                "{}: dimensions {images:?}, expected [N, {}, {}{}] (an idx3 image file of {name})",
+                img_path.display(),
+                info.image.height,
+                info.image.width,
+                if info.image.channels == 1 {
+                    String::new()
+                } else {
+                    format!(", {}", info.image.channels)
+                }
+            );
+        }
+        if labels.len() != 1 || labels[0] != images[0] {
+            bail!(
+                "{}: dimensions {labels:?}, expected [{}] (an idx1 label file with one label per image of {})",
+                lbl_path.display(),
+                images[0],
+                img_path.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Image shape and classes of the dataset `name` in `dir`: from its descriptor when the

@@ -74,14 +74,19 @@ pub fn save(
     for (k, v) in extra {
         meta.insert(k.to_string(), v.clone());
     }
-    let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = net
-        .arrays()
-        .into_iter()
-        .map(|a| {
-            let data = a.values.iter().flat_map(|x| x.to_le_bytes()).collect();
-            (a.key(), a.shape, data)
-        })
-        .collect();
+    let mut bytes: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    for a in net.arrays() {
+        if let Some(i) = a.values.iter().position(|v| !v.is_finite()) {
+            bail!(
+                "{}: not saved: {} holds {} at index {i} (the training diverged; try a smaller learning rate)",
+                path.display(),
+                a.key(),
+                a.values[i]
+            );
+        }
+        let data = a.values.iter().flat_map(|x| x.to_le_bytes()).collect();
+        bytes.push((a.key(), a.shape, data));
+    }
     let views = bytes
         .iter()
         .map(|(n, s, b)| Ok((n.clone(), TensorView::new(Dtype::F32, s.clone(), b)?)))
@@ -116,6 +121,13 @@ pub fn load(path: &Path) -> Result<SavedModel> {
             .map_err(|_| anyhow::anyhow!("{shown}: metadata {k:?} is not a number"))
     };
     let scaler = Scaler::new(num("scaler_mean")?, num("scaler_std")?);
+    if !(scaler.mean.is_finite() && scaler.std.is_finite() && scaler.std > 0.0) {
+        bail!(
+            "{shown}: metadata scaler_mean {} / scaler_std {}: expected finite numbers, std above 0",
+            scaler.mean,
+            scaler.std
+        );
+    }
     let info = saved_info(&metadata, &exp, &shown.to_string())?;
     exp.network(&info)
         .with_context(|| format!("{shown}: the experiment in its metadata is invalid"))?;
@@ -134,8 +146,13 @@ pub fn load(path: &Path) -> Result<SavedModel> {
                 t.shape()
             );
         }
-        for (v, b) in values.iter_mut().zip(t.data().chunks_exact(4)) {
+        for (i, (v, b)) in values.iter_mut().zip(t.data().chunks_exact(4)).enumerate() {
             *v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            if !v.is_finite() {
+                bail!(
+                    "{shown}: tensor {name} holds {v} at index {i}: a model with non-finite weights predicts nothing (saved from a diverged training?)"
+                );
+            }
         }
     }
     if st.names().len() != expected {

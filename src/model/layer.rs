@@ -107,6 +107,11 @@ pub trait LayerSpec {
     fn flops(&self, _input: Shape, _output: Shape) -> f64 {
         0.0
     }
+    /// Values per sample a training step holds besides the layer's output and its gradient
+    /// (a convolution's unfolded input); counted in the memory estimate `check` enforces.
+    fn scratch(&self, _input: Shape, _output: Shape) -> f64 {
+        0.0
+    }
     /// Relative training cost per sample (for scheduling long folds first): FLOPs, plus an
     /// estimate for memory-bound layers.
     fn cost(&self, input: Shape, output: Shape) -> f64 {

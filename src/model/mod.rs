@@ -77,6 +77,21 @@ impl Param {
     }
 }
 
+/// Sizes `check` (and so `run`, `final` and `bench`) refuses, so that a network that cannot fit
+/// is named with its estimate instead of aborting a run on an allocation. Documented in the
+/// README ("Limits").
+pub mod limits {
+    /// Values in one layer's output per image (2²⁴: a 28×28 image with 21,400 channels).
+    pub const VALUES_PER_IMAGE: f64 = 16_777_216.0;
+    /// Forward FLOPs of one layer per image (10¹¹: ~1,000× the deepest committed model).
+    pub const FLOPS_PER_IMAGE: f64 = 1e11;
+    /// Parameters of the whole network (100 M: 400 MB of weights, ~1.6 GB with gradients and
+    /// optimizer state).
+    pub const PARAMS: usize = 100_000_000;
+    /// Estimated memory of one training step (or evaluation batch) of one worker: 8 GiB.
+    pub const STEP_BYTES: f64 = 8.0 * 1024.0 * 1024.0 * 1024.0;
+}
+
 /// One row of the network summary (`mnist-lab check`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct LayerSummary {
@@ -92,6 +107,9 @@ pub struct LayerSummary {
     pub flops: f64,
     /// Relative training cost per sample (see [`layer::LayerSpec::cost`]).
     pub cost: f64,
+    /// Values per sample a training step holds besides the output (see
+    /// [`layer::LayerSpec::scratch`]).
+    pub scratch: f64,
 }
 
 impl fmt::Display for LayerSummary {
@@ -123,16 +141,44 @@ pub fn summarize(layers: &[LayerEntry], info: &DatasetInfo) -> Result<Vec<LayerS
     for (i, entry) in layers.iter().enumerate() {
         let spec = entry.spec();
         let place = Place { last: i == last };
+        let at = || format!("model.layers[{i}] ({})", entry.key());
         let output = spec
             .output_shape(shape, place)
-            .map_err(|e| anyhow::anyhow!("model.layers[{i}] ({}): {e}", entry.key()))?;
+            .map_err(|e| anyhow::anyhow!("{}: {e}", at()))?;
+        // Checked in f64 before anything multiplies sizes in usize (param_count does).
+        let values = output.h as f64 * output.w as f64 * output.c as f64;
+        if values > limits::VALUES_PER_IMAGE {
+            bail!(
+                "{}: its output {output} is {values:.3e} values per image, above the limit of {} (2^24); make it smaller",
+                at(),
+                limits::VALUES_PER_IMAGE
+            );
+        }
+        let flops = spec.flops(shape, output);
+        if flops > limits::FLOPS_PER_IMAGE {
+            bail!(
+                "{}: {flops:.3e} FLOPs per image, above the limit of {:.0e}; make it smaller",
+                at(),
+                limits::FLOPS_PER_IMAGE
+            );
+        }
+        let params = spec.param_count(shape);
+        let total = out.iter().map(|l: &LayerSummary| l.params).sum::<usize>() + params;
+        if total > limits::PARAMS {
+            bail!(
+                "{}: {params} parameters, {total} in the network so far, above the limit of {}; make it smaller",
+                at(),
+                limits::PARAMS
+            );
+        }
         out.push(LayerSummary {
             kind: spec.keras_name(),
             input: shape,
             output,
-            params: spec.param_count(shape),
-            flops: spec.flops(shape, output),
+            params,
+            flops,
             cost: spec.cost(shape, output),
+            scratch: spec.scratch(shape, output),
         });
         shape = output;
     }
@@ -145,6 +191,26 @@ pub fn summarize(layers: &[LayerEntry], info: &DatasetInfo) -> Result<Vec<LayerS
         ),
     }
     Ok(out)
+}
+
+/// Estimated bytes one worker needs for a training step of `batch` images (or an evaluation
+/// batch, whichever is larger): weights, their gradients and two optimizer slots, and per image
+/// every layer's output and its gradient plus each layer's scratch. Returns the estimate and
+/// the index of the layer that holds the most per image.
+pub fn step_bytes(rows: &[LayerSummary], batch: usize, eval_batch: usize) -> (f64, usize) {
+    let params: usize = rows.iter().map(|r| r.params).sum();
+    let per_image = |r: &LayerSummary| 2.0 * r.output.len() as f64 + r.scratch;
+    let train: f64 = rows.iter().map(per_image).sum::<f64>() * batch as f64;
+    // Evaluation keeps only outputs and half the scratch, but of bigger batches.
+    let eval: f64 = rows
+        .iter()
+        .map(|r| r.output.len() as f64 + r.scratch / 2.0)
+        .sum::<f64>()
+        * eval_batch as f64;
+    let largest = (0..rows.len())
+        .max_by(|&a, &b| per_image(&rows[a]).total_cmp(&per_image(&rows[b])))
+        .unwrap_or(0);
+    (4.0 * (4.0 * params as f64 + train.max(eval)), largest)
 }
 
 /// A network ready to train or evaluate.

@@ -133,7 +133,15 @@ impl LayerSpec for ConvSpec {
     }
 
     fn flops(&self, input: Shape, output: Shape) -> f64 {
-        2.0 * (output.h * output.w * self.filters * self.kernel * self.kernel * input.c) as f64
+        // In f64: `summarize` bounds this before anything multiplies sizes in usize.
+        let k = self.kernel as f64;
+        2.0 * (output.h * output.w) as f64 * self.filters as f64 * k * k * input.c as f64
+    }
+
+    fn scratch(&self, input: Shape, output: Shape) -> f64 {
+        // The unfolded input (im2col) and, in the backward pass, its gradient.
+        let k = self.kernel as f64;
+        2.0 * (output.h * output.w) as f64 * k * k * input.c as f64
     }
 
     fn describe(&self) -> String {

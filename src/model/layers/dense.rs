@@ -53,7 +53,7 @@ impl LayerSpec for DenseSpec {
     }
 
     fn flops(&self, input: Shape, _output: Shape) -> f64 {
-        2.0 * (input.len() * self.units) as f64
+        2.0 * input.len() as f64 * self.units as f64
     }
 
     fn describe(&self) -> String {
