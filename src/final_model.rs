@@ -73,7 +73,7 @@ pub fn train_final(exp: &Experiment, paths: &Paths, force: bool) -> Result<PathB
         &streams,
         &mut |e| task.event(e),
     );
-    task.finish();
+    task.finish(rows.is_ok());
     let rows = rows.with_context(|| format!("{}: final model not saved", exp.name))?;
     let history: Vec<HistoryRow> = rows
         .into_iter()

@@ -162,7 +162,9 @@ fn plan_line(file: &std::path::Path, index: usize) -> Result<RunArgs> {
             lines.len()
         )
     })?;
-    PlanLine::try_parse_from(line.split_whitespace())
+    let words = cv::plan::split_words(line)
+        .map_err(|e| anyhow::anyhow!("{}: line {}: {e}", file.display(), index + 1))?;
+    PlanLine::try_parse_from(words)
         .map(|p| p.args)
         .map_err(|e| anyhow::anyhow!("{}: line {}: {e}", file.display(), index + 1))
 }

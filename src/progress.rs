@@ -1,6 +1,9 @@
 //! Progress display: indicatif bars on a terminal, plain lines otherwise.
 
+use std::collections::BTreeMap;
 use std::io::IsTerminal;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -12,6 +15,60 @@ use crate::train::{EpochRow, Event};
 pub struct Progress {
     multi: MultiProgress,
     terminal: bool,
+    /// Terminal columns when the display started (bars are laid out to fit them).
+    width: usize,
+    overall: Option<Arc<Overall>>,
+}
+
+/// The whole run: folds done of all folds, and the time left estimated from the folds' costs
+/// (the work done so far, finished folds and the finished part of running ones, took the time
+/// elapsed; the rest is expected at the same rate).
+struct Overall {
+    bar: ProgressBar,
+    folds: usize,
+    cost: f64,
+    started: Instant,
+    state: Mutex<OverallState>,
+}
+
+#[derive(Default)]
+struct OverallState {
+    folds_done: usize,
+    cost_done: f64,
+    /// Cost done so far by each running task.
+    running: BTreeMap<u64, f64>,
+}
+
+/// "1h 05m", "12m 30s", "45s".
+fn duration_text(secs: f64) -> String {
+    let s = secs.max(0.0).round() as u64;
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m {:02}s", s / 60, s % 60),
+        _ => format!("{}h {:02}m", s / 3600, s % 3600 / 60),
+    }
+}
+
+impl Overall {
+    /// "3/25 folds done, 12m 30s elapsed, about 1h 05m left".
+    fn line(&self, st: &OverallState) -> String {
+        let elapsed = self.started.elapsed().as_secs_f64();
+        let done = st.cost_done + st.running.values().sum::<f64>();
+        let left = if done > 0.0 && self.cost > 0.0 && st.folds_done < self.folds {
+            format!(
+                ", about {} left",
+                duration_text(elapsed * (self.cost - done).max(0.0) / done)
+            )
+        } else {
+            String::new()
+        };
+        format!(
+            "{}/{} folds done, {} elapsed{left}",
+            st.folds_done,
+            self.folds,
+            duration_text(elapsed)
+        )
+    }
 }
 
 impl Default for Progress {
@@ -32,6 +89,73 @@ impl Progress {
         Progress {
             multi: MultiProgress::with_draw_target(target),
             terminal,
+            width: console::Term::stderr().size().1 as usize,
+            overall: None,
+        }
+    }
+
+    /// Adds the line of the whole run: `folds` folds whose relative costs add up to `cost`
+    /// (a bar below the folds' bars on a terminal; a line after each fold otherwise).
+    pub fn with_overall(mut self, folds: usize, cost: f64) -> Self {
+        let bar = self.multi.add(ProgressBar::new(folds as u64));
+        bar.set_style(ProgressStyle::with_template("{msg}").expect("static template"));
+        let overall = Overall {
+            bar,
+            folds,
+            cost,
+            started: Instant::now(),
+            state: Mutex::new(OverallState::default()),
+        };
+        overall
+            .bar
+            .set_message(format!("all: {}", overall.line(&OverallState::default())));
+        self.overall = Some(Arc::new(overall));
+        self
+    }
+
+    /// Records how far task `id` is: `Some(done)` of its cost while it runs, or `None` once
+    /// it ended (`trained` or failed: a failed fold's cost is no longer expected either).
+    /// Redraws the overall line, or prints it after each fold when there are no bars.
+    fn update_overall(&self, id: u64, cost: f64, running: Option<f64>, trained: bool) {
+        let Some(o) = &self.overall else { return };
+        let line = {
+            let mut st = o.state.lock().expect("progress state");
+            match running {
+                Some(done) => {
+                    st.running.insert(id, done);
+                }
+                None => {
+                    st.running.remove(&id);
+                    st.cost_done += cost;
+                    st.folds_done += usize::from(trained);
+                }
+            }
+            o.line(&st)
+        };
+        if self.terminal {
+            o.bar.set_message(format!("all: {line}"));
+        }
+    }
+
+    /// Prints the overall line when there are no bars (after each fold's result line).
+    pub fn print_overall(&self) {
+        if let (Some(o), false) = (&self.overall, self.terminal) {
+            let line = o.line(&o.state.lock().expect("progress state"));
+            self.eprintln(&format!("all: {line}"));
+        }
+    }
+
+    /// Counts a fold of cost `cost` as done without training it here (another process did).
+    pub fn fold_done_elsewhere(&self, cost: f64) {
+        static ELSEWHERE: AtomicU64 = AtomicU64::new(u64::MAX / 2);
+        self.update_overall(ELSEWHERE.fetch_add(1, Ordering::Relaxed), cost, None, true);
+    }
+
+    /// Removes the overall line.
+    pub fn finish(&self) {
+        if let Some(o) = &self.overall {
+            o.bar.finish_and_clear();
+            self.multi.remove(&o.bar);
         }
     }
 
@@ -47,15 +171,30 @@ impl Progress {
 
     /// A tracker for one training run (`label` such as "baseline fold 2/5").
     pub fn task(&self, label: String, epochs: usize) -> Task {
-        let bar = self.multi.add(ProgressBar::new(0));
+        self.task_with_cost(label, epochs, 0.0)
+    }
+
+    /// A tracker for one fold of relative cost `cost` (counted in the overall line).
+    pub fn task_with_cost(&self, label: String, epochs: usize, cost: f64) -> Task {
+        let bar = match &self.overall {
+            // The folds' bars above the overall line.
+            Some(o) => self.multi.insert_before(&o.bar, ProgressBar::new(0)),
+            None => self.multi.add(ProgressBar::new(0)),
+        };
+        // Fitted to the terminal: names and messages are cut, not wrapped, and the bar takes
+        // what is left (`wide_bar`); a narrow terminal drops the words around the counts.
+        let template = if self.width >= 100 {
+            "{prefix:28!} {msg:30!} [{wide_bar:.cyan/blue}] {pos:>5}/{len} batches, ETA {eta:4}"
+        } else {
+            "{prefix:20!} {msg:14!} {wide_bar:.cyan/blue} {pos:>5}/{len} {eta:4}"
+        };
         bar.set_style(
-            ProgressStyle::with_template(
-                "{prefix:<28} {msg:<32} [{bar:30.cyan/blue}] {pos:>5}/{len:5} batches ETA {eta}",
-            )
-            .expect("static template")
-            .progress_chars("=> "),
+            ProgressStyle::with_template(template)
+                .expect("static template")
+                .progress_chars("=> "),
         );
         bar.set_prefix(label.clone());
+        static NEXT_ID: AtomicU64 = AtomicU64::new(0);
         Task {
             bar,
             label,
@@ -65,6 +204,9 @@ impl Progress {
             epoch_started: Instant::now(),
             epoch: 0,
             samples: 0,
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            cost,
+            batches: 1,
         }
     }
 }
@@ -79,6 +221,9 @@ pub struct Task {
     epoch_started: Instant,
     epoch: usize,
     samples: usize,
+    id: u64,
+    cost: f64,
+    batches: usize,
 }
 
 impl Task {
@@ -87,6 +232,7 @@ impl Task {
         match e {
             Event::EpochStart { epoch, batches } => {
                 self.epoch = epoch;
+                self.batches = batches.max(1);
                 self.epoch_started = Instant::now();
                 self.samples = 0;
                 self.bar.set_length(batches as u64);
@@ -99,10 +245,14 @@ impl Task {
                 self.samples = samples;
                 self.bar.set_position(done as u64);
                 if done % 25 == 0 {
+                    let part = (self.epoch - 1) as f64 + done as f64 / self.batches as f64;
+                    let cost_done = self.cost * part / self.epochs.max(1) as f64;
+                    self.progress
+                        .update_overall(self.id, self.cost, Some(cost_done), false);
                     let rate =
                         samples as f64 / self.epoch_started.elapsed().as_secs_f64().max(1e-9);
                     self.bar.set_message(format!(
-                        "epoch {}/{} {rate:>7.0} samples/s",
+                        "epoch {}/{} {rate:.0} samples/s",
                         self.epoch, self.epochs
                     ));
                 }
@@ -143,9 +293,12 @@ impl Task {
         self.started.elapsed()
     }
 
-    /// Removes the bar.
-    pub fn finish(self) {
+    /// Removes the bar; counts the fold in the overall line as trained or (not `trained`)
+    /// failed.
+    pub fn finish(self, trained: bool) {
         self.bar.finish_and_clear();
         self.progress.multi.remove(&self.bar);
+        self.progress
+            .update_overall(self.id, self.cost, None, trained);
     }
 }

@@ -317,6 +317,40 @@ fn datasets_are_named_by_one_rule_and_checked_before_a_run() {
     }
     let out = mnist_lab(d, &["data", "verify", "--dataset", "synthetic"]);
     assert!(out.status.success(), "{}", text(&out));
+    // An image file whose magic marks a label file (same payload): named by its kind, not by
+    // a payload length — by `data verify` and `check` (test images), and `run` (training).
+    for (file, n, commands) in [
+        (
+            "t10k-images-idx3-ubyte",
+            100,
+            &[
+                &["data", "verify", "--dataset", "synthetic"][..],
+                &["check", "experiments/tiny.toml"][..],
+            ][..],
+        ),
+        (
+            "train-images-idx3-ubyte",
+            700,
+            &[&["run", "experiments/tiny.toml"][..]][..],
+        ),
+    ] {
+        let images = d.join("data/synthetic").join(file);
+        let good = std::fs::read(&images).unwrap();
+        let mut bad = good.clone();
+        bad[3] = 1;
+        std::fs::write(&images, bad).unwrap();
+        for args in commands {
+            let out = mnist_lab(d, args);
+            let t = text(&out);
+            assert!(
+                !out.status.success()
+                    && t.contains(&format!("{file}: dimensions [{n}], expected [N, "))
+                    && t.contains("(an idx3 image file"),
+                "{args:?}: {t}"
+            );
+        }
+        std::fs::write(&images, good).unwrap();
+    }
     // A header that does not fit (labels where images belong) is named by check.
     std::fs::copy(
         d.join("data/synthetic/train-labels-idx1-ubyte"),
@@ -344,4 +378,158 @@ fn a_limit_above_the_data_is_a_warning() {
         t.contains("warning: experiments/big.toml: data.limit is 5000, but dataset \"synthetic\" has 700 training images; using all 700"),
         "{t}"
     );
+}
+
+#[test]
+fn two_runs_of_one_experiment_train_each_fold_once() {
+    let w = workspace("lock");
+    let d = w.path();
+    // Long enough folds that the two processes overlap.
+    let toml = TINY
+        .replace("epochs = 2", "epochs = 12")
+        .replace("limit = 600", "limit = 700");
+    std::fs::write(d.join("experiments/tiny.toml"), toml).unwrap();
+    let spawn = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_mnist-lab"))
+            .current_dir(d)
+            .args(["run", "--jobs", "1", "experiments/tiny.toml"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let outs = [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()];
+    let mut trained = 0;
+    for out in &outs {
+        let t = text(out);
+        assert!(out.status.success(), "{t}");
+        // Each ends with both folds merged, whoever trained them.
+        assert!(t.contains("n=2  (tiny)"), "{t}");
+        trained += t.lines().filter(|l| l.starts_with("> ")).count();
+    }
+    assert_eq!(
+        trained,
+        2,
+        "each fold trained once:\n{}\n---\n{}",
+        text(&outs[0]),
+        text(&outs[1])
+    );
+    let folds = std::fs::read_to_string(d.join("results/tiny/folds.csv")).unwrap();
+    assert_eq!(folds.lines().count(), 3, "{folds}");
+}
+
+#[test]
+fn plan_lines_survive_paths_with_spaces() {
+    let w = workspace("spaces");
+    let d = w.path();
+    std::fs::create_dir_all(d.join("it's my experiments")).unwrap();
+    std::fs::write(
+        d.join("it's my experiments/tiny.toml"),
+        format!("{TINY}\n[sweep]\n\"train.learning_rate\" = [0.05]\n"),
+    )
+    .unwrap();
+    let out = mnist_lab(d, &["plan", "it's my experiments/tiny.toml"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let plan = String::from_utf8_lossy(&out.stdout).to_string();
+    assert_eq!(plan.lines().count(), 2, "{plan}");
+    std::fs::write(d.join("plan.txt"), &plan).unwrap();
+    for i in ["0", "1"] {
+        let out = mnist_lab(d, &["run", "--from-plan", "plan.txt", "--index", i]);
+        assert!(out.status.success(), "{plan}\n{}", text(&out));
+    }
+    let name = "tiny-learning_rate=0.05";
+    let folds = std::fs::read_to_string(d.join("results").join(name).join("folds.csv")).unwrap();
+    assert_eq!(folds.lines().count(), 3, "{folds}");
+    // Nothing left to plan.
+    let out = mnist_lab(d, &["plan", "it's my experiments/tiny.toml"]);
+    assert!(out.stdout.is_empty(), "{}", text(&out));
+}
+
+#[test]
+fn a_run_shows_an_overall_line_of_folds_done_and_time_left() {
+    let w = workspace("overall");
+    let out = mnist_lab(w.path(), &["run", "--jobs", "1", "experiments/tiny.toml"]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(
+        t.contains("all: 1/2 folds done, ") && t.contains(" left"),
+        "{t}"
+    );
+    assert!(t.contains("all: 2/2 folds done, "), "{t}");
+}
+
+/// Runs `mnist-lab args` in a pseudo-terminal of `cols` columns (util-linux `script`), and
+/// returns what it drew with the escape sequences removed, split at carriage returns and
+/// newlines; `None` where `script` is not installed.
+fn in_terminal(dir: &std::path::Path, cols: usize, args: &str) -> Option<Vec<String>> {
+    let bin = env!("CARGO_BIN_EXE_mnist-lab");
+    let out = std::process::Command::new("script")
+        .current_dir(dir)
+        .args([
+            "-qec",
+            &format!("stty rows 40 cols {cols}; {bin} {args}"),
+            "/dev/null",
+        ])
+        .output()
+        .ok()?;
+    assert!(out.status.success(), "{}", text(&out));
+    let raw = String::from_utf8_lossy(&out.stdout).to_string();
+    let mut plain = String::new();
+    let mut chars = raw.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            // CSI: ESC [ parameters final-letter.
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                for d in chars.by_ref() {
+                    if d.is_ascii_alphabetic() {
+                        break;
+                    }
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    Some(
+        plain
+            .split(['\r', '\n'])
+            .filter(|l| !l.trim().is_empty())
+            .map(str::to_string)
+            .collect(),
+    )
+}
+
+#[test]
+fn progress_bars_fit_the_terminal() {
+    let w = workspace("width");
+    let toml = TINY.replace("epochs = 2", "epochs = 4");
+    std::fs::write(
+        w.path()
+            .join("experiments/a-rather-long-experiment-name.toml"),
+        toml,
+    )
+    .unwrap();
+    for cols in [80, 120] {
+        let _ = std::fs::remove_dir_all(w.path().join("results"));
+        let Some(lines) = in_terminal(
+            w.path(),
+            cols,
+            "run --jobs 2 experiments/a-rather-long-experiment-name.toml",
+        ) else {
+            eprintln!("skipped: util-linux `script` is not installed");
+            return;
+        };
+        let bars: Vec<&String> = lines.iter().filter(|l| l.contains("epoch ")).collect();
+        assert!(!bars.is_empty(), "{lines:#?}");
+        for l in &lines {
+            assert!(
+                l.chars().count() <= cols,
+                "{} columns in a {cols}-column terminal: {l:?}",
+                l.chars().count()
+            );
+        }
+        assert!(lines.iter().any(|l| l.starts_with("all: ")), "{lines:#?}");
+    }
 }

@@ -41,9 +41,10 @@ pub fn run_fold(
     let scaler = Scaler::fit(exp.data.scaling, &job.data, &train_idx);
     let streams = Streams::new(exp.train.seed, Run::Fold(job.fold));
     let mut net = Network::build(&exp.model.layers, &job.data.info, &mut streams.init())?;
-    let mut task = progress.task(
+    let mut task = progress.task_with_cost(
         format!("{} fold {}/{}", exp.name, job.fold, exp.cv.folds),
         exp.train.epochs,
+        job.cost,
     );
     let batches = train_idx.len().div_ceil(exp.train.batch_size);
     let mut train_secs = 0.0;
@@ -73,7 +74,7 @@ pub fn run_fold(
         },
     );
     let seconds = task.elapsed().as_secs_f64();
-    task.finish();
+    task.finish(history.is_ok());
     let history = history?;
     let rows: Vec<HistoryRow> = history
         .into_iter()

@@ -3,6 +3,7 @@
 use anyhow::{Context, Result};
 
 use super::cache::{fold_file, is_current};
+use super::lock::{merge_lock, FileLock};
 use super::plan::FoldJob;
 use crate::experiment::Experiment;
 use crate::files::{write_atomic, Paths};
@@ -12,6 +13,9 @@ use crate::results::csv::{folds_csv, history_csv, read_history, FoldRow};
 /// folds.csv and timing.csv; returns the fold scores.
 pub fn merge(exp: &Experiment, all: &[FoldJob], paths: &Paths) -> Result<Vec<FoldRow>> {
     let dir = paths.exp_dir(&exp.name);
+    // Another process running this experiment may merge too: one at a time, each reading the
+    // fold files as they are when it holds the lock, so the last merge has every finished fold.
+    let _lock = FileLock::acquire(&merge_lock(&dir))?;
     let mut history = Vec::new();
     let mut folds = Vec::new();
     let mut timing = String::from("fold,seconds,train_samples_per_s\n");

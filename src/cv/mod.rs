@@ -1,9 +1,11 @@
 //! k-fold cross-validation: the seeded split (`split`), which folds need training (`plan`),
 //! their result files (`cache`), training one fold (`fold`), running folds on worker threads
-//! (`schedule`) and merging per-fold files into history.csv / folds.csv (`merge`).
+//! (`schedule`), locks between processes (`lock`) and merging per-fold files into
+//! history.csv / folds.csv (`merge`).
 
 pub mod cache;
 pub mod fold;
+pub mod lock;
 pub mod merge;
 pub mod plan;
 pub mod schedule;
@@ -52,7 +54,9 @@ pub fn run(
         }
     }
     longest_first(&mut pending);
-    let failures = run_jobs(pending, workers, paths, &progress, &planned);
+    let progress = progress.with_overall(pending.len(), pending.iter().map(|j| j.cost).sum());
+    let failures = run_jobs(pending, workers, paths, &progress, &planned, force);
+    progress.finish();
     for (exp, all) in &planned {
         let folds = merge(exp, all, paths)?;
         let (mean, std) = fold_mean_std(&folds);

@@ -115,15 +115,112 @@ pub fn plan_lines(exps: &[Experiment], paths: &Paths) -> Result<Vec<String>> {
         let variant = if exp.name == stem {
             String::new()
         } else {
-            format!(" --experiment {}", exp.name)
+            format!(" --experiment {}", quote(&exp.name))
         };
         for job in pending {
             lines.push(format!(
                 "{}{variant} --fold {}",
-                exp.source.display(),
+                quote(&exp.source.to_string_lossy()),
                 job.fold
             ));
         }
     }
     Ok(lines)
+}
+
+/// `arg` as one word of a plan line: as it is when it is plain, else in single quotes the way a
+/// POSIX shell reads them (so a line also works pasted after `mnist-lab run`).
+pub fn quote(arg: &str) -> String {
+    let plain = !arg.is_empty()
+        && arg
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=,:+@%".contains(c));
+    if plain {
+        arg.to_string()
+    } else {
+        format!("'{}'", arg.replace('\'', "'\\''"))
+    }
+}
+
+/// Splits a plan line into words as a POSIX shell would (whitespace between words; single
+/// quotes, double quotes and backslashes as the shell reads them); no expansion of any kind.
+pub fn split_words(line: &str) -> Result<Vec<String>> {
+    let mut words = Vec::new();
+    let mut word: Option<String> = None;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            c if c.is_whitespace() => {
+                words.extend(word.take());
+            }
+            '\'' => {
+                let w = word.get_or_insert_with(String::new);
+                loop {
+                    match chars.next() {
+                        Some('\'') => break,
+                        Some(c) => w.push(c),
+                        None => bail!("unterminated single quote"),
+                    }
+                }
+            }
+            '"' => {
+                let w = word.get_or_insert_with(String::new);
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some('\\') => match chars.next() {
+                            Some(c @ ('"' | '\\' | '$' | '`')) => w.push(c),
+                            Some(c) => {
+                                w.push('\\');
+                                w.push(c);
+                            }
+                            None => bail!("unterminated double quote"),
+                        },
+                        Some(c) => w.push(c),
+                        None => bail!("unterminated double quote"),
+                    }
+                }
+            }
+            '\\' => {
+                let w = word.get_or_insert_with(String::new);
+                if let Some(c) = chars.next() {
+                    w.push(c);
+                }
+            }
+            c => word.get_or_insert_with(String::new).push(c),
+        }
+    }
+    words.extend(word);
+    Ok(words)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoted_words_split_back_to_themselves() {
+        for arg in [
+            "experiments/a.toml",
+            "my experiments/a b.toml",
+            "it's.toml",
+            "sw-learning_rate=0.05",
+            "tab\there",
+            "\"dq\" and \\ back",
+            "",
+        ] {
+            let line = format!("{} --fold 1", quote(arg));
+            assert_eq!(
+                split_words(&line).unwrap(),
+                vec![arg.to_string(), "--fold".into(), "1".into()],
+                "{line}"
+            );
+        }
+        assert_eq!(quote("experiments/a.toml"), "experiments/a.toml");
+        assert_eq!(
+            split_words(r#"  "a b"\ c 'd'"e"  "#).unwrap(),
+            vec!["a b c", "de"]
+        );
+        assert!(split_words("'open").is_err());
+    }
 }

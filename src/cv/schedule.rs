@@ -4,7 +4,9 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+use super::cache::is_cached;
 use super::fold::run_fold;
+use super::lock::{fold_lock, FileLock};
 use super::merge::merge;
 use super::plan::FoldJob;
 use crate::experiment::Experiment;
@@ -20,18 +22,23 @@ pub fn longest_first(jobs: &mut [FoldJob]) {
 }
 
 /// Runs `jobs` on `workers` threads (each with single-threaded matrix products, so a fold's
-/// numbers never depend on the worker count). Returns the jobs that failed with their errors.
+/// numbers never depend on the worker count), each fold under its lock (see [`super::lock`]):
+/// a fold another process is training is taken last, after waiting for it, and skipped when
+/// that process cached it (unless `force`). Returns the jobs that failed with their errors.
 pub fn run_jobs(
     jobs: Vec<FoldJob>,
     workers: usize,
     paths: &Paths,
     progress: &Progress,
     planned: &[(&Experiment, Vec<FoldJob>)],
+    force: bool,
 ) -> Vec<(FoldJob, anyhow::Error)> {
     // An experiment's merged files are refreshed as each of its folds lands, so results (and
     // the report) are usable long before a long `run` of many experiments ends.
     let merging = Mutex::new(());
     let queue = Mutex::new(std::collections::VecDeque::from(jobs));
+    // Folds another process is training (their lock is held): taken last, waiting for the lock.
+    let deferred = Mutex::new(std::collections::VecDeque::new());
     let failures = Mutex::new(Vec::new());
     // Folds run one per worker on one thread each; once no fold is waiting, a worker's fold
     // takes the cores that idle workers left (checked each epoch).
@@ -45,27 +52,66 @@ pub fn run_jobs(
             1
         }
     };
+    let merge_now = |job: &FoldJob| {
+        if let Some((exp, all)) = planned.iter().find(|(e, _)| e.name == job.exp.name) {
+            let _guard = merging.lock().expect("merge lock");
+            if let Err(e) = merge(exp, all, paths) {
+                failures.lock().expect("failures").push((job.clone(), e));
+            }
+        }
+    };
+    // The next job with its fold's lock held: a free one first, then (blocking) the folds
+    // another process held when they came up.
+    let next = || -> Option<Result<(FoldJob, FileLock), (FoldJob, anyhow::Error)>> {
+        loop {
+            let job = queue.lock().expect("queue").pop_front();
+            if let Some(job) = job {
+                let path = fold_lock(&paths.exp_dir(&job.exp.name), job.fold);
+                match FileLock::try_acquire(&path) {
+                    Ok(Some(lock)) => return Some(Ok((job, lock))),
+                    Ok(None) => deferred.lock().expect("deferred").push_back(job),
+                    Err(e) => return Some(Err((job, e))),
+                }
+                continue;
+            }
+            let job = deferred.lock().expect("deferred").pop_front()?;
+            let path = fold_lock(&paths.exp_dir(&job.exp.name), job.fold);
+            progress.eprintln(&format!(
+                "{} fold {}: another mnist-lab process is training it; waiting for its lock ({})",
+                job.exp.name,
+                job.fold,
+                path.display()
+            ));
+            return Some(match FileLock::acquire(&path) {
+                Ok(lock) => Ok((job, lock)),
+                Err(e) => Err((job, e)),
+            });
+        }
+    };
     std::thread::scope(|s| {
         for _ in 0..workers {
             s.spawn(|| {
                 gemm::set_threads(1);
-                loop {
-                    let Some(job) = queue.lock().expect("queue").pop_front() else {
-                        break;
+                while let Some(next) = next() {
+                    let (job, _lock) = match next {
+                        Ok(j) => j,
+                        Err(failed) => {
+                            failures.lock().expect("failures").push(failed);
+                            continue;
+                        }
                     };
+                    // Trained by another process since this run planned it.
+                    if !force && is_cached(&paths.exp_dir(&job.exp.name), job.fold, &job.key) {
+                        progress.fold_done_elsewhere(job.cost);
+                        merge_now(&job);
+                        continue;
+                    }
                     busy.fetch_add(1, Ordering::SeqCst);
                     let result = run_fold(&job, paths, progress, &threads);
                     busy.fetch_sub(1, Ordering::SeqCst);
                     match result {
                         Ok(out) => {
-                            if let Some((exp, all)) =
-                                planned.iter().find(|(e, _)| e.name == job.exp.name)
-                            {
-                                let _guard = merging.lock().expect("merge lock");
-                                if let Err(e) = merge(exp, all, paths) {
-                                    failures.lock().expect("failures").push((job.clone(), e));
-                                }
-                            }
+                            merge_now(&job);
                             let last = out
                                 .rows
                                 .last()
@@ -82,6 +128,7 @@ pub fn run_jobs(
                         }
                         Err(e) => failures.lock().expect("failures").push((job, e)),
                     }
+                    progress.print_overall();
                 }
             });
         }

@@ -150,31 +150,50 @@ pub fn find_file(dir: &Path, name: &str) -> Result<PathBuf> {
 pub fn check_present(dir: &Path, name: &str, info: &DatasetInfo) -> Result<()> {
     for split in [Split::Train, Split::Test] {
         let (img_name, lbl_name) = split.files();
-        let img_path = find_file(dir, img_name)?;
-        let lbl_path = find_file(dir, lbl_name)?;
-        let images = read_idx_header(&img_path)?;
-        let labels = read_idx_header(&lbl_path)?;
-        if ImageShape::from_dims(&images) != Some(info.image) {
-            bail!(
-                "{}: dimensions {images:?}, expected [N, {}, {}{}] (an idx3 image file of {name})",
-                img_path.display(),
-                info.image.height,
-                info.image.width,
-                if info.image.channels == 1 {
-                    String::new()
-                } else {
-                    format!(", {}", info.image.channels)
-                }
-            );
-        }
-        if labels.len() != 1 || labels[0] != images[0] {
-            bail!(
-                "{}: dimensions {labels:?}, expected [{}] (an idx1 label file with one label per image of {})",
-                lbl_path.display(),
-                images[0],
-                img_path.display()
-            );
-        }
+        check_headers(
+            &find_file(dir, img_name)?,
+            &find_file(dir, lbl_name)?,
+            name,
+            info,
+        )?;
+    }
+    Ok(())
+}
+
+/// Checks the IDX headers of an image file and its label file: images of `info`'s shape, one
+/// label per image. Read before the payloads, so a file of the wrong kind (a label file where
+/// the images belong) is named as such, not by a payload length.
+fn check_headers(img_path: &Path, lbl_path: &Path, name: &str, info: &DatasetInfo) -> Result<()> {
+    let images = read_idx_header(img_path)?;
+    if ImageShape::from_dims(&images) != Some(info.image) {
+        let i = info.image;
+        bail!(
+            "{}: dimensions {images:?}, expected [N, {}, {}{}] (an idx3 image file of {name})",
+            img_path.display(),
+            i.height,
+            i.width,
+            if i.channels == 1 {
+                String::new()
+            } else {
+                format!(", {}", i.channels)
+            }
+        );
+    }
+    let labels = read_idx_header(lbl_path)?;
+    if labels.len() != 1 {
+        bail!(
+            "{}: dimensions {labels:?}, expected [N] (an idx1 label file)",
+            lbl_path.display()
+        );
+    }
+    if labels[0] != images[0] {
+        bail!(
+            "{} has {} images but {} has {} labels",
+            img_path.display(),
+            images[0],
+            lbl_path.display(),
+            labels[0]
+        );
     }
     Ok(())
 }
@@ -224,40 +243,9 @@ pub fn load(dir: &Path, name: &str, split: Split) -> Result<Dataset> {
     let (img_name, lbl_name) = split.files();
     let img_path = find_file(dir, img_name)?;
     let lbl_path = find_file(dir, lbl_name)?;
+    check_headers(&img_path, &lbl_path, name, &info)?;
     let images = read_idx_file(&img_path)?;
     let labels = read_idx_file(&lbl_path)?;
-    let shape = ImageShape::from_dims(&images.dims);
-    if shape != Some(info.image) {
-        let i = info.image;
-        bail!(
-            "{}: dimensions {:?}, expected [N, {}, {}{}] (an idx3 image file of {name})",
-            img_path.display(),
-            images.dims,
-            i.height,
-            i.width,
-            if i.channels == 1 {
-                String::new()
-            } else {
-                format!(", {}", i.channels)
-            }
-        );
-    }
-    if labels.dims.len() != 1 {
-        bail!(
-            "{}: dimensions {:?}, expected [N] (an idx1 label file)",
-            lbl_path.display(),
-            labels.dims
-        );
-    }
-    if images.dims[0] != labels.dims[0] {
-        bail!(
-            "{} has {} images but {} has {} labels",
-            img_path.display(),
-            images.dims[0],
-            lbl_path.display(),
-            labels.dims[0]
-        );
-    }
     let classes = info.classes();
     if let Some(pos) = labels.data.iter().position(|&l| l as usize >= classes) {
         bail!(
