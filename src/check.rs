@@ -68,9 +68,9 @@ pub fn check(files: &[PathBuf], paths: &Paths) -> Result<()> {
             Ok(tables)
         });
         match described {
-            Ok(tables) => tables.iter().for_each(|t| print!("{t}")),
+            Ok(tables) => tables.iter().for_each(|t| crate::output::print(t)),
             Err(err) => {
-                eprintln!("error: {err:#}");
+                crate::output::eprintln(&format!("error: {err:#}"));
                 failed += 1;
             }
         }

@@ -293,11 +293,11 @@ impl Experiment {
     pub fn images_used(&self, available: usize) -> usize {
         match self.data.limit {
             Some(l) if l > available => {
-                eprintln!(
+                crate::output::eprintln(&format!(
                     "warning: {}data.limit is {l}, but dataset {:?} has {available} training images; using all {available}",
                     self.origin(),
                     self.data.dataset
-                );
+                ));
                 available
             }
             Some(l) => l,

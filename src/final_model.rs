@@ -46,7 +46,7 @@ pub fn train_final(exp: &Experiment, paths: &Paths, force: bool) -> Result<PathB
     if !force && path.is_file() {
         if let Ok(m) = io::load(&path) {
             if m.metadata.get("key") == Some(&key) {
-                eprintln!("{}: final model is up to date", exp.name);
+                crate::output::eprintln(&format!("{}: final model is up to date", exp.name));
                 return Ok(path);
             }
         }
@@ -93,7 +93,7 @@ pub fn train_final(exp: &Experiment, paths: &Paths, force: bool) -> Result<PathB
             ("train_images", n.to_string()),
         ],
     )?;
-    println!("saved {}", path.display());
+    crate::output::println(&format!("saved {}", path.display()));
     Ok(path)
 }
 

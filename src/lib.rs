@@ -13,6 +13,7 @@ pub mod final_model;
 pub mod key;
 pub mod model;
 pub mod optim;
+pub mod output;
 pub mod predict;
 pub mod progress;
 pub mod results;

@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use mnist_lab::data::fetch;
 use mnist_lab::experiment::load_files;
 use mnist_lab::files::Paths;
-use mnist_lab::{bench, check, cv, final_model, predict, results};
+use mnist_lab::{bench, check, cv, final_model, output, predict, results};
 
 /// Declarative CNN experiments on MNIST-format data.
 #[derive(Parser)]
@@ -214,10 +214,17 @@ fn main() -> ExitCode {
     }
     mnist_lab::alloc::keep_freed_memory();
     let cli = Cli::parse();
-    match run(cli) {
+    let result = run(cli).and_then(|()| match output::failure() {
+        // Everything else was done (results are in files); say that stdout lost lines.
+        Some(e) => Err(anyhow::anyhow!(
+            "could not write to stdout ({e}); results and models are in their files all the same"
+        )),
+        None => Ok(()),
+    });
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            output::eprintln(&format!("error: {e:#}"));
             ExitCode::FAILURE
         }
     }
@@ -241,14 +248,14 @@ fn run(cli: Cli) -> Result<()> {
             check_dataset_name(&dataset)?;
             let dir = dir.unwrap_or_else(|| paths.dataset_dir(&dataset));
             let verified = fetch::fetch(&dir, &dataset, from.as_deref(), !offline)?;
-            println!("{}", verified.message(&dir));
+            output::println(&verified.message(&dir));
         }
         Command::Data {
             action: DataAction::Verify { dataset },
         } => {
             check_dataset_name(&dataset)?;
             let dir = paths.dataset_dir(&dataset);
-            println!("{}", fetch::verify(&dir, &dataset)?.message(&dir));
+            output::println(&fetch::verify(&dir, &dataset)?.message(&dir));
         }
         Command::Check { files } => check::check(&files, &paths)?,
         Command::Run {
@@ -281,10 +288,10 @@ fn run(cli: Cli) -> Result<()> {
                 anyhow::bail!("--jobs is 0, expected at least 1 (one fold per job)");
             }
             if jobs > cores() {
-                eprintln!(
+                output::eprintln(&format!(
                     "note: --jobs {jobs} is more than this machine's {} cores; folds will share them",
                     cores()
-                );
+                ));
             }
             cv::run(&exps, &paths, only, force, jobs)?;
         }
@@ -302,14 +309,16 @@ fn run(cli: Cli) -> Result<()> {
                 files
             };
             let exps = load_files(&files, None)?;
-            print!(
-                "{}",
-                bench::run(&exps, &paths, steps, workers.unwrap_or_else(cores))?
-            );
+            output::print(&bench::run(
+                &exps,
+                &paths,
+                steps,
+                workers.unwrap_or_else(cores),
+            )?);
         }
         Command::Plan { files } => {
             for line in cv::plan::plan_lines(&load_files(&files, None)?, &paths)? {
-                println!("{line}");
+                output::println(&line);
             }
         }
         Command::Final {
@@ -327,12 +336,12 @@ fn run(cli: Cli) -> Result<()> {
         Command::Evaluate { models } => {
             for m in &models {
                 let score = final_model::evaluate(m, &paths.data)?;
-                println!(
+                output::println(&format!(
                     "> {:.3}  ({}, test loss {:.4})",
                     score.accuracy * 100.0,
                     m.display(),
                     score.loss
-                );
+                ));
             }
         }
         Command::Predict {
@@ -344,18 +353,18 @@ fn run(cli: Cli) -> Result<()> {
         } => predict::predict_files(&model, &images, top, json, save_preprocessed.as_deref())?,
         Command::Report { baseline } => {
             let exps = results::report::write_report(&paths.results, &paths.data, &baseline)?;
-            println!(
+            output::println(&format!(
                 "wrote {}/README.md ({} experiments)",
                 paths.results.display(),
                 exps.len()
-            );
+            ));
         }
         Command::Diff {
             rev,
             fail_on_regression,
         } => {
             let (text, regressed) = results::diff::diff(&paths.results, &rev)?;
-            print!("{text}");
+            output::print(&text);
             if regressed && fail_on_regression {
                 anyhow::bail!("at least one experiment got significantly worse than at {rev}");
             }

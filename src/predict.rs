@@ -278,16 +278,16 @@ pub fn predict_files(
         let p = match predict_file(&mut m, path) {
             Ok(p) => p,
             Err(e) => {
-                eprintln!("error: {e:#}");
+                crate::output::eprintln(&format!("error: {e:#}"));
                 failed += 1;
                 continue;
             }
         };
         let names = &m.info.class_names;
         if json {
-            println!("{}", json_line(path, &p, top, names));
+            crate::output::println(&json_line(path, &p, top, names));
         } else {
-            println!("{}", text_line(path, &p, top, names));
+            crate::output::println(&text_line(path, &p, top, names));
         }
         if let Some(dir) = save {
             let stem = path

@@ -161,12 +161,12 @@ impl Progress {
 
     /// Prints a line to stdout without tearing the bars.
     pub fn println(&self, line: &str) {
-        self.multi.suspend(|| println!("{line}"));
+        self.multi.suspend(|| crate::output::println(line));
     }
 
     /// Prints a line to stderr without tearing the bars.
     pub fn eprintln(&self, line: &str) {
-        self.multi.suspend(|| eprintln!("{line}"));
+        self.multi.suspend(|| crate::output::eprintln(line));
     }
 
     /// A tracker for one training run (`label` such as "baseline fold 2/5").

@@ -533,3 +533,38 @@ fn progress_bars_fit_the_terminal() {
         assert!(lines.iter().any(|l| l.starts_with("all: ")), "{lines:#?}");
     }
 }
+
+#[test]
+fn a_full_disk_behind_stdout_or_stderr_is_no_panic() {
+    let w = workspace("full");
+    let d = w.path();
+    let run = |stdout: std::process::Stdio, stderr: std::process::Stdio| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_mnist-lab"))
+            .current_dir(d)
+            .args(["run", "experiments/tiny.toml", "--force"])
+            .stdout(stdout)
+            .stderr(stderr)
+            .output()
+            .unwrap()
+    };
+    let full = || std::fs::File::create("/dev/full").unwrap().into();
+    // stdout on a full device: training goes on, the folds are kept, and the exit says why.
+    let out = run(full(), std::process::Stdio::piped());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        err.contains("error: could not write to stdout (No space left on device"),
+        "{err}"
+    );
+    assert!(d.join("results/tiny/folds/fold-2.key").is_file());
+    // stderr on a full device: nowhere to say anything, but the run still completes.
+    let out = run(std::process::Stdio::piped(), full());
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("n=2  (tiny)"));
+}

@@ -43,7 +43,9 @@ fn flock(file: &File, wait: bool) -> std::io::Result<bool> {
             // A filesystem without locks (some network mounts): go on unlocked, as before
             // locks existed; only two runs of one experiment at once could then overlap.
             Some(libc::ENOLCK | libc::EOPNOTSUPP | libc::ENOSYS) => {
-                eprintln!("warning: this filesystem does not support file locks ({e}); two runs of one experiment may train the same fold");
+                crate::output::eprintln(&format!(
+                    "warning: this filesystem does not support file locks ({e}); two runs of one experiment may train the same fold"
+                ));
                 return Ok(true);
             }
             _ => return Err(e),

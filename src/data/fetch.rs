@@ -89,7 +89,7 @@ fn fetch_url(url: &str) -> Result<Vec<u8>> {
 /// package puts the dataset, then (if `mirrors`) the dataset's public mirrors.
 pub fn fetch(dir: &Path, name: &str, from: Option<&Path>, mirrors: bool) -> Result<Verified> {
     if let Ok(v @ Verified::Checksums) = verify(dir, name) {
-        eprintln!("{} is complete and verified", dir.display());
+        crate::output::eprintln(&format!("{} is complete and verified", dir.display()));
         return Ok(v);
     }
     let known = descriptor(name);
@@ -133,7 +133,7 @@ pub fn fetch(dir: &Path, name: &str, from: Option<&Path>, mirrors: bool) -> Resu
         match got {
             Some(bytes) => {
                 write_atomic(&dest, &bytes)?;
-                eprintln!("wrote {}", dest.display());
+                crate::output::eprintln(&format!("wrote {}", dest.display()));
             }
             None => bail!(
                 "could not obtain {file} for {name}; tried:\n  {}",
