@@ -34,7 +34,10 @@ struct Overall {
 #[derive(Default)]
 struct OverallState {
     folds_done: usize,
+    folds_failed: usize,
     cost_done: f64,
+    /// Cost of the folds that failed: no longer expected, and not work done either.
+    cost_dropped: f64,
     /// Cost done so far by each running task.
     running: BTreeMap<u64, f64>,
 }
@@ -54,16 +57,22 @@ impl Overall {
     fn line(&self, st: &OverallState) -> String {
         let elapsed = self.started.elapsed().as_secs_f64();
         let done = st.cost_done + st.running.values().sum::<f64>();
-        let left = if done > 0.0 && self.cost > 0.0 && st.folds_done < self.folds {
+        let ended = st.folds_done + st.folds_failed;
+        let expected = self.cost - st.cost_dropped;
+        let left = if done > 0.0 && expected > done && ended < self.folds {
             format!(
                 ", about {} left",
-                duration_text(elapsed * (self.cost - done).max(0.0) / done)
+                duration_text(elapsed * (expected - done) / done)
             )
         } else {
             String::new()
         };
+        let failed = match st.folds_failed {
+            0 => String::new(),
+            n => format!(" ({n} failed)"),
+        };
         format!(
-            "{}/{} folds done, {} elapsed{left}",
+            "{}/{} folds done{failed}, {} elapsed{left}",
             st.folds_done,
             self.folds,
             duration_text(elapsed)
@@ -126,8 +135,13 @@ impl Progress {
                 }
                 None => {
                     st.running.remove(&id);
-                    st.cost_done += cost;
-                    st.folds_done += usize::from(trained);
+                    if trained {
+                        st.folds_done += 1;
+                        st.cost_done += cost;
+                    } else {
+                        st.folds_failed += 1;
+                        st.cost_dropped += cost;
+                    }
                 }
             }
             o.line(&st)

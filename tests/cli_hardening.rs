@@ -191,6 +191,12 @@ fn a_diverging_run_is_an_error_and_no_nan_model_is_saved_or_used() {
         "{t}"
     );
     assert!(!d.join("results/nan/folds/fold-1.key").exists());
+    // No empty merged files, no "mean=-0.000, n=0" score.
+    assert!(
+        t.contains("Accuracy: no finished folds  (nan)") && t.contains("0/2 folds done (2 failed)"),
+        "{t}"
+    );
+    assert!(!d.join("results/nan/history.csv").exists());
     let out = mnist_lab(d, &["final", "experiments/nan.toml"]);
     let t = text(&out);
     assert!(

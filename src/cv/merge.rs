@@ -10,7 +10,7 @@ use crate::files::{write_atomic, Paths};
 use crate::results::csv::{folds_csv, history_csv, read_history, FoldRow};
 
 /// Merges the current (key-matching) per-fold files of an experiment into history.csv,
-/// folds.csv and timing.csv; returns the fold scores.
+/// folds.csv and timing.csv (none written when no fold is current); returns the fold scores.
 pub fn merge(exp: &Experiment, all: &[FoldJob], paths: &Paths) -> Result<Vec<FoldRow>> {
     let dir = paths.exp_dir(&exp.name);
     // Another process running this experiment may merge too: one at a time, each reading the
@@ -38,6 +38,11 @@ pub fn merge(exp: &Experiment, all: &[FoldJob], paths: &Paths) -> Result<Vec<Fol
         if let Ok(t) = std::fs::read_to_string(fold_file(&dir, job.fold, "timing.csv")) {
             timing.extend(t.lines().skip(1).map(|l| format!("{l}\n")));
         }
+    }
+    if folds.is_empty() {
+        // Nothing finished under this spec (every fold failed): the merged files of an earlier
+        // run, with their own spec.toml, are left as they are rather than emptied.
+        return Ok(folds);
     }
     write_atomic(&dir.join("spec.toml"), exp.to_toml().as_bytes())?;
     write_atomic(&dir.join("history.csv"), history_csv(&history).as_bytes())?;

@@ -59,6 +59,10 @@ pub fn run(
     progress.finish();
     for (exp, all) in &planned {
         let folds = merge(exp, all, paths)?;
+        if folds.is_empty() {
+            progress.println(&format!("Accuracy: no finished folds  ({})", exp.name));
+            continue;
+        }
         let (mean, std) = fold_mean_std(&folds);
         progress.println(&format!(
             "Accuracy: mean={mean:.3} std={std:.3}, n={}  ({})",
