@@ -160,10 +160,16 @@ pub fn check_present(dir: &Path, name: &str, info: &DatasetInfo) -> Result<()> {
     Ok(())
 }
 
-/// Checks the IDX headers of an image file and its label file: images of `info`'s shape, one
-/// label per image. Read before the payloads, so a file of the wrong kind (a label file where
-/// the images belong) is named as such, not by a payload length.
-fn check_headers(img_path: &Path, lbl_path: &Path, name: &str, info: &DatasetInfo) -> Result<()> {
+/// Checks the IDX headers of an image file and its label file: images of `info`'s shape and
+/// labels in one dimension. Read before the payloads, so a file of the wrong kind (a label
+/// file where the images belong) is named as such, not by a payload length. Returns the
+/// number of images and of labels.
+fn check_headers(
+    img_path: &Path,
+    lbl_path: &Path,
+    name: &str,
+    info: &DatasetInfo,
+) -> Result<(usize, usize)> {
     let images = read_idx_header(img_path)?;
     if ImageShape::from_dims(&images) != Some(info.image) {
         let i = info.image;
@@ -186,13 +192,16 @@ fn check_headers(img_path: &Path, lbl_path: &Path, name: &str, info: &DatasetInf
             lbl_path.display()
         );
     }
-    if labels[0] != images[0] {
+    Ok((images[0], labels[0]))
+}
+
+/// Fails unless there is one label per image.
+fn check_counts(img_path: &Path, images: usize, lbl_path: &Path, labels: usize) -> Result<()> {
+    if images != labels {
         bail!(
-            "{} has {} images but {} has {} labels",
+            "{} has {images} images but {} has {labels} labels",
             img_path.display(),
-            images[0],
             lbl_path.display(),
-            labels[0]
         );
     }
     Ok(())
@@ -244,8 +253,10 @@ pub fn load(dir: &Path, name: &str, split: Split) -> Result<Dataset> {
     let img_path = find_file(dir, img_name)?;
     let lbl_path = find_file(dir, lbl_name)?;
     check_headers(&img_path, &lbl_path, name, &info)?;
+    // The payloads before the counts: a truncated file is the first thing to say.
     let images = read_idx_file(&img_path)?;
     let labels = read_idx_file(&lbl_path)?;
+    check_counts(&img_path, images.dims[0], &lbl_path, labels.dims[0])?;
     let classes = info.classes();
     if let Some(pos) = labels.data.iter().position(|&l| l as usize >= classes) {
         bail!(
