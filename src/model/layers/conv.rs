@@ -281,24 +281,28 @@ impl ConvGeometry {
         (kx0, start + kx0 - self.pad_left, kx1 - kx0)
     }
 
-    /// [`ConvGeometry::unfold`] with strides and/or zero padding.
+    /// [`ConvGeometry::unfold`] with strides and/or zero padding. Every value is written once,
+    /// in order: zeros where a window leaves the input, a copy of the input where it is inside
+    /// (zero-filling the whole buffer first, then copying, cost 12% of a `modern` step in
+    /// memset alone: the buffer is 58 MB per batch of 64 at 28×28×32).
     fn unfold_padded(&self, x: &[f32], batch: usize) -> Vec<f32> {
         let (inp, out, k, c) = (self.input, self.output, self.kernel, self.input.c);
-        let field = self.field();
-        let mut col = vec![0.0f32; self.rows(batch) * field];
-        let mut r = 0;
+        let mut col = Vec::with_capacity(self.rows(batch) * self.field());
+        let zeros = |col: &mut Vec<f32>, n: usize| col.resize(col.len() + n, 0.0);
         for b in 0..batch {
             for oy in 0..out.h {
                 for ox in 0..out.w {
                     let (kx, ix, n) = self.columns(ox);
-                    let row = &mut col[r * field..(r + 1) * field];
                     for ky in 0..k {
-                        let Some(iy) = self.tap(oy, ky) else { continue };
+                        let Some(iy) = self.tap(oy, ky).filter(|_| n > 0) else {
+                            zeros(&mut col, k * c);
+                            continue;
+                        };
                         let s = ((b * inp.h + iy) * inp.w + ix) * c;
-                        let d = (ky * k + kx) * c;
-                        row[d..d + n * c].copy_from_slice(&x[s..s + n * c]);
+                        zeros(&mut col, kx * c);
+                        col.extend_from_slice(&x[s..s + n * c]);
+                        zeros(&mut col, (k - kx - n) * c);
                     }
-                    r += 1;
                 }
             }
         }
@@ -430,6 +434,62 @@ pub(crate) mod tests {
     use crate::model::gradcheck::{check, random};
     use crate::model::layer::{Forward, Mode};
     use crate::model::Act;
+
+    /// The unfolding by its definition: row (b, oy, ox), column (ky, kx, c) holds the input at
+    /// (oy·stride + ky − pad_top, ox·stride + kx − pad_left, c), or 0 outside the input.
+    fn naive_unfold(g: &ConvGeometry, x: &[f32], batch: usize) -> Vec<f32> {
+        let (i, o, k) = (g.input, g.output, g.kernel);
+        let mut col = Vec::new();
+        for b in 0..batch {
+            for oy in 0..o.h {
+                for ox in 0..o.w {
+                    for ky in 0..k {
+                        for kx in 0..k {
+                            for c in 0..i.c {
+                                let iy = (oy * g.stride + ky) as isize - g.pad_top as isize;
+                                let ix = (ox * g.stride + kx) as isize - g.pad_left as isize;
+                                let inside = (0..i.h as isize).contains(&iy)
+                                    && (0..i.w as isize).contains(&ix);
+                                col.push(if inside {
+                                    x[((b * i.h + iy as usize) * i.w + ix as usize) * i.c + c]
+                                } else {
+                                    0.0
+                                });
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        col
+    }
+
+    #[test]
+    fn unfolding_matches_its_definition_bit_for_bit() {
+        let mut rng = Rng::new(9, 9);
+        for (h, w, c, k, stride, padding) in [
+            (5, 5, 2, 3, 1, Padding::Same),
+            (6, 7, 3, 3, 2, Padding::Same),
+            (7, 6, 1, 5, 1, Padding::Same),
+            (4, 4, 2, 3, 3, Padding::Same),
+            (6, 5, 2, 3, 2, Padding::Valid),
+            (5, 5, 2, 3, 1, Padding::Valid),
+            (3, 3, 1, 4, 1, Padding::Same),
+        ] {
+            let inp = Shape::image(h, w, c);
+            let (oh, _) = padding.side(h, k, stride).unwrap();
+            let (ow, _) = padding.side(w, k, stride).unwrap();
+            let g = ConvGeometry::new(inp, Shape::image(oh, ow, 4), k, stride, padding);
+            let x: Vec<f32> = (0..2 * inp.len()).map(|_| rng.uniform(1.0)).collect();
+            let want = naive_unfold(&g, &x, 2);
+            let got = g.unfold(&x, 2);
+            assert_eq!(got.len(), want.len());
+            assert!(
+                got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{h}×{w}×{c} k{k} s{stride} {padding:?}"
+            );
+        }
+    }
 
     /// A convolution with random weights and biases.
     pub(crate) fn conv(inp: Shape, k: usize, cout: usize, act: Activation) -> Conv {
