@@ -127,6 +127,33 @@ fn a_closed_stdout_ends_the_run_quietly_and_keeps_finished_folds() {
     let again = mnist_lab(d, &["run", "experiments/tiny.toml"]);
     assert!(again.status.success(), "{}", text(&again));
     assert!(!text(&again).contains("tiny fold 1/2"), "{}", text(&again));
+    // `check … | head -1` with more output than a pipe buffers (~300 KB of tables).
+    let mut args = vec!["check".to_string()];
+    for i in 0..300 {
+        let file = format!("experiments/e{i:03}.toml");
+        std::fs::write(d.join(&file), TINY).unwrap();
+        args.push(file);
+    }
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mnist-lab"))
+        .current_dir(d)
+        .args(&args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(first.contains("experiments/e000.toml"), "{first}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        out.status.success() || out.status.signal() == Some(13),
+        "check: exit 0 or SIGPIPE, got {:?}: {err}",
+        out.status
+    );
 }
 
 #[test]
