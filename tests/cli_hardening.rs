@@ -95,33 +95,41 @@ fn an_unwritable_results_folder_fails_before_any_training() {
     }
 }
 
-#[test]
-fn a_closed_stdout_ends_the_run_quietly_and_keeps_finished_folds() {
+/// Runs `mnist-lab args` in `dir` the way `| head -1` does: reads the first line of its
+/// stdout, closes the pipe, waits, and returns that line.
+/// Asserts the process ended quietly: no panic, exit 0 or killed by SIGPIPE.
+fn first_line_then_close(dir: &std::path::Path, args: &[String]) -> String {
     use std::io::BufRead;
-    let w = workspace("pipe");
-    let d = w.path();
+    use std::os::unix::process::ExitStatusExt;
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mnist-lab"))
-        .current_dir(d)
-        .args(["run", "--jobs", "1", "experiments/tiny.toml"])
+        .current_dir(dir)
+        .args(args)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    // Like `| head -1`: read the first fold's line, then close the pipe.
     let mut first = String::new();
     std::io::BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut first)
         .unwrap();
-    assert!(first.contains("tiny fold 1/2"), "{first}");
     let out = child.wait_with_output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!err.contains("panicked"), "{err}");
-    use std::os::unix::process::ExitStatusExt;
+    assert!(!err.contains("panicked"), "{args:?}: {err}");
     assert!(
         out.status.success() || out.status.signal() == Some(13),
-        "exit 0 or SIGPIPE, got {:?}: {err}",
+        "{args:?}: exit 0 or SIGPIPE, got {:?}: {err}",
         out.status
     );
+    first
+}
+
+#[test]
+fn a_closed_stdout_ends_the_run_quietly_and_keeps_finished_folds() {
+    let w = workspace("pipe");
+    let d = w.path();
+    let args = ["run", "--jobs", "1", "experiments/tiny.toml"].map(String::from);
+    let first = first_line_then_close(d, &args);
+    assert!(first.contains("tiny fold 1/2"), "{first}");
     assert!(d.join("results/tiny/folds/fold-1.key").is_file());
     // The finished folds are cached: the next run trains at most what is left.
     let again = mnist_lab(d, &["run", "experiments/tiny.toml"]);
@@ -134,26 +142,8 @@ fn a_closed_stdout_ends_the_run_quietly_and_keeps_finished_folds() {
         std::fs::write(d.join(&file), TINY).unwrap();
         args.push(file);
     }
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mnist-lab"))
-        .current_dir(d)
-        .args(&args)
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut first = String::new();
-    std::io::BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
+    let first = first_line_then_close(d, &args);
     assert!(first.contains("experiments/e000.toml"), "{first}");
-    assert!(!err.contains("panicked"), "{err}");
-    assert!(
-        out.status.success() || out.status.signal() == Some(13),
-        "check: exit 0 or SIGPIPE, got {:?}: {err}",
-        out.status
-    );
 }
 
 #[test]
@@ -200,6 +190,13 @@ fn absurd_sizes_are_refused_by_check_and_run_with_the_layer_named() {
             );
         }
     }
+}
+
+/// A 28×28 image of a vertical bar (a "1") at `path`.
+fn write_digit(path: &std::path::Path) {
+    image::GrayImage::from_fn(28, 28, |x, _| image::Luma([if x == 14 { 255 } else { 0 }]))
+        .save(path)
+        .unwrap();
 }
 
 #[test]
@@ -251,9 +248,7 @@ fn a_diverging_run_is_an_error_and_no_nan_model_is_saved_or_used() {
     let at = 8 + header_len + start;
     bytes[at..at + 4].copy_from_slice(&f32::NAN.to_le_bytes());
     std::fs::write(&path, bytes).unwrap();
-    image::GrayImage::from_fn(28, 28, |x, _| image::Luma([if x == 14 { 255 } else { 0 }]))
-        .save(d.join("digit.png"))
-        .unwrap();
+    write_digit(&d.join("digit.png"));
     let out = mnist_lab(d, &["predict", "results/tiny/final", "digit.png"]);
     let t = text(&out);
     assert!(!out.status.success(), "{t}");
@@ -275,9 +270,7 @@ fn predict_caps_pixels_before_decoding_and_checks_top() {
     image::GrayImage::new(7000, 6000)
         .save(d.join("big.png"))
         .unwrap();
-    image::GrayImage::from_fn(28, 28, |x, _| image::Luma([if x == 14 { 255 } else { 0 }]))
-        .save(d.join("digit.png"))
-        .unwrap();
+    write_digit(&d.join("digit.png"));
     let out = mnist_lab(
         d,
         &["predict", "results/tiny/final", "big.png", "digit.png"],
