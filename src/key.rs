@@ -8,7 +8,10 @@ use crate::rng::Run;
 
 /// Bumped whenever a change alters what training computes (kernels, init, batching, loss), so
 /// cached folds made by older code are recomputed. Speed-only changes keep it.
-pub const NUMERICS_VERSION: u32 = 1;
+///
+/// 2: 3×3 stride-1 convolutions with at least 16 channels in and out are computed by Winograd
+/// F(2×2, 3×3) (`algorithm = "auto"`), which rounds differently from im2col + GEMM.
+pub const NUMERICS_VERSION: u32 = 2;
 
 /// The key of one training run of `exp`: the crate version and [`NUMERICS_VERSION`], the run
 /// (a fold, with the hash of the split it is a fold of, or the final model), the sha256 of the

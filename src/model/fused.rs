@@ -17,6 +17,7 @@ use super::layers::batchnorm::{BatchNorm, Normalized};
 use super::layers::conv::Conv;
 use super::layers::maxpool::{pool_forward, relu_pooled, unpool, MaxPool};
 use super::layers::LayerEntry;
+use super::winograd::Winograd;
 use super::{data_of, put_grad, take_grad, Act, Param};
 use crate::rng::Rng;
 
@@ -109,6 +110,15 @@ impl ConvBlock {
     }
 }
 
+/// What a convolution keeps of its input for the backward pass.
+enum Saved {
+    /// The unfolded input (im2col): the weight gradient's operand, then the input gradient's
+    /// buffer.
+    Unfolded(Vec<f32>),
+    /// The input and the transformed kernel, for Winograd.
+    Input(Winograd, Vec<f32>, Vec<f32>),
+}
+
 /// Max-pools a normalized batch, normalizing one sample at a time into a buffer that stays in
 /// cache: the normalized batch is never stored whole. Returns the pooled values and arg-max.
 fn pool_normalized(p: &MaxPool, nm: &Normalized, z: &[f32], batch: usize) -> (Vec<f32>, Vec<u32>) {
@@ -145,13 +155,28 @@ impl Forward for ConvBlock {
         let geo = self.conv.geo;
         let act = self.conv.act;
         let relu_after_pool = self.relu_after_pool();
-        let mut col = geo.unfold(&data_of(&x), batch);
         let gemm_act = if relu_after_pool {
             Activation::Linear
         } else {
             act
         };
-        let mut z = self.conv.affine(&col, batch, gemm_act);
+        // What the backward pass needs of the input: its unfolding (direct), or the input and
+        // the transformed kernel (Winograd transforms the input again, a chunk at a time).
+        let (mut z, mut saved) = match self.conv.winograd {
+            None => {
+                let col = geo.unfold(&data_of(&x), batch);
+                (
+                    self.conv.affine(&col, batch, gemm_act),
+                    Saved::Unfolded(col),
+                )
+            }
+            Some(wg) => {
+                let input = data_of(&x);
+                let u = wg.kernel(&self.conv.w.value);
+                let z = wg.forward(&input, batch, &u, &self.conv.b.value, gemm_act);
+                (z, Saved::Input(wg, input, u))
+            }
+        };
         let bn_keys = self
             .bn
             .as_ref()
@@ -229,12 +254,25 @@ impl Forward for ConvBlock {
                     g_pre
                 }
             };
-            geo.add_weight_grad(grads.get_or_alloc_mut(&wg)?, gz, &col, batch);
-            add_column_sums(grads.get_or_alloc_mut(&bg)?, gz);
-            if input_grad {
-                // The unfolded input is no longer needed: its buffer takes the unfolded
-                // input gradient.
-                geo.add_input_grad(grads.get_or_alloc_mut(&xg)?, gz, &w, &mut col, batch);
+            match &mut saved {
+                Saved::Unfolded(col) => {
+                    geo.add_weight_grad(grads.get_or_alloc_mut(&wg)?, gz, col, batch);
+                    add_column_sums(grads.get_or_alloc_mut(&bg)?, gz);
+                    if input_grad {
+                        // The unfolded input is no longer needed: its buffer takes the
+                        // unfolded input gradient.
+                        geo.add_input_grad(grads.get_or_alloc_mut(&xg)?, gz, &w, col, batch);
+                    }
+                }
+                Saved::Input(winograd, input, u) => {
+                    let gx = match input_grad {
+                        true => Some(&mut grads.get_or_alloc_mut(&xg)?[..]),
+                        false => None,
+                    };
+                    let g_kernel = winograd.backward(input, gz, u, batch, gx);
+                    add_column_sums(grads.get_or_alloc_mut(&wg)?, &g_kernel);
+                    add_column_sums(grads.get_or_alloc_mut(&bg)?, gz);
+                }
             }
             put_grad!(grads, yg, gy);
             Ok(())

@@ -54,14 +54,35 @@ impl<'a> View<'a> {
 
 /// `dst[m×n] (+)= a[m×k] · b[k×n]`, with `dst` row-major; adds to `dst` when `accumulate`.
 pub fn matmul(m: usize, n: usize, k: usize, dst: &mut [f32], accumulate: bool, a: View, b: View) {
-    assert!(dst.len() >= m * n, "gemm: destination too small");
+    matmul_rows(m, n, k, dst, n, accumulate, a, b);
+}
+
+/// [`matmul`] into a destination whose rows are `dst_rs` apart (`dst[i * dst_rs + j]`).
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_rows(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    dst_rs: usize,
+    accumulate: bool,
+    a: View,
+    b: View,
+) {
+    assert!(dst_rs >= n, "gemm: destination rows overlap");
+    assert!(
+        m == 0 || n == 0 || dst.len() > (m - 1) * dst_rs + n - 1,
+        "gemm: destination too small"
+    );
     assert!(a.fits(m, k) && b.fits(k, n), "gemm: operand too small");
     if m == 0 || n == 0 {
         return;
     }
     if k == 0 {
         if !accumulate {
-            dst[..m * n].iter_mut().for_each(|v| *v = 0.0);
+            for row in dst.chunks_mut(dst_rs).take(m) {
+                row[..n].iter_mut().for_each(|v| *v = 0.0);
+            }
         }
         return;
     }
@@ -80,7 +101,7 @@ pub fn matmul(m: usize, n: usize, k: usize, dst: &mut [f32], accumulate: bool, a
             k,
             dst.as_mut_ptr(),
             1,
-            n as isize,
+            dst_rs as isize,
             accumulate,
             a.data.as_ptr(),
             a.cs as isize,

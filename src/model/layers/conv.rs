@@ -16,6 +16,7 @@ use crate::model::fused::ConvBlock;
 use crate::model::gemm::{matmul, View};
 use crate::model::init::Init;
 use crate::model::layer::{Layer, LayerIo, LayerSpec, Place, Shape, StoredArray};
+use crate::model::winograd::Winograd;
 use crate::model::Param;
 use crate::rng::Rng;
 
@@ -39,7 +40,60 @@ pub struct ConvSpec {
     /// `valid` (default) or `same`.
     #[serde(default, skip_serializing_if = "Padding::is_valid")]
     pub padding: Padding,
+    /// How it is computed: `auto` (default), `direct` or `winograd`.
+    #[serde(default, skip_serializing_if = "Algorithm::is_auto")]
+    pub algorithm: Algorithm,
 }
+
+/// How a convolution is computed. The algorithms compute the same function with different
+/// rounding, so the choice is part of the experiment (and of its cache key), never made by
+/// timing on the machine at hand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Algorithm {
+    /// Winograd where [`Algorithm::winograd_pays`] says it is faster, direct elsewhere.
+    #[default]
+    Auto,
+    /// im2col over the whole batch and one GEMM per pass.
+    Direct,
+    /// Winograd F(2×2, 3×3): 3×3 stride-1 convolutions only.
+    Winograd,
+}
+
+impl Algorithm {
+    /// Whether this is `auto` (the default, not written out).
+    pub fn is_auto(&self) -> bool {
+        *self == Algorithm::Auto
+    }
+
+    /// Whether Winograd computes a convolution of this geometry.
+    pub fn uses_winograd(self, geo: &ConvGeometry) -> bool {
+        match self {
+            Algorithm::Direct => false,
+            Algorithm::Winograd => true,
+            Algorithm::Auto => Self::winograd_pays(geo),
+        }
+    }
+
+    /// The shapes where Winograd F(2×2, 3×3) measured faster than the direct convolution
+    /// (`mnist-lab bench` times both for every 3×3 stride-1 layer): 3×3, stride 1, and enough
+    /// channels on both sides for its 16 small GEMMs to beat one large one.
+    pub fn winograd_pays(geo: &ConvGeometry) -> bool {
+        Winograd::fits(geo) && geo.input.c >= WINOGRAD_MIN_CHANNELS && geo.output.c >= WINOGRAD_MIN_CHANNELS
+    }
+
+    /// Its name in the experiment file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::Direct => "direct",
+            Algorithm::Winograd => "winograd",
+            Algorithm::Auto => "auto",
+        }
+    }
+}
+
+/// Fewest input and output channels for which `auto` picks Winograd.
+const WINOGRAD_MIN_CHANNELS: usize = 16;
 
 fn one() -> usize {
     1
@@ -86,9 +140,11 @@ impl ConvSpec {
     pub fn build_conv(&self, io: LayerIo, dev: &Cpu, rng: &mut Rng) -> Conv {
         let k = self.kernel;
         let kd = k * k * io.input.c;
+        let geo = ConvGeometry::new(io.input, io.output, k, self.stride, self.padding);
         Conv {
             index: io.index,
-            geo: ConvGeometry::new(io.input, io.output, k, self.stride, self.padding),
+            geo,
+            winograd: self.algorithm.uses_winograd(&geo).then(|| Winograd::new(geo)),
             act: self.activation,
             input_grad: io.input_grad(),
             w: self
@@ -125,6 +181,13 @@ impl LayerSpec for ConvSpec {
         if self.activation == Activation::Softmax {
             return Err("softmax is only allowed on the last dense layer".into());
         }
+        if self.algorithm == Algorithm::Winograd && (self.kernel != 3 || self.stride != 1) {
+            return Err(format!(
+                "algorithm = \"winograd\" computes 3×3 stride-1 convolutions (F(2×2, 3×3)), \
+                 not kernel {} stride {}; use \"auto\" to take it only where it applies",
+                self.kernel, self.stride
+            ));
+        }
         Ok(Shape::image(h, w, self.filters))
     }
 
@@ -155,6 +218,9 @@ impl LayerSpec for ConvSpec {
         }
         if self.activation != Activation::Linear {
             d += &format!(" {}", self.activation.name());
+        }
+        if !self.algorithm.is_auto() {
+            d += &format!(" ({})", self.algorithm.name());
         }
         d
     }
@@ -379,6 +445,8 @@ pub struct Conv {
     pub index: usize,
     /// Shapes and kernel size.
     pub geo: ConvGeometry,
+    /// Its Winograd tiling, when Winograd computes it (else im2col + GEMM).
+    pub winograd: Option<Winograd>,
     /// Applied after the bias.
     pub act: Activation,
     /// Whether the input needs a gradient (false for the first layer: nothing to train there).
@@ -513,6 +581,7 @@ pub(crate) mod tests {
         Conv {
             index: 1,
             geo: ConvGeometry::new(inp, output, k, stride, padding),
+            winograd: None,
             act,
             input_grad: true,
             w: Param::uniform(&dev, k * k * inp.c * cout, 0.5, &mut rng),

@@ -1,0 +1,558 @@
+//! Winograd F(2×2, 3×3) (Lavin & Gray, 2016) for 3×3 stride-1 convolutions: forward, input
+//! gradient and weight gradient. Each 2×2 block of outputs (a tile) comes from the 4×4 input
+//! patch under it: `Y = Aᵀ [Σ_cin (G g Gᵀ) ⊙ (Bᵀ d B)] A`, 16 multiplies per tile, input
+//! channel and output channel where the direct convolution does 36 (2.25× fewer). The
+//! element-wise stage is batched into 16 GEMMs over the tiles, one per position ξ of the 4×4
+//! transformed tile.
+//!
+//! Tiles are processed in chunks of a size fixed by the layer's shape alone, so the transformed
+//! input and output of a chunk stay in the cache and are never stored for the whole batch (the
+//! backward pass transforms the input again). The weight gradient is summed chunk by chunk in
+//! that fixed order, and each chunk is one GEMM pass of at most [`MAX_CHUNK`] tiles (the GEMM
+//! crate sums up to 512 products in registers before it touches the result): the numbers do
+//! not depend on the CPU, its cache sizes, or the number of threads.
+
+use super::activation::Activation;
+use super::gemm::{matmul_rows, View};
+use super::layers::conv::ConvGeometry;
+
+/// Positions of a transformed 4×4 tile.
+const XI: usize = 16;
+
+/// Most tiles per chunk: the weight gradient's GEMM then sums each chunk in one pass.
+const MAX_CHUNK: usize = 512;
+
+/// Floats of transformed input plus transformed output a chunk may hold (1 MB: well inside a
+/// 2 MB L2 cache, with room for the GEMM's packed operands).
+const CHUNK_FLOATS: usize = 1 << 18;
+
+/// A 3×3 stride-1 convolution's geometry in tiles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Winograd {
+    geo: ConvGeometry,
+    /// Tile rows and columns per sample: ⌈output side / 2⌉.
+    th: usize,
+    tw: usize,
+}
+
+impl Winograd {
+    /// Whether Winograd F(2×2, 3×3) computes this convolution.
+    pub fn fits(geo: &ConvGeometry) -> bool {
+        geo.kernel == 3 && geo.stride == 1
+    }
+
+    /// The tiling of `geo` (which must [`fit`](Winograd::fits)).
+    pub fn new(geo: ConvGeometry) -> Self {
+        assert!(
+            Self::fits(&geo),
+            "Winograd F(2×2, 3×3) needs a 3×3 stride-1 convolution"
+        );
+        Winograd {
+            geo,
+            th: geo.output.h.div_ceil(2),
+            tw: geo.output.w.div_ceil(2),
+        }
+    }
+
+    /// Tiles per chunk: as many as fit [`CHUNK_FLOATS`], between 16 and [`MAX_CHUNK`]. A
+    /// function of the shape only (it fixes the weight gradient's summation order).
+    fn chunk(&self) -> usize {
+        let (ci, co) = (self.geo.input.c, self.geo.output.c);
+        (CHUNK_FLOATS / (XI * (ci + co))).clamp(16, MAX_CHUNK)
+    }
+
+    /// The chunks of `tiles` tiles as (first tile, count), of equal sizes up to one.
+    fn chunks(&self, tiles: usize) -> impl Iterator<Item = (usize, usize)> {
+        let n = tiles.div_ceil(self.chunk()).max(1);
+        (0..n).map(move |i| (i * tiles / n, (i + 1) * tiles / n - i * tiles / n))
+    }
+
+    /// The transformed kernel `U[ξ] = G g Gᵀ`, as 16 row-major cin × cout matrices, from
+    /// weights laid out `[ky][kx][cin][cout]`.
+    pub fn kernel(&self, w: &[f32]) -> Vec<f32> {
+        let n = self.geo.input.c * self.geo.output.c;
+        let mut u = vec![0.0; XI * n];
+        for j in 0..n {
+            let g = |ky: usize, kx: usize| w[(ky * 3 + kx) * n + j];
+            // t = G g (4×3), then u = t Gᵀ (4×4).
+            let mut t = [[0.0f32; 3]; 4];
+            for (kx, col) in (0..3).map(|kx| (kx, [g(0, kx), g(1, kx), g(2, kx)])) {
+                let [a, b, c] = col;
+                t[0][kx] = a;
+                t[1][kx] = (a + b + c) * 0.5;
+                t[2][kx] = (a - b + c) * 0.5;
+                t[3][kx] = c;
+            }
+            for (r, [a, b, c]) in t.into_iter().enumerate() {
+                u[(r * 4) * n + j] = a;
+                u[(r * 4 + 1) * n + j] = (a + b + c) * 0.5;
+                u[(r * 4 + 2) * n + j] = (a - b + c) * 0.5;
+                u[(r * 4 + 3) * n + j] = c;
+            }
+        }
+        u
+    }
+
+    /// Each `U[ξ]` transposed (cout × cin), for the input gradient's GEMMs.
+    fn kernel_transposed(&self, u: &[f32]) -> Vec<f32> {
+        let (ci, co) = (self.geo.input.c, self.geo.output.c);
+        let mut ut = vec![0.0; u.len()];
+        for xi in 0..XI {
+            for i in 0..ci {
+                for o in 0..co {
+                    ut[(xi * co + o) * ci + i] = u[(xi * ci + i) * co + o];
+                }
+            }
+        }
+        ut
+    }
+
+    /// Sample, tile row and tile column of tile `t`.
+    fn tile(&self, t: usize) -> (usize, usize, usize) {
+        let per = self.th * self.tw;
+        (t / per, (t % per) / self.tw, t % self.tw)
+    }
+
+    /// For the 4 input rows (or columns) under tile index `i` along a side of `len` with
+    /// `pad` zeros before: the first patch position inside, the first input index, the count.
+    fn span(i: usize, pad: usize, len: usize) -> (usize, usize, usize) {
+        let start = 2 * i;
+        let p0 = pad.saturating_sub(start);
+        let p1 = (len + pad).saturating_sub(start).min(4);
+        if p1 <= p0 {
+            return (0, 0, 0);
+        }
+        (p0, start + p0 - pad, p1 - p0)
+    }
+
+    /// Copies the 4×4×cin input patch of tile `t` into `patch` (zeros outside the input).
+    fn gather(&self, x: &[f32], t: usize, patch: &mut [f32]) {
+        let (inp, g) = (self.geo.input, self.geo);
+        let c = inp.c;
+        let (b, ty, tx) = self.tile(t);
+        let (r0, iy, nr) = Self::span(ty, g.pad_top, inp.h);
+        let (s0, ix, ns) = Self::span(tx, g.pad_left, inp.w);
+        for r in 0..4 {
+            let row = &mut patch[r * 4 * c..(r + 1) * 4 * c];
+            if r < r0 || r >= r0 + nr || ns == 0 {
+                row.fill(0.0);
+                continue;
+            }
+            let src = ((b * inp.h + iy + r - r0) * inp.w + ix) * c;
+            row[..s0 * c].fill(0.0);
+            row[s0 * c..(s0 + ns) * c].copy_from_slice(&x[src..src + ns * c]);
+            row[(s0 + ns) * c..].fill(0.0);
+        }
+    }
+
+    /// Adds a 4×4×cin patch gradient back onto the input positions of tile `t` (padding takes
+    /// nothing back).
+    fn scatter_add(&self, patch: &[f32], t: usize, gx: &mut [f32]) {
+        let (inp, g) = (self.geo.input, self.geo);
+        let c = inp.c;
+        let (b, ty, tx) = self.tile(t);
+        let (r0, iy, nr) = Self::span(ty, g.pad_top, inp.h);
+        let (s0, ix, ns) = Self::span(tx, g.pad_left, inp.w);
+        for r in r0..r0 + nr {
+            let dst = ((b * inp.h + iy + r - r0) * inp.w + ix) * c;
+            let src = (r * 4 + s0) * c;
+            for (d, v) in gx[dst..dst + ns * c]
+                .iter_mut()
+                .zip(&patch[src..src + ns * c])
+            {
+                *d += v;
+            }
+        }
+    }
+
+    /// Transforms the input tiles `first..first + len` into `v`: `Bᵀ d B`, laid out
+    /// `[tile][ξ][cin]`.
+    fn transform_input(&self, x: &[f32], first: usize, len: usize, v: &mut [f32]) {
+        let c = self.geo.input.c;
+        let mut patch = vec![0.0; XI * c];
+        let mut e = vec![0.0; XI * c];
+        for i in 0..len {
+            self.gather(x, first + i, &mut patch);
+            // Rows: e = Bᵀ d.
+            for s in 0..4 {
+                let d = |r: usize| &patch[(r * 4 + s) * c..(r * 4 + s + 1) * c];
+                let (d0, d1, d2, d3) = (d(0), d(1), d(2), d(3));
+                for ch in 0..c {
+                    e[s * c + ch] = d0[ch] - d2[ch];
+                    e[(4 + s) * c + ch] = d1[ch] + d2[ch];
+                    e[(8 + s) * c + ch] = d2[ch] - d1[ch];
+                    e[(12 + s) * c + ch] = d1[ch] - d3[ch];
+                }
+            }
+            // Columns: v = e B.
+            let out = &mut v[i * XI * c..(i + 1) * XI * c];
+            for r in 0..4 {
+                let row = &e[r * 4 * c..(r + 1) * 4 * c];
+                let (e0, rest) = row.split_at(c);
+                let (e1, rest) = rest.split_at(c);
+                let (e2, e3) = rest.split_at(c);
+                let o = &mut out[r * 4 * c..(r + 1) * 4 * c];
+                let (o0, rest) = o.split_at_mut(c);
+                let (o1, rest) = rest.split_at_mut(c);
+                let (o2, o3) = rest.split_at_mut(c);
+                for ch in 0..c {
+                    o0[ch] = e0[ch] - e2[ch];
+                    o1[ch] = e1[ch] + e2[ch];
+                    o2[ch] = e2[ch] - e1[ch];
+                    o3[ch] = e1[ch] - e3[ch];
+                }
+            }
+        }
+    }
+
+    /// The 16 GEMMs of a chunk: `dst[ξ] (+)= a[ξ] · b[ξ]`, where `a` and `dst` are laid out
+    /// `[tile][ξ][·]` (rows of `a` hold `k` values) and `b` is 16 row-major k × n matrices.
+    fn products(len: usize, k: usize, n: usize, a: &[f32], b: &[f32], dst: &mut [f32]) {
+        for xi in 0..XI {
+            matmul_rows(
+                len,
+                n,
+                k,
+                &mut dst[xi * n..],
+                XI * n,
+                false,
+                View {
+                    data: &a[xi * k..],
+                    rs: XI * k,
+                    cs: 1,
+                },
+                View::rows(&b[xi * k * n..(xi + 1) * k * n], n),
+            );
+        }
+    }
+
+    /// The convolution of `batch` samples with transformed kernel `u` (see
+    /// [`Winograd::kernel`]), plus `bias`, through `act`: `act(conv(x) + b)`, NHWC.
+    pub fn forward(
+        &self,
+        x: &[f32],
+        batch: usize,
+        u: &[f32],
+        bias: &[f32],
+        act: Activation,
+    ) -> Vec<f32> {
+        let (ci, out) = (self.geo.input.c, self.geo.output);
+        let co = out.c;
+        let tiles = batch * self.th * self.tw;
+        let mut z = vec![0.0; batch * out.len()];
+        let chunk = self.chunk().min(tiles);
+        let mut v = vec![0.0; chunk * XI * ci];
+        let mut m = vec![0.0; chunk * XI * co];
+        let mut f = vec![0.0; 2 * 4 * co];
+        for (first, len) in self.chunks(tiles) {
+            self.transform_input(x, first, len, &mut v);
+            Self::products(len, ci, co, &v, u, &mut m);
+            for i in 0..len {
+                let mt = &m[i * XI * co..(i + 1) * XI * co];
+                let mr = |xi: usize| &mt[xi * co..(xi + 1) * co];
+                // Rows: f = Aᵀ M (2×4).
+                for s in 0..4 {
+                    let (m0, m1, m2, m3) = (mr(s), mr(4 + s), mr(8 + s), mr(12 + s));
+                    for ch in 0..co {
+                        f[s * co + ch] = m0[ch] + m1[ch] + m2[ch];
+                        f[(4 + s) * co + ch] = m1[ch] - m2[ch] - m3[ch];
+                    }
+                }
+                // Columns: y = f A (2×2), plus the bias, where inside the output.
+                let (b, ty, tx) = self.tile(first + i);
+                for r in 0..2 {
+                    let oy = 2 * ty + r;
+                    if oy >= out.h {
+                        break;
+                    }
+                    let fr = |s: usize| &f[(r * 4 + s) * co..(r * 4 + s + 1) * co];
+                    let (f0, f1, f2, f3) = (fr(0), fr(1), fr(2), fr(3));
+                    let at = ((b * out.h + oy) * out.w + 2 * tx) * co;
+                    let y0 = &mut z[at..at + co];
+                    for ch in 0..co {
+                        y0[ch] = (f0[ch] + f1[ch] + f2[ch]) + bias[ch];
+                    }
+                    if 2 * tx + 1 < out.w {
+                        let y1 = &mut z[at + co..at + 2 * co];
+                        for ch in 0..co {
+                            y1[ch] = (f1[ch] - f2[ch] - f3[ch]) + bias[ch];
+                        }
+                    }
+                }
+            }
+        }
+        act.apply(&mut z);
+        z
+    }
+
+    /// The backward pass from `gz`, the gradient at the convolution's output (NHWC): returns
+    /// the kernel's gradient (`[ky][kx][cin][cout]`) and, when `gx` is given, adds the input's
+    /// gradient to it. `x` is the forward pass's input and `u` its transformed kernel.
+    pub fn backward(
+        &self,
+        x: &[f32],
+        gz: &[f32],
+        u: &[f32],
+        batch: usize,
+        mut gx: Option<&mut [f32]>,
+    ) -> Vec<f32> {
+        let (ci, out) = (self.geo.input.c, self.geo.output);
+        let co = out.c;
+        let tiles = batch * self.th * self.tw;
+        let chunk = self.chunk().min(tiles);
+        let ut = gx.as_ref().map(|_| self.kernel_transposed(u));
+        let mut v = vec![0.0; chunk * XI * ci];
+        let mut gm = vec![0.0; chunk * XI * co];
+        let mut gv = vec![0.0; if gx.is_some() { chunk * XI * ci } else { 0 }];
+        let mut gu = vec![0.0; XI * ci * co];
+        let mut h = vec![0.0; 4 * 2 * co];
+        let mut e = vec![0.0; XI * ci];
+        let mut patch = vec![0.0; XI * ci];
+        let zeros = vec![0.0; co];
+        for (first, len) in self.chunks(tiles) {
+            self.transform_input(x, first, len, &mut v);
+            // The output gradient's tiles: gM = A gY Aᵀ (zero outside the output).
+            for i in 0..len {
+                let (b, ty, tx) = self.tile(first + i);
+                let g = |r: usize, s: usize| -> &[f32] {
+                    let (oy, ox) = (2 * ty + r, 2 * tx + s);
+                    if oy < out.h && ox < out.w {
+                        let at = ((b * out.h + oy) * out.w + ox) * co;
+                        &gz[at..at + co]
+                    } else {
+                        &zeros
+                    }
+                };
+                // Rows: h = A gY (4×2).
+                for s in 0..2 {
+                    let (g0, g1) = (g(0, s), g(1, s));
+                    for ch in 0..co {
+                        h[s * co + ch] = g0[ch];
+                        h[(2 + s) * co + ch] = g0[ch] + g1[ch];
+                        h[(4 + s) * co + ch] = g0[ch] - g1[ch];
+                        h[(6 + s) * co + ch] = -g1[ch];
+                    }
+                }
+                // Columns: gM = h Aᵀ (4×4).
+                let gt = &mut gm[i * XI * co..(i + 1) * XI * co];
+                for r in 0..4 {
+                    let (h0, h1) = h[r * 2 * co..(r + 1) * 2 * co].split_at(co);
+                    let o = &mut gt[r * 4 * co..(r + 1) * 4 * co];
+                    let (o0, rest) = o.split_at_mut(co);
+                    let (o1, rest) = rest.split_at_mut(co);
+                    let (o2, o3) = rest.split_at_mut(co);
+                    for ch in 0..co {
+                        o0[ch] = h0[ch];
+                        o1[ch] = h0[ch] + h1[ch];
+                        o2[ch] = h0[ch] - h1[ch];
+                        o3[ch] = -h1[ch];
+                    }
+                }
+            }
+            // gU[ξ] += V[ξ]ᵀ · gM[ξ]: one pass over the chunk's tiles.
+            for xi in 0..XI {
+                matmul_rows(
+                    ci,
+                    co,
+                    len,
+                    &mut gu[xi * ci * co..(xi + 1) * ci * co],
+                    co,
+                    true,
+                    View {
+                        data: &v[xi * ci..],
+                        rs: 1,
+                        cs: XI * ci,
+                    },
+                    View {
+                        data: &gm[xi * co..],
+                        rs: XI * co,
+                        cs: 1,
+                    },
+                );
+            }
+            let (Some(gx), Some(ut)) = (gx.as_deref_mut(), &ut) else {
+                continue;
+            };
+            // gV[ξ] = gM[ξ] · U[ξ]ᵀ, then the patch gradient B gV Bᵀ, added back.
+            Self::products(len, co, ci, &gm, ut, &mut gv);
+            for i in 0..len {
+                let gt = &gv[i * XI * ci..(i + 1) * XI * ci];
+                // Rows: e = B gV.
+                for s in 0..4 {
+                    let q = |a: usize| &gt[(a * 4 + s) * ci..(a * 4 + s + 1) * ci];
+                    let (q0, q1, q2, q3) = (q(0), q(1), q(2), q(3));
+                    for ch in 0..ci {
+                        e[s * ci + ch] = q0[ch];
+                        e[(4 + s) * ci + ch] = q1[ch] - q2[ch] + q3[ch];
+                        e[(8 + s) * ci + ch] = q1[ch] + q2[ch] - q0[ch];
+                        e[(12 + s) * ci + ch] = -q3[ch];
+                    }
+                }
+                // Columns: patch = e Bᵀ.
+                for r in 0..4 {
+                    let row = &e[r * 4 * ci..(r + 1) * 4 * ci];
+                    let (e0, rest) = row.split_at(ci);
+                    let (e1, rest) = rest.split_at(ci);
+                    let (e2, e3) = rest.split_at(ci);
+                    let o = &mut patch[r * 4 * ci..(r + 1) * 4 * ci];
+                    let (o0, rest) = o.split_at_mut(ci);
+                    let (o1, rest) = rest.split_at_mut(ci);
+                    let (o2, o3) = rest.split_at_mut(ci);
+                    for ch in 0..ci {
+                        o0[ch] = e0[ch];
+                        o1[ch] = e1[ch] - e2[ch] + e3[ch];
+                        o2[ch] = e1[ch] + e2[ch] - e0[ch];
+                        o3[ch] = -e3[ch];
+                    }
+                }
+                self.scatter_add(&patch, first + i, gx);
+            }
+        }
+        // gw = Gᵀ gU G, per (cin, cout).
+        let n = ci * co;
+        let mut gw = vec![0.0; 9 * n];
+        for j in 0..n {
+            let q = |a: usize, b: usize| gu[(a * 4 + b) * n + j];
+            // t = Gᵀ gU (3×4), one column b at a time, then t G (3×3).
+            let t: [[f32; 3]; 4] = std::array::from_fn(|b| {
+                let (q0, q1, q2, q3) = (q(0, b), q(1, b), q(2, b), q(3, b));
+                [q0 + (q1 + q2) * 0.5, (q1 - q2) * 0.5, (q1 + q2) * 0.5 + q3]
+            });
+            for ky in 0..3 {
+                let [q0, q1, q2, q3] = [t[0][ky], t[1][ky], t[2][ky], t[3][ky]];
+                gw[(ky * 3) * n + j] = q0 + (q1 + q2) * 0.5;
+                gw[(ky * 3 + 1) * n + j] = (q1 - q2) * 0.5;
+                gw[(ky * 3 + 2) * n + j] = (q1 + q2) * 0.5 + q3;
+            }
+        }
+        gw
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use dfdx::prelude::*;
+
+    use super::*;
+    use crate::model::fused::ConvBlock;
+    use crate::model::gradcheck::{check, random};
+    use crate::model::layer::{Forward, Mode, Shape};
+    use crate::model::layers::conv::tests::strided;
+    use crate::model::layers::conv::{Conv, Padding};
+    use crate::model::Act;
+    use crate::rng::Rng;
+
+    /// Output, then the gradients of `sum(conv(x) ⊙ r)` for the input, the kernel and the
+    /// bias, computed by Winograd or directly.
+    fn run(c: &Conv, winograd: bool, x: &[f32], batch: usize) -> Vec<Vec<f32>> {
+        let dev = Cpu::default();
+        let mut c = c.clone();
+        c.winograd = winograd.then(|| Winograd::new(c.geo));
+        let mut block = ConvBlock::new(c, None, None);
+        let xt: Act = dev.tensor_from_vec(x.to_vec(), (batch, x.len() / batch));
+        let mut rng = Rng::new(0, 0);
+        let y = block.forward(xt.clone().leaky_traced(), &mut Mode::Train(&mut rng));
+        let r: Act = dev.tensor_from_vec(random(y.shape().0 * y.shape().1, 7), *y.shape());
+        let out = y.retaped::<NoneTape>().as_vec();
+        let grads = (y * r).sum::<(), _>().backward();
+        vec![
+            out,
+            grads.get(&xt).as_vec(),
+            grads.get(&block.conv.w.key).as_vec(),
+            grads.get(&block.conv.b.key).as_vec(),
+        ]
+    }
+
+    #[test]
+    fn matches_the_direct_convolution_forward_and_backward() {
+        // Odd and even sides, 'valid' and 'same', one tile and many, channels that are not a
+        // multiple of a vector; the batch is large enough for several chunks in the last case.
+        for (seed, (h, w, ci, co, padding, batch)) in [
+            (5, 5, 2, 3, Padding::Same),
+            (6, 7, 3, 2, Padding::Valid),
+            (4, 4, 1, 5, Padding::Valid),
+            (3, 3, 2, 2, Padding::Same),
+            (9, 8, 5, 7, Padding::Same),
+            (13, 13, 32, 64, Padding::Valid),
+            (14, 14, 24, 40, Padding::Same),
+        ]
+        .into_iter()
+        .map(|(h, w, ci, co, p)| (h, w, ci, co, p, if h > 10 { 9 } else { 3 }))
+        .enumerate()
+        {
+            let c = strided(
+                Shape::image(h, w, ci),
+                3,
+                co,
+                Activation::Linear,
+                1,
+                padding,
+            );
+            let x = random(batch * h * w * ci, 60 + seed as u64);
+            let fast = run(&c, true, &x, batch);
+            let direct = run(&c, false, &x, batch);
+            let names = [
+                "output",
+                "input gradient",
+                "kernel gradient",
+                "bias gradient",
+            ];
+            for ((a, b), name) in fast.iter().zip(&direct).zip(names) {
+                assert_eq!(a.len(), b.len());
+                // Error relative to the largest value of the array (Winograd's transforms add
+                // values of that size before they cancel).
+                let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+                let worst = a.iter().zip(b).fold(0f32, |m, (p, q)| m.max((p - q).abs()));
+                assert!(
+                    worst <= 2e-6 * scale.max(1e-3),
+                    "case {seed} ({h}×{w}×{ci}→{co} {padding:?}): {name} differs by {worst}, \
+                     scale {scale}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn gradients_match_finite_differences() {
+        for (seed, padding) in [(0, Padding::Same), (1, Padding::Valid)] {
+            let mut c = strided(Shape::image(5, 6, 2), 3, 3, Activation::Linear, 1, padding);
+            c.winograd = Some(Winograd::new(c.geo));
+            check(
+                &mut ConvBlock::new(c, None, None),
+                random(2 * 5 * 6 * 2, 70 + seed),
+                2,
+                1e-2,
+                2e-3,
+            );
+        }
+    }
+
+    #[test]
+    fn chunks_cover_every_tile_once_in_order() {
+        let c = strided(
+            Shape::image(28, 28, 32),
+            3,
+            32,
+            Activation::Linear,
+            1,
+            Padding::Same,
+        );
+        let wg = Winograd::new(c.geo);
+        assert_eq!(wg.chunk(), 256);
+        for tiles in [0, 1, 255, 256, 257, 12544, 12545] {
+            let chunks: Vec<_> = wg.chunks(tiles).collect();
+            let mut next = 0;
+            for &(first, len) in &chunks {
+                assert_eq!(first, next);
+                assert!(len <= MAX_CHUNK && len <= wg.chunk());
+                next += len;
+            }
+            assert_eq!(next, tiles);
+            // Equal sizes up to one: no tiny last chunk.
+            let (lo, hi) = chunks
+                .iter()
+                .fold((usize::MAX, 0), |(l, h), c| (l.min(c.1), h.max(c.1)));
+            assert!(hi - lo <= 1, "{tiles}: {chunks:?}");
+        }
+    }
+}
