@@ -65,6 +65,9 @@ pub struct ModelBench {
     /// Training FLOPs per sample (forward + both backward products, less the first layer's
     /// input gradient).
     pub train_flops: f64,
+    /// How each layer with a choice (the convolutions) is computed: (index in
+    /// `model.layers`, algorithm).
+    pub algorithms: Vec<(usize, &'static str)>,
 }
 
 /// A random batch of `n` images of `info`'s shape with random labels.
@@ -215,6 +218,12 @@ pub fn bench(
         let name = &exp.data.dataset;
         let info = &dataset::info(&paths.dataset_dir(name), name)?;
         let (flops, first) = forward_flops(exp, info)?;
+        let algorithms = exp
+            .network(info)?
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| Some((i, r.algorithm?)))
+            .collect();
         let train_per_sec = train_rate(exp, info, steps, 1, 1)?;
         let train_per_sec_threaded = if workers > 1 {
             train_rate(exp, info, steps, 1, workers)?
@@ -246,6 +255,7 @@ pub fn bench(
             parts,
             flops,
             train_flops: 3.0 * flops - first,
+            algorithms,
         });
     }
     Ok(out)
@@ -285,6 +295,25 @@ pub fn table(rows: &[ModelBench], workers: usize, peak1: f64, peak_all: f64) -> 
             r.train_per_sec_all,
             r.train_per_sec_threaded
         );
+    }
+    let _ = writeln!(
+        s,
+        "\nHow each convolution is computed (model.layers index: algorithm):\n"
+    );
+    let _ = writeln!(s, "| model | convolutions |");
+    let _ = writeln!(s, "|---|---|");
+    for r in rows {
+        let list: Vec<String> = r
+            .algorithms
+            .iter()
+            .map(|(i, a)| format!("{i}: {a}"))
+            .collect();
+        let list = if list.is_empty() {
+            "none".to_string()
+        } else {
+            list.join(", ")
+        };
+        let _ = writeln!(s, "| {} | {list} |", r.name);
     }
     let _ = writeln!(
         s,

@@ -39,7 +39,7 @@ pub fn describe(exp: &Experiment, paths: &Paths) -> Result<String> {
     );
     let _ = writeln!(
         s,
-        "  {:<4} {:<20} {:<16} {:>10}",
+        "  {:<4} {:<20} {:<16} {:>10}  algorithm",
         "#", "layer", "output shape", "params"
     );
     for (i, r) in rows.iter().enumerate() {

@@ -117,6 +117,11 @@ pub trait LayerSpec {
     fn cost(&self, input: Shape, output: Shape) -> f64 {
         self.flops(input, output)
     }
+    /// How it is computed for these shapes, where there is a choice (a convolution's
+    /// algorithm: "direct" or "winograd"); shown by `check` and `bench`.
+    fn algorithm(&self, _input: Shape, _output: Shape) -> Option<&'static str> {
+        None
+    }
     /// A few words for the report ("conv 3×3×32 relu").
     fn describe(&self) -> String;
     /// The layer, with fresh weights drawn from `rng` (layers without weights draw nothing).

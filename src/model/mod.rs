@@ -111,6 +111,8 @@ pub struct LayerSummary {
     /// Values per sample a training step holds besides the output (see
     /// [`layer::LayerSpec::scratch`]).
     pub scratch: f64,
+    /// How it is computed, where there is a choice (see [`layer::LayerSpec::algorithm`]).
+    pub algorithm: Option<&'static str>,
 }
 
 impl fmt::Display for LayerSummary {
@@ -121,7 +123,11 @@ impl fmt::Display for LayerSummary {
             self.kind,
             self.output.to_string(),
             self.params
-        )
+        )?;
+        match self.algorithm {
+            Some(a) => write!(f, "  {a}"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -180,6 +186,7 @@ pub fn summarize(layers: &[LayerEntry], info: &DatasetInfo) -> Result<Vec<LayerS
             flops,
             cost: spec.cost(shape, output),
             scratch: spec.scratch(shape, output),
+            algorithm: spec.algorithm(shape, output),
         });
         shape = output;
     }

@@ -166,41 +166,30 @@ impl Winograd {
     }
 
     /// Transforms the input tiles `first..first + len` into `v`: `Bᵀ d B`, laid out
-    /// `[tile][ξ][cin]`.
+    /// `[tile][ξ][cin]`. Tiles inside the input are read in place; the others are gathered
+    /// into a zero-padded patch first.
     fn transform_input(&self, x: &[f32], first: usize, len: usize, v: &mut [f32]) {
-        let c = self.geo.input.c;
+        let (inp, g) = (self.geo.input, self.geo);
+        let c = inp.c;
         let mut patch = vec![0.0; XI * c];
-        let mut e = vec![0.0; XI * c];
-        for i in 0..len {
-            self.gather(x, first + i, &mut patch);
-            // Rows: e = Bᵀ d.
-            for s in 0..4 {
-                let d = |r: usize| &patch[(r * 4 + s) * c..(r * 4 + s + 1) * c];
-                let (d0, d1, d2, d3) = (d(0), d(1), d(2), d(3));
-                for ch in 0..c {
-                    e[s * c + ch] = d0[ch] - d2[ch];
-                    e[(4 + s) * c + ch] = d1[ch] + d2[ch];
-                    e[(8 + s) * c + ch] = d2[ch] - d1[ch];
-                    e[(12 + s) * c + ch] = d1[ch] - d3[ch];
-                }
-            }
-            // Columns: v = e B.
-            let out = &mut v[i * XI * c..(i + 1) * XI * c];
-            for r in 0..4 {
-                let row = &e[r * 4 * c..(r + 1) * 4 * c];
-                let (e0, rest) = row.split_at(c);
-                let (e1, rest) = rest.split_at(c);
-                let (e2, e3) = rest.split_at(c);
-                let o = &mut out[r * 4 * c..(r + 1) * 4 * c];
-                let (o0, rest) = o.split_at_mut(c);
-                let (o1, rest) = rest.split_at_mut(c);
-                let (o2, o3) = rest.split_at_mut(c);
-                for ch in 0..c {
-                    o0[ch] = e0[ch] - e2[ch];
-                    o1[ch] = e1[ch] + e2[ch];
-                    o2[ch] = e2[ch] - e1[ch];
-                    o3[ch] = e1[ch] - e3[ch];
-                }
+        for (i, out) in v.chunks_exact_mut(XI * c).take(len).enumerate() {
+            let t = first + i;
+            let (b, ty, tx) = self.tile(t);
+            let (y0, x0) = (
+                (2 * ty) as isize - g.pad_top as isize,
+                (2 * tx) as isize - g.pad_left as isize,
+            );
+            let inside = y0 >= 0 && x0 >= 0 && y0 as usize + 4 <= inp.h && x0 as usize + 4 <= inp.w;
+            if inside {
+                let row = |r: usize| {
+                    let at = ((b * inp.h + y0 as usize + r) * inp.w + x0 as usize) * c;
+                    &x[at..at + 4 * c]
+                };
+                input_tile([row(0), row(1), row(2), row(3)], c, out);
+            } else {
+                self.gather(x, t, &mut patch);
+                let row = |r: usize| &patch[r * 4 * c..(r + 1) * 4 * c];
+                input_tile([row(0), row(1), row(2), row(3)], c, out);
             }
         }
     }
@@ -243,41 +232,22 @@ impl Winograd {
         let chunk = self.chunk().min(tiles);
         let mut v = vec![0.0; chunk * XI * ci];
         let mut m = vec![0.0; chunk * XI * co];
-        let mut f = vec![0.0; 2 * 4 * co];
+        let mut f = vec![0.0; 4 * co];
         for (first, len) in self.chunks(tiles) {
             self.transform_input(x, first, len, &mut v);
             Self::products(len, ci, co, &v, u, &mut m);
             for i in 0..len {
-                let mt = &m[i * XI * co..(i + 1) * XI * co];
-                let mr = |xi: usize| &mt[xi * co..(xi + 1) * co];
-                // Rows: f = Aᵀ M (2×4).
-                for s in 0..4 {
-                    let (m0, m1, m2, m3) = (mr(s), mr(4 + s), mr(8 + s), mr(12 + s));
-                    for ch in 0..co {
-                        f[s * co + ch] = m0[ch] + m1[ch] + m2[ch];
-                        f[(4 + s) * co + ch] = m1[ch] - m2[ch] - m3[ch];
-                    }
-                }
-                // Columns: y = f A (2×2), plus the bias, where inside the output.
                 let (b, ty, tx) = self.tile(first + i);
+                output_tile(&m[i * XI * co..(i + 1) * XI * co], co, bias, &mut f);
+                // f holds the 2×2 outputs [r][s][cout]: copy those inside the output.
                 for r in 0..2 {
                     let oy = 2 * ty + r;
                     if oy >= out.h {
                         break;
                     }
-                    let fr = |s: usize| &f[(r * 4 + s) * co..(r * 4 + s + 1) * co];
-                    let (f0, f1, f2, f3) = (fr(0), fr(1), fr(2), fr(3));
+                    let n = (out.w - 2 * tx).min(2);
                     let at = ((b * out.h + oy) * out.w + 2 * tx) * co;
-                    let y0 = &mut z[at..at + co];
-                    for ch in 0..co {
-                        y0[ch] = (f0[ch] + f1[ch] + f2[ch]) + bias[ch];
-                    }
-                    if 2 * tx + 1 < out.w {
-                        let y1 = &mut z[at + co..at + 2 * co];
-                        for ch in 0..co {
-                            y1[ch] = (f1[ch] - f2[ch] - f3[ch]) + bias[ch];
-                        }
-                    }
+                    z[at..at + n * co].copy_from_slice(&f[r * 2 * co..(r * 2 + n) * co]);
                 }
             }
         }
@@ -305,14 +275,12 @@ impl Winograd {
         let mut gm = vec![0.0; chunk * XI * co];
         let mut gv = vec![0.0; if gx.is_some() { chunk * XI * ci } else { 0 }];
         let mut gu = vec![0.0; XI * ci * co];
-        let mut h = vec![0.0; 4 * 2 * co];
-        let mut e = vec![0.0; XI * ci];
         let mut patch = vec![0.0; XI * ci];
         let zeros = vec![0.0; co];
         for (first, len) in self.chunks(tiles) {
             self.transform_input(x, first, len, &mut v);
             // The output gradient's tiles: gM = A gY Aᵀ (zero outside the output).
-            for i in 0..len {
+            for (i, gt) in gm.chunks_exact_mut(XI * co).take(len).enumerate() {
                 let (b, ty, tx) = self.tile(first + i);
                 let g = |r: usize, s: usize| -> &[f32] {
                     let (oy, ox) = (2 * ty + r, 2 * tx + s);
@@ -323,31 +291,7 @@ impl Winograd {
                         &zeros
                     }
                 };
-                // Rows: h = A gY (4×2).
-                for s in 0..2 {
-                    let (g0, g1) = (g(0, s), g(1, s));
-                    for ch in 0..co {
-                        h[s * co + ch] = g0[ch];
-                        h[(2 + s) * co + ch] = g0[ch] + g1[ch];
-                        h[(4 + s) * co + ch] = g0[ch] - g1[ch];
-                        h[(6 + s) * co + ch] = -g1[ch];
-                    }
-                }
-                // Columns: gM = h Aᵀ (4×4).
-                let gt = &mut gm[i * XI * co..(i + 1) * XI * co];
-                for r in 0..4 {
-                    let (h0, h1) = h[r * 2 * co..(r + 1) * 2 * co].split_at(co);
-                    let o = &mut gt[r * 4 * co..(r + 1) * 4 * co];
-                    let (o0, rest) = o.split_at_mut(co);
-                    let (o1, rest) = rest.split_at_mut(co);
-                    let (o2, o3) = rest.split_at_mut(co);
-                    for ch in 0..co {
-                        o0[ch] = h0[ch];
-                        o1[ch] = h0[ch] + h1[ch];
-                        o2[ch] = h0[ch] - h1[ch];
-                        o3[ch] = -h1[ch];
-                    }
-                }
+                grad_output_tile([g(0, 0), g(0, 1), g(1, 0), g(1, 1)], co, gt);
             }
             // gU[ξ] += V[ξ]ᵀ · gM[ξ]: one pass over the chunk's tiles.
             for xi in 0..XI {
@@ -375,36 +319,8 @@ impl Winograd {
             };
             // gV[ξ] = gM[ξ] · U[ξ]ᵀ, then the patch gradient B gV Bᵀ, added back.
             Self::products(len, co, ci, &gm, ut, &mut gv);
-            for i in 0..len {
-                let gt = &gv[i * XI * ci..(i + 1) * XI * ci];
-                // Rows: e = B gV.
-                for s in 0..4 {
-                    let q = |a: usize| &gt[(a * 4 + s) * ci..(a * 4 + s + 1) * ci];
-                    let (q0, q1, q2, q3) = (q(0), q(1), q(2), q(3));
-                    for ch in 0..ci {
-                        e[s * ci + ch] = q0[ch];
-                        e[(4 + s) * ci + ch] = q1[ch] - q2[ch] + q3[ch];
-                        e[(8 + s) * ci + ch] = q1[ch] + q2[ch] - q0[ch];
-                        e[(12 + s) * ci + ch] = -q3[ch];
-                    }
-                }
-                // Columns: patch = e Bᵀ.
-                for r in 0..4 {
-                    let row = &e[r * 4 * ci..(r + 1) * 4 * ci];
-                    let (e0, rest) = row.split_at(ci);
-                    let (e1, rest) = rest.split_at(ci);
-                    let (e2, e3) = rest.split_at(ci);
-                    let o = &mut patch[r * 4 * ci..(r + 1) * 4 * ci];
-                    let (o0, rest) = o.split_at_mut(ci);
-                    let (o1, rest) = rest.split_at_mut(ci);
-                    let (o2, o3) = rest.split_at_mut(ci);
-                    for ch in 0..ci {
-                        o0[ch] = e0[ch];
-                        o1[ch] = e1[ch] - e2[ch] + e3[ch];
-                        o2[ch] = e1[ch] + e2[ch] - e0[ch];
-                        o3[ch] = -e3[ch];
-                    }
-                }
+            for (i, gt) in gv.chunks_exact(XI * ci).take(len).enumerate() {
+                grad_input_tile(gt, ci, &mut patch);
                 self.scatter_add(&patch, first + i, gx);
             }
         }
@@ -427,6 +343,140 @@ impl Winograd {
         }
         gw
     }
+}
+
+/// Channels a tile kernel computes at once (as fixed-size arrays, which the compiler turns
+/// into vector registers); the rest one at a time. Each channel's arithmetic is the same
+/// either way.
+const LANES: usize = 16;
+
+type Lanes<const L: usize> = [f32; L];
+
+fn load<const L: usize>(src: &[f32], ch: usize) -> Lanes<L> {
+    src[ch..ch + L].try_into().expect("L values")
+}
+
+fn store<const L: usize>(dst: &mut [f32], ch: usize, v: Lanes<L>) {
+    dst[ch..ch + L].copy_from_slice(&v);
+}
+
+fn add<const L: usize>(a: Lanes<L>, b: Lanes<L>) -> Lanes<L> {
+    std::array::from_fn(|i| a[i] + b[i])
+}
+
+fn sub<const L: usize>(a: Lanes<L>, b: Lanes<L>) -> Lanes<L> {
+    std::array::from_fn(|i| a[i] - b[i])
+}
+
+fn neg<const L: usize>(a: Lanes<L>) -> Lanes<L> {
+    std::array::from_fn(|i| -a[i])
+}
+
+/// Runs `block::<LANES>` on whole blocks of `c` channels, then `block::<1>` on the rest.
+macro_rules! by_lanes {
+    ($c:expr, $block:ident ( $($arg:expr),* )) => {{
+        let c = $c;
+        let mut ch = 0;
+        while ch + LANES <= c {
+            $block::<LANES>($($arg,)* ch);
+            ch += LANES;
+        }
+        while ch < c {
+            $block::<1>($($arg,)* ch);
+            ch += 1;
+        }
+    }};
+}
+
+/// The 16 `c`-value slices of a `[ξ][c]` block.
+fn split16(buf: &mut [f32], c: usize) -> [&mut [f32]; XI] {
+    let mut it = buf.chunks_exact_mut(c);
+    std::array::from_fn(|_| it.next().expect("16 rows"))
+}
+
+/// `Bᵀ d B` of one tile: `rows[r]` holds the patch's row r as `[s][c]`; writes `[ξ][c]`.
+fn input_tile(rows: [&[f32]; 4], c: usize, out: &mut [f32]) {
+    fn block<const L: usize>(rows: &[&[f32]; 4], c: usize, o: &mut [&mut [f32]; XI], ch: usize) {
+        let d = |r: usize, s: usize| load::<L>(rows[r], s * c + ch);
+        // e_s = Bᵀ d, column s.
+        let e = |s: usize| {
+            let (d0, d1, d2, d3) = (d(0, s), d(1, s), d(2, s), d(3, s));
+            [sub(d0, d2), add(d1, d2), sub(d2, d1), sub(d1, d3)]
+        };
+        let (e0, e1, e2, e3) = (e(0), e(1), e(2), e(3));
+        for a in 0..4 {
+            store(o[a * 4], ch, sub(e0[a], e2[a]));
+            store(o[a * 4 + 1], ch, add(e1[a], e2[a]));
+            store(o[a * 4 + 2], ch, sub(e2[a], e1[a]));
+            store(o[a * 4 + 3], ch, sub(e1[a], e3[a]));
+        }
+    }
+    let mut o = split16(out, c);
+    by_lanes!(c, block(&rows, c, &mut o));
+}
+
+/// `Aᵀ M A + bias` of one tile: `m` is `[ξ][c]`; writes the 2×2 outputs as `[r][s][c]`.
+fn output_tile(m: &[f32], c: usize, bias: &[f32], out: &mut [f32]) {
+    fn block<const L: usize>(m: &[f32], c: usize, bias: &[f32], out: &mut [f32], ch: usize) {
+        let mv = |xi: usize| load::<L>(m, xi * c + ch);
+        // f = Aᵀ M, rows 0 and 1, column s.
+        let f = |s: usize| {
+            let (m0, m1, m2, m3) = (mv(s), mv(4 + s), mv(8 + s), mv(12 + s));
+            [add(add(m0, m1), m2), sub(sub(m1, m2), m3)]
+        };
+        let (f0, f1, f2, f3) = (f(0), f(1), f(2), f(3));
+        let b = load::<L>(bias, ch);
+        for r in 0..2 {
+            store(out, (r * 2) * c + ch, add(add(add(f0[r], f1[r]), f2[r]), b));
+            store(
+                out,
+                (r * 2 + 1) * c + ch,
+                add(sub(sub(f1[r], f2[r]), f3[r]), b),
+            );
+        }
+    }
+    by_lanes!(c, block(m, c, bias, out));
+}
+
+/// `A gY Aᵀ` of one tile: `g[r * 2 + s]` is the output gradient at (r, s); writes `[ξ][c]`.
+fn grad_output_tile(g: [&[f32]; 4], c: usize, out: &mut [f32]) {
+    fn block<const L: usize>(g: &[&[f32]; 4], o: &mut [&mut [f32]; XI], ch: usize) {
+        // h = A gY (4×2), column s.
+        let h = |s: usize| {
+            let (g0, g1) = (load::<L>(g[s], ch), load::<L>(g[2 + s], ch));
+            [g0, add(g0, g1), sub(g0, g1), neg(g1)]
+        };
+        let (h0, h1) = (h(0), h(1));
+        for a in 0..4 {
+            store(o[a * 4], ch, h0[a]);
+            store(o[a * 4 + 1], ch, add(h0[a], h1[a]));
+            store(o[a * 4 + 2], ch, sub(h0[a], h1[a]));
+            store(o[a * 4 + 3], ch, neg(h1[a]));
+        }
+    }
+    let mut o = split16(out, c);
+    by_lanes!(c, block(&g, &mut o));
+}
+
+/// `B gV Bᵀ` of one tile: `gv` is `[ξ][c]`; writes the patch gradient as `[r][s][c]`.
+fn grad_input_tile(gv: &[f32], c: usize, out: &mut [f32]) {
+    fn block<const L: usize>(gv: &[f32], c: usize, o: &mut [&mut [f32]; XI], ch: usize) {
+        let q = |xi: usize| load::<L>(gv, xi * c + ch);
+        // e = B gV, column s.
+        let e = |s: usize| {
+            let (q0, q1, q2, q3) = (q(s), q(4 + s), q(8 + s), q(12 + s));
+            [q0, add(sub(q1, q2), q3), sub(add(q1, q2), q0), neg(q3)]
+        };
+        let (e0, e1, e2, e3) = (e(0), e(1), e(2), e(3));
+        for r in 0..4 {
+            store(o[r * 4], ch, e0[r]);
+            store(o[r * 4 + 1], ch, add(sub(e1[r], e2[r]), e3[r]));
+            store(o[r * 4 + 2], ch, sub(add(e1[r], e2[r]), e0[r]));
+            store(o[r * 4 + 3], ch, neg(e3[r]));
+        }
+    }
+    let mut o = split16(out, c);
+    by_lanes!(c, block(gv, c, &mut o));
 }
 
 #[cfg(test)]
@@ -554,5 +604,58 @@ mod tests {
                 .fold((usize::MAX, 0), |(l, h), c| (l.min(c.1), h.max(c.1)));
             assert!(hi - lo <= 1, "{tiles}: {chunks:?}");
         }
+    }
+}
+
+#[cfg(test)]
+mod golden {
+    //! The exact bits Winograd computes, pinned: a change here changes trained numbers (bump
+    //! `NUMERICS_VERSION`), and the same bits on every CPU are what keeps results identical
+    //! across machines.
+    use sha2::{Digest, Sha256};
+
+    use super::*;
+    use crate::model::layer::Shape;
+    use crate::model::layers::conv::{ConvGeometry, Padding};
+    use crate::rng::Rng;
+
+    fn digest(arrays: &[&[f32]]) -> String {
+        let mut h = Sha256::new();
+        for a in arrays {
+            for v in a.iter() {
+                h.update(v.to_bits().to_le_bytes());
+            }
+        }
+        format!("{:x}", h.finalize())[..16].to_string()
+    }
+
+    fn case(h: usize, w: usize, ci: usize, co: usize, padding: Padding, batch: usize) -> String {
+        let inp = Shape::image(h, w, ci);
+        let (oh, _) = padding.side(h, 3, 1).unwrap();
+        let (ow, _) = padding.side(w, 3, 1).unwrap();
+        let geo = ConvGeometry::new(inp, Shape::image(oh, ow, co), 3, 1, padding);
+        let wg = Winograd::new(geo);
+        let mut rng = Rng::new(17, 3);
+        let mut draw = |n: usize| -> Vec<f32> { (0..n).map(|_| rng.uniform(1.0)).collect() };
+        let (x, w, b) = (draw(batch * inp.len()), draw(9 * ci * co), draw(co));
+        let gz = draw(batch * oh * ow * co);
+        let u = wg.kernel(&w);
+        let y = wg.forward(&x, batch, &u, &b, Activation::Linear);
+        let mut gx = vec![0.0; x.len()];
+        let gw = wg.backward(&x, &gz, &u, batch, Some(&mut gx));
+        digest(&[&y, &gw, &gx])
+    }
+
+    #[test]
+    fn computes_the_pinned_bits() {
+        let got = [
+            case(28, 28, 32, 32, Padding::Same, 3),
+            case(13, 13, 32, 64, Padding::Valid, 2),
+            case(7, 6, 17, 19, Padding::Same, 2),
+        ];
+        assert_eq!(
+            got,
+            ["243b0b2b96f890f2", "fa0bf863a0a42c81", "dba7216baed77954"]
+        );
     }
 }
