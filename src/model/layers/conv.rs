@@ -786,6 +786,50 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn auto_takes_winograd_for_wide_3x3_stride_1_layers_only() {
+        let mnist = crate::data::dataset::info(std::path::Path::new(""), "mnist").unwrap();
+        let algorithms = |layers: &str| {
+            let exp = crate::experiment::Experiment::from_resolved_toml("a", layers).unwrap();
+            exp.network(&mnist).map(|rows| {
+                rows.iter()
+                    .filter_map(|r| r.algorithm)
+                    .collect::<Vec<_>>()
+            })
+        };
+        let tail = "[[model.layers]]\nflatten = true\n[[model.layers]]\ndense = { units = 10, activation = \"softmax\" }\n";
+        let net = |convs: &[&str]| {
+            let mut s: String = convs
+                .iter()
+                .map(|c| format!("[[model.layers]]\nconv = {{ {c} }}\n"))
+                .collect();
+            s += tail;
+            s
+        };
+        // One input channel; then 16 → 16; 16 → 8; 5×5; stride 2; forced direct; forced Winograd.
+        let got = algorithms(&net(&[
+            "filters = 16, kernel = 3",
+            "filters = 16, kernel = 3, padding = \"same\"",
+            "filters = 8, kernel = 3",
+            "filters = 16, kernel = 5, padding = \"same\"",
+            "filters = 16, kernel = 3, stride = 2",
+            "filters = 16, kernel = 3, algorithm = \"direct\"",
+            "filters = 16, kernel = 3, algorithm = \"winograd\"",
+        ]))
+        .unwrap();
+        assert_eq!(
+            got,
+            ["direct", "winograd", "direct", "direct", "direct", "direct", "winograd"]
+        );
+        let err = algorithms(&net(&["filters = 4, kernel = 5, algorithm = \"winograd\""]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("model.layers[0] (conv)") && err.contains("3×3 stride-1"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn gradients_match_finite_differences() {
         let c = strided(Shape::image(6, 5, 2), 3, 2, Activation::Linear, 2, Padding::Same);
         check(
