@@ -270,6 +270,7 @@ impl Forward for ConvBlock {
                         false => None,
                     };
                     let g_kernel = winograd.backward(input, gz, u, batch, gx);
+                    // One row as long as the kernel: gw += g_kernel.
                     add_column_sums(grads.get_or_alloc_mut(&wg)?, &g_kernel);
                     add_column_sums(grads.get_or_alloc_mut(&bg)?, gz);
                 }

@@ -194,7 +194,7 @@ impl Winograd {
         }
     }
 
-    /// The 16 GEMMs of a chunk: `dst[ξ] (+)= a[ξ] · b[ξ]`, where `a` and `dst` are laid out
+    /// The 16 GEMMs of a chunk: `dst[ξ] = a[ξ] · b[ξ]`, where `a` and `dst` are laid out
     /// `[tile][ξ][·]` (rows of `a` hold `k` values) and `b` is 16 row-major k × n matrices.
     fn products(len: usize, k: usize, n: usize, a: &[f32], b: &[f32], dst: &mut [f32]) {
         for xi in 0..XI {
