@@ -20,7 +20,7 @@ SEED_MODELS=${SEED_MODELS-baseline batchnorm deeper}
 export MNIST_DIR=${MNIST_DIR:-data/mnist} TF_CPP_MIN_LOG_LEVEL=2
 out=$(mktemp -d)
 "$TF" -c "import keras, sklearn" || { echo "error: $TF lacks keras or scikit-learn (see ../shared/bench/README.md)" >&2; exit 1; }
-"$TORCH" -c "import torch, numpy, sklearn" || { echo "error: $TORCH lacks torch, numpy or scikit-learn (pip install numpy scikit-learn)" >&2; exit 1; }
+[ -z "$SEED_MODELS" ] || "$TORCH" -c "import torch, numpy, sklearn" || { echo "error: $TORCH lacks torch, numpy or scikit-learn (pip install numpy scikit-learn)" >&2; exit 1; }
 
 # s/epoch printed by the seed harnesses: "> 98.6  fold 1  40.1s  (20.05 s/epoch incl. val)".
 per_epoch() { sed -n 's/.*(\([0-9.]*\) s\/epoch.*/\1/p' "$1" | head -1; }
