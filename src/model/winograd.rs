@@ -125,13 +125,22 @@ impl Winograd {
         (p0, start + p0 - pad, p1 - p0)
     }
 
+    /// Tile `t`'s sample and its patch's rows and columns inside the input, each as
+    /// [`Winograd::span`] gives them.
+    fn window(&self, t: usize) -> (usize, (usize, usize, usize), (usize, usize, usize)) {
+        let (inp, g) = (self.geo.input, self.geo);
+        let (b, ty, tx) = self.tile(t);
+        (
+            b,
+            Self::span(ty, g.pad_top, inp.h),
+            Self::span(tx, g.pad_left, inp.w),
+        )
+    }
+
     /// Copies the 4×4×cin input patch of tile `t` into `patch` (zeros outside the input).
     fn gather(&self, x: &[f32], t: usize, patch: &mut [f32]) {
-        let (inp, g) = (self.geo.input, self.geo);
-        let c = inp.c;
-        let (b, ty, tx) = self.tile(t);
-        let (r0, iy, nr) = Self::span(ty, g.pad_top, inp.h);
-        let (s0, ix, ns) = Self::span(tx, g.pad_left, inp.w);
+        let (inp, c) = (self.geo.input, self.geo.input.c);
+        let (b, (r0, iy, nr), (s0, ix, ns)) = self.window(t);
         for r in 0..4 {
             let row = &mut patch[r * 4 * c..(r + 1) * 4 * c];
             if r < r0 || r >= r0 + nr || ns == 0 {
@@ -148,11 +157,8 @@ impl Winograd {
     /// Adds a 4×4×cin patch gradient back onto the input positions of tile `t` (padding takes
     /// nothing back).
     fn scatter_add(&self, patch: &[f32], t: usize, gx: &mut [f32]) {
-        let (inp, g) = (self.geo.input, self.geo);
-        let c = inp.c;
-        let (b, ty, tx) = self.tile(t);
-        let (r0, iy, nr) = Self::span(ty, g.pad_top, inp.h);
-        let (s0, ix, ns) = Self::span(tx, g.pad_left, inp.w);
+        let (inp, c) = (self.geo.input, self.geo.input.c);
+        let (b, (r0, iy, nr), (s0, ix, ns)) = self.window(t);
         for r in r0..r0 + nr {
             let dst = ((b * inp.h + iy + r - r0) * inp.w + ix) * c;
             let src = (r * 4 + s0) * c;
