@@ -76,8 +76,9 @@ impl Algorithm {
     }
 
     /// The shapes where Winograd F(2×2, 3×3) measured faster than the direct convolution
-    /// (`mnist-lab bench` times both for every 3×3 stride-1 layer): 3×3, stride 1, and enough
-    /// channels on both sides for its 16 small GEMMs to beat one large one.
+    /// (`mnist-lab bench` on copies of deeper and modern with each layer's algorithm forced;
+    /// docs/speed.md): 3×3, stride 1, and enough channels on both sides for its 16 small GEMMs
+    /// to beat one large one.
     pub fn winograd_pays(geo: &ConvGeometry) -> bool {
         Winograd::fits(geo) && geo.input.c >= WINOGRAD_MIN_CHANNELS && geo.output.c >= WINOGRAD_MIN_CHANNELS
     }
