@@ -14,10 +14,28 @@ pub(crate) fn affine_forward(
     b: &[f32],
     act: Activation,
 ) -> Vec<f32> {
+    let mut y = Vec::new();
+    affine_into(x, rows, n_in, w, b, act, &mut y);
+    y
+}
+
+/// [`affine_forward`] into `y` (its old contents dropped, its allocation reused). Each output
+/// row is computed the same way whatever `rows` is: a batch can be done a few rows at a time
+/// with bit-identical results.
+pub(crate) fn affine_into(
+    x: &[f32],
+    rows: usize,
+    n_in: usize,
+    w: &[f32],
+    b: &[f32],
+    act: Activation,
+    y: &mut Vec<f32>,
+) {
     let n_out = b.len();
     // Every row starts as the bias: copied in doubling blocks, not one short copy per row.
     let n = rows * n_out;
-    let mut y = Vec::with_capacity(n);
+    y.clear();
+    y.reserve(n);
     y.extend_from_slice(&b[..n_out.min(n)]);
     while y.len() < n {
         y.extend_from_within(..(n - y.len()).min(y.len()));
@@ -26,13 +44,12 @@ pub(crate) fn affine_forward(
         rows,
         n_out,
         n_in,
-        &mut y,
+        y,
         true,
         View::rows(x, n_in),
         View::rows(w, n_out),
     );
-    act.apply(&mut y);
-    y
+    act.apply(y);
 }
 
 /// gb += the column sums of gz (the bias gradient).

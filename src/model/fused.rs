@@ -11,10 +11,10 @@ use std::sync::Arc;
 use dfdx::prelude::*;
 
 use super::activation::Activation;
-use super::affine::add_column_sums;
+use super::affine::{add_column_sums, affine_into};
 use super::layer::{Forward, Layer, LayerIo, Mode, StoredArray};
 use super::layers::batchnorm::{BatchNorm, Normalized};
-use super::layers::conv::Conv;
+use super::layers::conv::{Conv, ConvGeometry};
 use super::layers::maxpool::{pool_forward, relu_pooled, unpool, MaxPool};
 use super::layers::LayerEntry;
 use super::winograd::Winograd;
@@ -148,6 +148,51 @@ fn pool_raw(p: &MaxPool, z: &[f32], batch: usize, relu: bool) -> (Vec<f32>, Vec<
     (y, arg)
 }
 
+/// Samples per chunk when a direct convolution's output is pooled as it is computed (about
+/// 128 KB of output at a time: it stays in L2 between the product and the pool, where the
+/// whole batch's output (2.7 MB for the baseline) went out to memory and back three times),
+/// or `None` where chunks could round differently from the whole batch. Each output row is
+/// then computed exactly as in one product over the batch: `gemm` sums a row's `field` terms in
+/// one pass when `field` ≤ 512 whatever the number of rows, as long as a chunk is not so small
+/// that it takes `gemm`'s special paths (one row or column, or at most 256 outputs).
+fn stream_chunk(geo: &ConvGeometry) -> Option<usize> {
+    let per_sample = geo.rows(1) * geo.output.c;
+    let samples = ((32 << 10) / per_sample.max(1)).max(1);
+    (geo.field() <= 512 && geo.output.c >= 2 && geo.rows(1) >= 2 && samples * per_sample > 256)
+        .then_some(samples)
+}
+
+impl ConvBlock {
+    /// The pooled output (and arg-max) of a direct convolution without a batch norm, its
+    /// output computed `chunk` samples at a time and pooled while in cache.
+    fn pool_streamed(
+        &self,
+        p: &MaxPool,
+        col: &[f32],
+        batch: usize,
+        chunk: usize,
+        act: Activation,
+    ) -> (Vec<f32>, Vec<u32>) {
+        let geo = self.conv.geo;
+        let (rows, field, zi, yo) = (geo.rows(1), geo.field(), p.input.len(), p.output.len());
+        let mut y = vec![f32::NEG_INFINITY; batch * yo];
+        let mut arg = vec![0u32; batch * yo];
+        let mut z = Vec::new();
+        for s in (0..batch).step_by(chunk) {
+            let n = chunk.min(batch - s);
+            let cols = &col[s * rows * field..(s + n) * rows * field];
+            let (w, b) = (&self.conv.w.value, &self.conv.b.value);
+            affine_into(cols, n * rows, field, w, b, act, &mut z);
+            let (ys, args) = (&mut y[s * yo..(s + n) * yo], &mut arg[s * yo..(s + n) * yo]);
+            pool_forward(p, &z, s * zi, n, ys, args);
+            if self.relu_after_pool() {
+                relu_pooled(p, &z, n, ys, args);
+            }
+        }
+        (y, arg)
+    }
+}
+
 impl Forward for ConvBlock {
     fn forward<T: Tape<f32, Cpu> + 'static>(&mut self, x: Act<T>, mode: &mut Mode) -> Act<T> {
         let (x, mut tape) = x.split_tape();
@@ -162,19 +207,32 @@ impl Forward for ConvBlock {
         };
         // What the backward pass needs of the input: its unfolding (direct), or the input and
         // the transformed kernel (Winograd transforms the input again, a chunk at a time).
-        let (mut z, mut saved) = match self.conv.winograd {
+        // Pooled straight from the convolution with nothing else of its output needed: it
+        // is computed a few samples at a time into a buffer that stays in cache, and pooled
+        // from there (see `stream_chunk`).
+        let streamed = self.pool.as_ref().filter(|_| {
+            self.bn.is_none() && !(T::OWNS_TAPE && act.needs_output() && !relu_after_pool)
+        });
+        let (mut z, mut saved, pooled) = match self.conv.winograd {
             None => {
                 let col = geo.unfold(&data_of(&x), batch);
-                (
-                    self.conv.affine(&col, batch, gemm_act),
-                    Saved::Unfolded(col),
-                )
+                match streamed.and_then(|p| Some((p, stream_chunk(&geo)?))) {
+                    Some((p, chunk)) => {
+                        let pooled = self.pool_streamed(p, &col, batch, chunk, gemm_act);
+                        (Vec::new(), Saved::Unfolded(col), Some(pooled))
+                    }
+                    None => (
+                        self.conv.affine(&col, batch, gemm_act),
+                        Saved::Unfolded(col),
+                        None,
+                    ),
+                }
             }
             Some(wg) => {
                 let input = data_of(&x);
                 let u = wg.kernel(&self.conv.w.value);
                 let z = wg.forward(&input, batch, &u, &self.conv.b.value, gemm_act);
-                (z, Saved::Input(wg, input, u))
+                (z, Saved::Input(wg, input, u), None)
             }
         };
         let bn_keys = self
@@ -188,6 +246,7 @@ impl Forward for ConvBlock {
         let act_in_backward = act.needs_output() && !relu_after_pool && norm.is_none();
         let keep_z = T::OWNS_TAPE && (norm.is_some() || act_in_backward);
         let (mut y, arg) = match (&pool, &norm) {
+            _ if pooled.is_some() => pooled.expect("just checked"),
             (Some(p), Some(nm)) => pool_normalized(p, nm, &z, batch),
             (Some(p), None) => pool_raw(p, &z, batch, relu_after_pool),
             (None, Some(nm)) => (nm.apply(&z), Vec::new()),
@@ -427,6 +486,39 @@ mod tests {
         bn.act = Activation::LeakyRelu(0.2);
         let mut block = ConvBlock::new(c, Some(bn), Some(pool));
         check(&mut block, random(2 * 72, 31), 2, 1e-3, 5e-3);
+    }
+
+    #[test]
+    fn streamed_pooling_matches_the_whole_batch_bit_for_bit() {
+        // 20 channels: the pool's 16-lane blocks and its remainder; ReLU after the pool (with
+        // negative biases, so some windows hold no positive value) and a linear convolution.
+        for (seed, act) in [(1, Activation::Relu), (2, Activation::Linear)] {
+            let mut c = conv(Shape::image(11, 12, 1), 3, 20, act);
+            c.b.value = Arc::new(random(20, seed).iter().map(|b| b - 0.3).collect());
+            let o = c.geo.output;
+            let p = MaxPool {
+                input: o,
+                output: Shape::image(o.h / 2, o.w / 2, o.c),
+                size: 2,
+                general: None,
+            };
+            let block = ConvBlock::new(c.clone(), None, Some(p.clone()));
+            let batch = 5;
+            let col = c.geo.unfold(&random(batch * 11 * 12, 10 + seed), batch);
+            let relu = block.relu_after_pool();
+            let gemm_act = if relu { Activation::Linear } else { act };
+            let whole = pool_raw(&p, &c.affine(&col, batch, gemm_act), batch, relu);
+            assert!(!relu || whole.1.contains(&super::super::layers::maxpool::NO_GRAD));
+            for chunk in [1, 2, 5] {
+                let streamed = block.pool_streamed(&p, &col, batch, chunk, gemm_act);
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&streamed.0), bits(&whole.0), "chunk {chunk}");
+                assert_eq!(streamed.1, whole.1, "chunk {chunk}");
+            }
+        }
+        // The seed models' first layer is streamed one sample at a time.
+        let geo = conv(Shape::image(28, 28, 1), 3, 32, Activation::Relu).geo;
+        assert_eq!(stream_chunk(&geo), Some(1));
     }
 
     #[test]
