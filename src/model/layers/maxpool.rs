@@ -98,7 +98,7 @@ pub(crate) fn pool_forward(
     let (w, k, c) = (p.input.w, p.size, p.input.c);
     // Strictly greater: the first maximum wins, as in TensorFlow. Written as selects, not
     // branches, so it vectorizes over channels.
-    let take = |ys: &mut [f32], args: &mut [u32], s: usize| {
+    let take = |ys: &mut [f32], args: &mut [u32], s: usize, c: usize| {
         let first = (base + s) as u32;
         for (ch, ((m, a), &v)) in ys
             .iter_mut()
@@ -115,16 +115,39 @@ pub(crate) fn pool_forward(
         win.each(batch, |o, cells| {
             let (ys, args) = (&mut y[o..o + c], &mut arg[o..o + c]);
             for &s in cells {
-                take(ys, args, s);
+                take(ys, args, s, c);
             }
         });
         return;
     }
+    // Each window 16 channels at a time, its maximum and arg-max held in registers across the
+    // window's cells (taken in the same order as `take`, so bit for bit the same result).
+    let full = c - c % 16;
     for (o, s0) in windows(p, batch) {
-        let (ys, args) = (&mut y[o..o + c], &mut arg[o..o + c]);
-        for ky in 0..k {
-            for kx in 0..k {
-                take(ys, args, s0 + (ky * w + kx) * c);
+        for ch in (0..full).step_by(16) {
+            let ys: &mut [f32; 16] = (&mut y[o + ch..o + ch + 16]).try_into().expect("16");
+            let args: &mut [u32; 16] = (&mut arg[o + ch..o + ch + 16]).try_into().expect("16");
+            let (mut m, mut a) = (*ys, *args);
+            for ky in 0..k {
+                for kx in 0..k {
+                    let s = s0 + (ky * w + kx) * c + ch;
+                    let xs: &[f32; 16] = x[s..s + 16].try_into().expect("16");
+                    let first = (base + s) as u32;
+                    for l in 0..16 {
+                        let better = xs[l] > m[l];
+                        m[l] = if better { xs[l] } else { m[l] };
+                        a[l] = if better { first + l as u32 } else { a[l] };
+                    }
+                }
+            }
+            (*ys, *args) = (m, a);
+        }
+        if full < c {
+            let (ys, args) = (&mut y[o + full..o + c], &mut arg[o + full..o + c]);
+            for ky in 0..k {
+                for kx in 0..k {
+                    take(ys, args, s0 + (ky * w + kx) * c + full, c - full);
+                }
             }
         }
     }
@@ -259,6 +282,40 @@ mod tests {
             .forward(dev.tensor_from_vec(x, (1, 18)), &mut Mode::Eval)
             .as_vec();
         assert_eq!(y, vec![4.0, 0.0]);
+    }
+
+    #[test]
+    fn wide_channels_pool_like_the_definition() {
+        // 37 channels: two 16-lane blocks and a remainder; 5×7 input, 2×2 windows (the last
+        // row and column left out). Ties (values rounded to a coarse grid) must keep the first.
+        let (inp, out) = (Shape::image(5, 7, 37), Shape::image(2, 3, 37));
+        let p = MaxPool {
+            input: inp,
+            output: out,
+            size: 2,
+            general: None,
+        };
+        let batch = 2;
+        let x: Vec<f32> = crate::model::gradcheck::random(batch * inp.len(), 5)
+            .iter()
+            .map(|v| (v * 4.0).round())
+            .collect();
+        let mut y = vec![f32::NEG_INFINITY; batch * out.len()];
+        let mut arg = vec![0u32; batch * out.len()];
+        pool_forward(&p, &x, 7, batch, &mut y, &mut arg);
+        for b in 0..batch {
+            for (oy, ox, ch) in (0..2).flat_map(|oy| (0..3).flat_map(move |ox| (0..37).map(move |ch| (oy, ox, ch)))) {
+                let mut best = (f32::NEG_INFINITY, 0);
+                for (ky, kx) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
+                    let i = ((b * 5 + 2 * oy + ky) * 7 + 2 * ox + kx) * 37 + ch;
+                    if x[i] > best.0 {
+                        best = (x[i], i as u32 + 7);
+                    }
+                }
+                let o = ((b * 2 + oy) * 3 + ox) * 37 + ch;
+                assert_eq!((y[o], arg[o]), best, "sample {b}, ({oy}, {ox}), channel {ch}");
+            }
+        }
     }
 
     #[test]
