@@ -307,11 +307,19 @@ impl Normalized {
         let (mean, gamma, inv, n) = (&self.mean, &self.gamma, &self.inv, self.n);
         let mut dbeta = vec![0.0f32; c];
         let mut dgamma = vec![0.0f32; c];
+        // Written as zips over one row's channels, not indexed loops: no bounds checks, so the
+        // per-channel sums vectorize across channels (each channel's sum in the same order).
         for (grow, xrow) in gy.chunks_exact(c).zip(x.chunks_exact(c)) {
-            for i in 0..c {
-                let h = (xrow[i] - mean[i]) * inv[i];
-                dbeta[i] += grow[i];
-                dgamma[i] += grow[i] * h;
+            for ((((db, dg), &g), &x), (&m, &i)) in dbeta
+                .iter_mut()
+                .zip(dgamma.iter_mut())
+                .zip(grow)
+                .zip(xrow)
+                .zip(mean.iter().zip(inv))
+            {
+                let h = (x - m) * i;
+                *db += g;
+                *dg += g * h;
             }
         }
         // γ·inv/n (or γ·inv) per channel, computed once: the same rounding as inline.
@@ -320,22 +328,33 @@ impl Normalized {
         } else {
             gamma.iter().zip(inv).map(|(g, i)| g * i).collect()
         };
+        let per_channel = || {
+            k.iter()
+                .zip(mean)
+                .zip(inv)
+                .zip(dbeta.iter().zip(&dgamma))
+        };
         for ((gxrow, grow), xrow) in gx
             .chunks_exact_mut(c)
             .zip(gy.chunks_exact(c))
             .zip(x.chunks_exact(c))
         {
-            for i in 0..c {
-                let d = if self.training {
-                    let h = (xrow[i] - mean[i]) * inv[i];
-                    k[i] * (n * grow[i] - dbeta[i] - h * dgamma[i])
-                } else {
-                    // Fixed statistics: a per-channel affine map.
-                    k[i] * grow[i]
-                };
-                gxrow[i] += d;
-                if relu_mask && xrow[i] <= 0.0 {
-                    gxrow[i] = 0.0;
+            let cells = gxrow.iter_mut().zip(grow).zip(xrow);
+            if self.training {
+                for (((gx, &g), &x), (((&k, &m), &i), (&db, &dg))) in cells.zip(per_channel()) {
+                    let h = (x - m) * i;
+                    *gx += k * (n * g - db - h * dg);
+                    if relu_mask && x <= 0.0 {
+                        *gx = 0.0;
+                    }
+                }
+            } else {
+                // Fixed statistics: a per-channel affine map.
+                for (((gx, &g), &x), (((&k, _), _), _)) in cells.zip(per_channel()) {
+                    *gx += k * g;
+                    if relu_mask && x <= 0.0 {
+                        *gx = 0.0;
+                    }
                 }
             }
         }
