@@ -298,6 +298,11 @@ impl ConvGeometry {
             return self.unfold_padded(x, batch);
         }
         let (inp, out, k) = (self.input, self.output, self.kernel);
+        match (k, inp.c) {
+            (3, 1) => return self.unfold_single::<3, 9>(x, batch),
+            (5, 1) => return self.unfold_single::<5, 25>(x, batch),
+            _ => {}
+        }
         let run = k * inp.c;
         let mut col = Vec::with_capacity(batch * out.h * out.w * k * run);
         for b in 0..batch {
@@ -307,6 +312,31 @@ impl ConvGeometry {
                         let s = ((b * inp.h + oy + ky) * inp.w + ox) * inp.c;
                         push_run(&mut col, &x[s..s + run]);
                     }
+                }
+            }
+        }
+        col
+    }
+
+    /// [`ConvGeometry::unfold`] of a single-channel input with a K×K kernel (F = K·K): each
+    /// row gathered into a fixed-size array and appended at once (copying it as K runs of K
+    /// values was 8% of a baseline training step).
+    fn unfold_single<const K: usize, const F: usize>(&self, x: &[f32], batch: usize) -> Vec<f32> {
+        debug_assert!(K * K == F && self.kernel == K && self.input.c == 1 && self.dense());
+        let (inp, out) = (self.input, self.output);
+        let mut col = Vec::with_capacity(self.rows(batch) * F);
+        for b in 0..batch {
+            for oy in 0..out.h {
+                let rows: [&[f32]; K] = std::array::from_fn(|ky| {
+                    let s = (b * inp.h + oy + ky) * inp.w;
+                    &x[s..s + inp.w]
+                });
+                for ox in 0..out.w {
+                    let mut field = [0.0f32; F];
+                    for (ky, row) in rows.iter().enumerate() {
+                        field[ky * K..(ky + 1) * K].copy_from_slice(&row[ox..ox + K]);
+                    }
+                    col.extend_from_slice(&field);
                 }
             }
         }
