@@ -604,6 +604,7 @@ pub(crate) mod tests {
             (6, 5, 2, 3, 2, Padding::Valid),
             (5, 5, 2, 3, 1, Padding::Valid),
             (6, 6, 1, 3, 1, Padding::Valid),
+            (8, 7, 1, 5, 1, Padding::Valid),
             (9, 9, 3, 5, 1, Padding::Valid),
             (3, 3, 1, 4, 1, Padding::Same),
         ] {
