@@ -234,29 +234,35 @@ impl Winograd {
         let (ci, out) = (self.geo.input.c, self.geo.output);
         let co = out.c;
         let tiles = batch * self.th * self.tw;
-        let mut z = vec![0.0; batch * out.len()];
+        // Tiles come in output order, a row of tiles at a time: each row of tiles is gathered
+        // in `rows` (its two output rows) and appended to z once complete, so z is written
+        // once, in order, and never zero-filled first.
+        let mut z = Vec::with_capacity(batch * out.len());
         let chunk = self.chunk().min(tiles);
         let mut v = vec![0.0; chunk * XI * ci];
         let mut m = vec![0.0; chunk * XI * co];
         let mut f = vec![0.0; 4 * co];
+        let row = out.w * co;
+        let mut rows = vec![0.0; 2 * row];
         for (first, len) in self.chunks(tiles) {
             self.transform_input(x, first, len, &mut v);
             Self::products(len, ci, co, &v, u, &mut m);
             for i in 0..len {
-                let (b, ty, tx) = self.tile(first + i);
+                let (_, ty, tx) = self.tile(first + i);
                 output_tile(&m[i * XI * co..(i + 1) * XI * co], co, bias, &mut f);
                 // f holds the 2×2 outputs [r][s][cout]: copy those inside the output.
+                let n = (out.w - 2 * tx).min(2);
                 for r in 0..2 {
-                    let oy = 2 * ty + r;
-                    if oy >= out.h {
-                        break;
-                    }
-                    let n = (out.w - 2 * tx).min(2);
-                    let at = ((b * out.h + oy) * out.w + 2 * tx) * co;
-                    z[at..at + n * co].copy_from_slice(&f[r * 2 * co..(r * 2 + n) * co]);
+                    let at = r * row + 2 * tx * co;
+                    rows[at..at + n * co].copy_from_slice(&f[r * 2 * co..(r * 2 + n) * co]);
+                }
+                if tx + 1 == self.tw {
+                    let inside = (out.h - 2 * ty).min(2);
+                    z.extend_from_slice(&rows[..inside * row]);
                 }
             }
         }
+        debug_assert_eq!(z.len(), batch * out.len());
         act.apply(&mut z);
         z
     }
