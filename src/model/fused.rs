@@ -296,15 +296,12 @@ impl Forward for ConvBlock {
             };
             // The gradient at the convolution's output, through the batch norm and the
             // activation.
-            let through_bn;
             let gz: &[f32] = match (&norm, &bn_keys) {
                 (Some(nm), Some((gamma, beta))) => {
-                    let mut g = vec![0.0f32; saved_z.len()];
-                    let (dgamma, dbeta) = nm.backward(g_pre, &saved_z, act, &mut g);
+                    let (dgamma, dbeta) = nm.backward_in_place(g_pre, &saved_z, act);
                     add_column_sums(grads.get_or_alloc_mut(gamma)?, &dgamma);
                     add_column_sums(grads.get_or_alloc_mut(beta)?, &dbeta);
-                    through_bn = g;
-                    &through_bn
+                    g_pre
                 }
                 _ => {
                     if act_in_backward {
