@@ -303,8 +303,9 @@ mod tests {
         let mut y = vec![f32::NEG_INFINITY; batch * out.len()];
         let mut arg = vec![0u32; batch * out.len()];
         pool_forward(&p, &x, 7, batch, &mut y, &mut arg);
-        for b in 0..batch {
-            for (oy, ox, ch) in (0..2).flat_map(|oy| (0..3).flat_map(move |ox| (0..37).map(move |ch| (oy, ox, ch)))) {
+        let windows = |b| (0..2).flat_map(move |oy| (0..3).map(move |ox| (b, oy, ox)));
+        for (b, oy, ox) in (0..batch).flat_map(windows) {
+            for ch in 0..37 {
                 let mut best = (f32::NEG_INFINITY, 0);
                 for (ky, kx) in [(0, 0), (0, 1), (1, 0), (1, 1)] {
                     let i = ((b * 5 + 2 * oy + ky) * 7 + 2 * ox + kx) * 37 + ch;
