@@ -286,14 +286,22 @@ impl Forward for ConvBlock {
                 &mut gy
             };
             // The gradient before pooling (zero where no window's maximum was).
+            // When the un-pooled gradient is the convolution's output gradient as it is, the
+            // bias gradient (its column sums) is summed while un-pooling, row by row in cache.
+            let bias_in_unpool = norm.is_none() && !act_in_backward;
             let mut scattered;
             let g_pre: &mut [f32] = match &pool {
                 Some(p) => {
-                    scattered = unpool(p, g_in, &arg, batch);
+                    let sums = match bias_in_unpool {
+                        true => Some(&mut grads.get_or_alloc_mut(&bg)?[..]),
+                        false => None,
+                    };
+                    scattered = unpool(p, g_in, &arg, batch, sums);
                     &mut scattered
                 }
                 None => g_in,
             };
+            let bias_done = bias_in_unpool && pool.is_some();
             // The gradient at the convolution's output, through the batch norm and the
             // activation.
             let gz: &[f32] = match (&norm, &bn_keys) {
@@ -313,7 +321,9 @@ impl Forward for ConvBlock {
             match &mut saved {
                 Saved::Unfolded(col) => {
                     geo.add_weight_grad(grads.get_or_alloc_mut(&wg)?, gz, col, batch);
-                    add_column_sums(grads.get_or_alloc_mut(&bg)?, gz);
+                    if !bias_done {
+                        add_column_sums(grads.get_or_alloc_mut(&bg)?, gz);
+                    }
                     if input_grad {
                         // The unfolded input is no longer needed: its buffer takes the
                         // unfolded input gradient.
@@ -328,7 +338,9 @@ impl Forward for ConvBlock {
                     let g_kernel = winograd.backward(input, gz, u, batch, gx);
                     // One row as long as the kernel: gw += g_kernel.
                     add_column_sums(grads.get_or_alloc_mut(&wg)?, &g_kernel);
-                    add_column_sums(grads.get_or_alloc_mut(&bg)?, gz);
+                    if !bias_done {
+                        add_column_sums(grads.get_or_alloc_mut(&bg)?, gz);
+                    }
                 }
             }
             put_grad!(grads, yg, gy);

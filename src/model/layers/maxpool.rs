@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::conv::Padding;
 use super::pooling::{PoolSpec, Windows};
+use crate::model::affine::add_column_sums;
 use crate::model::layer::{Forward, Layer, LayerIo, LayerSpec, Mode, Place, Shape, StoredArray};
 use crate::model::{data_of, put_grad, take_grad, Act, Param};
 use crate::rng::Rng;
@@ -182,12 +183,23 @@ pub(crate) fn relu_pooled(p: &MaxPool, x: &[f32], batch: usize, y: &mut [f32], a
 /// The gradient before pooling, from the pooled outputs' gradient `gy`: each window's arg-max
 /// gets its output's gradient, everything else zero. Bit for bit what scattering into zeros
 /// gives (`0.0 + g`), but written in one sequential pass when the windows tile the input.
-pub(crate) fn unpool(p: &MaxPool, gy: &[f32], arg: &[u32], batch: usize) -> Vec<f32> {
+/// With `column_sums`, also adds each row of that gradient (one pixel's channels) to it, in
+/// row order — `add_column_sums` on the result, done while each row is still in cache.
+pub(crate) fn unpool(
+    p: &MaxPool,
+    gy: &[f32],
+    arg: &[u32],
+    batch: usize,
+    mut column_sums: Option<&mut [f32]>,
+) -> Vec<f32> {
     let (inp, out, k) = (p.input, p.output, p.size);
     let n = batch * inp.len();
     if !p.tiles() {
         let mut g = vec![0.0; n];
         scatter_add(gy, arg, &mut g);
+        if let Some(sums) = column_sums {
+            add_column_sums(sums, &g);
+        }
         return g;
     }
     let c = inp.c;
@@ -196,14 +208,19 @@ pub(crate) fn unpool(p: &MaxPool, gy: &[f32], arg: &[u32], batch: usize) -> Vec<
         for iy in 0..inp.h {
             for ix in 0..inp.w {
                 let o = ((b * out.h + iy / k) * out.w + ix / k) * c;
-                let first = g.len() as u32;
+                let first = g.len();
                 g.extend(
                     arg[o..o + c]
                         .iter()
                         .zip(&gy[o..o + c])
-                        .zip(first..)
+                        .zip(first as u32..)
                         .map(|((&a, &gv), i)| if a == i { 0.0 + gv } else { 0.0 }),
                 );
+                if let Some(sums) = column_sums.as_deref_mut() {
+                    for (s, v) in sums.iter_mut().zip(&g[first..]) {
+                        *s += v;
+                    }
+                }
             }
         }
     }
