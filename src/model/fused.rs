@@ -375,6 +375,16 @@ mod tests {
     use crate::model::layer::Shape;
     use crate::model::layers::conv::tests::conv;
 
+    /// A plain 2×2 max-pool over the output `o` of a convolution.
+    fn pool2(o: Shape) -> MaxPool {
+        MaxPool {
+            input: o,
+            output: Shape::image(o.h / 2, o.w / 2, o.c),
+            size: 2,
+            general: None,
+        }
+    }
+
     #[test]
     fn plan_fuses_a_conv_with_the_batch_norm_and_pool_after_it() {
         let exp = crate::experiment::Experiment::from_resolved_toml(
@@ -428,12 +438,7 @@ mod tests {
             b
         });
         let o = c.geo.output;
-        let p = pool.then_some(MaxPool {
-            input: o,
-            output: Shape::image(o.h / 2, o.w / 2, o.c),
-            size: 2,
-            general: None,
-        });
+        let p = pool.then_some(pool2(o));
         let xt: Act = dev.tensor_from_vec(x.to_vec(), (batch, x.len() / batch));
         let mut rng = Rng::new(0, 0);
         let mut mode = Mode::Train(&mut rng);
@@ -483,12 +488,7 @@ mod tests {
         // with its own activation after pooling.
         let c = conv(Shape::image(6, 6, 2), 3, 3, Activation::Elu(1.0));
         let o = c.geo.output;
-        let pool = MaxPool {
-            input: o,
-            output: Shape::image(o.h / 2, o.w / 2, o.c),
-            size: 2,
-            general: None,
-        };
+        let pool = pool2(o);
         let mut block = ConvBlock::new(c.clone(), None, Some(pool.clone()));
         check(&mut block, random(2 * 72, 30), 2, 1e-3, 5e-3);
         let mut bn = BatchNorm::new(&Cpu::default(), o.c, 0.99, 1e-3);
@@ -505,12 +505,7 @@ mod tests {
             let mut c = conv(Shape::image(11, 12, 1), 3, 20, act);
             c.b.value = Arc::new(random(20, seed).iter().map(|b| b - 0.3).collect());
             let o = c.geo.output;
-            let p = MaxPool {
-                input: o,
-                output: Shape::image(o.h / 2, o.w / 2, o.c),
-                size: 2,
-                general: None,
-            };
+            let p = pool2(o);
             let block = ConvBlock::new(c.clone(), None, Some(p.clone()));
             let batch = 5;
             let col = c.geo.unfold(&random(batch * 11 * 12, 10 + seed), batch);
