@@ -91,6 +91,8 @@ macro_rules! registry {
     };
 }
 
+pub mod tiny;
+
 registry! {
     sgd => Sgd(SgdSpec),
     adam => Adam(AdamSpec),

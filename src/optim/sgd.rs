@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Optimizer, OptimizerKind};
+use super::{tiny, Optimizer, OptimizerKind};
 
 /// `[train.optimizer.sgd]` (or the flat `optimizer = "sgd"`, `learning_rate`, `momentum`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -96,24 +96,207 @@ impl Optimizer for Sgd {
             *v = vec![0.0; w.len()];
         }
         super::decay(w, self.weight_decay, lr);
-        let m = self.momentum;
-        if self.nesterov {
-            for ((w, v), g) in w.iter_mut().zip(v.iter_mut()).zip(g) {
-                *v = m * *v - lr * g;
-                *w += m * *v - lr * g;
-            }
-        } else {
-            for ((w, v), g) in w.iter_mut().zip(v.iter_mut()).zip(g) {
-                *v = m * *v - lr * g;
-                *w += *v;
-            }
+        let (m, nesterov) = (self.momentum, self.nesterov);
+        let exact = tiny::factor_ok(m);
+        let (wb, wr) = w.as_chunks_mut::<BLOCK>();
+        let (vb, vr) = v.as_chunks_mut::<BLOCK>();
+        let (gb, gr) = g.as_chunks::<BLOCK>();
+        for ((w, v), g) in wb.iter_mut().zip(vb.iter_mut()).zip(gb) {
+            block(w, v, g, m, lr, nesterov, exact);
+        }
+        if !wr.is_empty() {
+            // The last few elements, padded to a block with zeros.
+            let n = wr.len();
+            let (mut w, mut v, mut g) = ([0f32; BLOCK], [0f32; BLOCK], [0f32; BLOCK]);
+            w[..n].copy_from_slice(wr);
+            v[..n].copy_from_slice(vr);
+            g[..n].copy_from_slice(gr);
+            block(&mut w, &mut v, &g, m, lr, nesterov, exact);
+            wr.copy_from_slice(&w[..n]);
+            vr.copy_from_slice(&v[..n]);
         }
     }
+}
+
+/// Elements per block of the update.
+const BLOCK: usize = 16;
+
+/// One block of the update: by `exact_block` when its velocity holds a subnormal (see
+/// `tiny`), else by the plain loop. Both give the bits of the plain loop's arithmetic.
+#[inline(always)]
+fn block(
+    w: &mut [f32; BLOCK],
+    v: &mut [f32; BLOCK],
+    g: &[f32; BLOCK],
+    m: f32,
+    lr: f32,
+    nesterov: bool,
+    exact: bool,
+) {
+    let done = exact
+        && tiny::any_subnormal(v)
+        && if nesterov {
+            exact_block::<true>(w, v, g, m, lr)
+        } else {
+            exact_block::<false>(w, v, g, m, lr)
+        };
+    if !done {
+        plain(w, v, g, m, lr, nesterov);
+    }
+}
+
+/// The update as written: v = m·v − lr·g; w += v (or w += m·v − lr·g, Nesterov).
+#[inline(always)]
+fn plain(w: &mut [f32], v: &mut [f32], g: &[f32], m: f32, lr: f32, nesterov: bool) {
+    if nesterov {
+        for ((w, v), g) in w.iter_mut().zip(v.iter_mut()).zip(g) {
+            *v = m * *v - lr * g;
+            *w += m * *v - lr * g;
+        }
+    } else {
+        for ((w, v), g) in w.iter_mut().zip(v.iter_mut()).zip(g) {
+            *v = m * *v - lr * g;
+            *w += *v;
+        }
+    }
+}
+
+/// The same update of one block with subnormal velocities, bit for bit, without handing the
+/// hardware a subnormal operand (see `tiny`). Every element is computed by the plain formula
+/// from its velocity with subnormals replaced by zero, which is exact for a normal velocity,
+/// and for a subnormal one when lr·g is big (it swamps m·v). A subnormal velocity whose
+/// gradient is zero (a dead unit's) decays by `tiny::scale`, and the step (that velocity, or
+/// m times it with Nesterov) is zero or subnormal: it leaves a big weight as it is.
+/// Writes the block and returns `true`, or returns `false` and writes nothing when some
+/// element is neither (a gradient or weight near the subnormals), left to the hardware.
+fn exact_block<const NESTEROV: bool>(
+    w: &mut [f32; BLOCK],
+    v: &mut [f32; BLOCK],
+    g: &[f32; BLOCK],
+    m: f32,
+    lr: f32,
+) -> bool {
+    let (mut nw, mut nv) = (*w, *v);
+    let mut safe = [0f32; BLOCK];
+    for (s, &v) in safe.iter_mut().zip(v.iter()) {
+        *s = if tiny::is_subnormal(v) { 0.0 } else { v };
+    }
+    // Opaque to the optimizer: otherwise it multiplies the original velocity (the slow path)
+    // and selects the result, since it only keeps the product where the velocity is normal.
+    let safe = std::hint::black_box(safe);
+    let mut inexact = false;
+    for i in 0..BLOCK {
+        let lg = lr * g[i];
+        let vel = m * safe[i] - lg;
+        let step = if NESTEROV { m * vel - lg } else { vel };
+        let soft = tiny::is_subnormal(v[i]) & !tiny::is_big(lg);
+        // m·v − lr·g for lr·g = ±0 is m·v; of two zeros it is −0 only for (−0) − (+0).
+        let p = tiny::scale(m, v[i]).to_bits();
+        let tv = f32::from_bits(if p << 1 == 0 { p & !lg.to_bits() } else { p });
+        inexact |= soft & ((lg.to_bits() << 1 != 0) | !tiny::is_big(w[i]));
+        nv[i] = if soft { tv } else { vel };
+        nw[i] = if soft { w[i] } else { w[i] + step };
+    }
+    if !inexact {
+        (*w, *v) = (nw, nv);
+    }
+    !inexact
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn subnormal_velocities_update_bit_for_bit_as_plain_arithmetic() {
+        // Dead units: zero gradients decay the velocity into the subnormals, where the update
+        // takes `tiny`'s path; it must give the plain loop's bits, for every kind of element.
+        let mut rng = crate::rng::Rng::new(3, 0);
+        let n = 16 * 40 + 5;
+        let pick = |rng: &mut crate::rng::Rng, v: f32| match rng.below(4) {
+            0 => 0.0,
+            1 => f32::from_bits((rng.next_u64() as u32) & 0x807f_ffff),
+            2 => v * 1e-34,
+            _ => v,
+        };
+        for nesterov in [false, true] {
+            let spec = SgdSpec {
+                nesterov,
+                ..SgdSpec::default()
+            };
+            let mut opt = spec.build();
+            let mut w: Vec<f32> = (0..n).map(|_| rng.uniform(0.1)).collect();
+            w[7] = f32::from_bits(5);
+            w[8] = 1e-33;
+            let mut want_w = w.clone();
+            let mut want_v = vec![0f32; n];
+            for step in 0..1000 {
+                let g: Vec<f32> = (0..n)
+                    .map(|i| match (i % 3, step > 20) {
+                        (_, false) => rng.uniform(1.0),
+                        (0, true) => 0.0,
+                        _ => {
+                            let g = rng.uniform(1.0);
+                            pick(&mut rng, g)
+                        }
+                    })
+                    .collect();
+                opt.update(0, &mut w, &g, 0.01);
+                plain(&mut want_w, &mut want_v, &g, 0.9, 0.01, nesterov);
+                let bits = |x: &[f32]| x.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&w), bits(&want_w), "step {step}");
+            }
+            let v = &want_v;
+            assert!(v.iter().filter(|&&x| tiny::is_subnormal(x)).count() > n / 4, "{v:?}");
+        }
+    }
+
+    #[test]
+    fn a_dead_units_block_takes_the_exact_path_and_an_odd_one_is_left_to_the_hardware() {
+        let sub = |k: u32| f32::from_bits(k);
+        // Momentum 0.3 takes the smallest subnormals to zeros of either sign.
+        for (nesterov, m) in [(false, 0.9), (true, 0.9), (false, 0.3), (true, 0.3)] {
+            // Subnormal velocities with zero gradients (either sign), normal ones with any.
+            let mut w = [0.05f32; BLOCK];
+            let mut v = [0.0f32; BLOCK];
+            let mut g = [0.0f32; BLOCK];
+            for i in 0..BLOCK {
+                w[i] *= if i % 2 == 0 { 1.0 } else { -(i as f32) };
+                v[i] = match i % 4 {
+                    0 => sub(1),
+                    1 if i % 8 == 1 => -sub(0x7f_ffff),
+                    1 => -sub(1),
+                    2 => -sub(3),
+                    _ => 1e-3 * i as f32,
+                };
+                g[i] = if i % 4 == 3 { 0.5 } else if i % 3 == 2 { -0.0 } else { 0.0 };
+            }
+            g[4] = 2.0; // a subnormal velocity swamped by its gradient
+            let (mut want_w, mut want_v) = (w, v);
+            plain(&mut want_w, &mut want_v, &g, m, 0.01, nesterov);
+            let (mut got_w, mut got_v) = (w, v);
+            let taken = if nesterov {
+                exact_block::<true>(&mut got_w, &mut got_v, &g, m, 0.01)
+            } else {
+                exact_block::<false>(&mut got_w, &mut got_v, &g, m, 0.01)
+            };
+            assert!(taken);
+            let bits = |x: &[f32]| x.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got_v), bits(&want_v));
+            assert_eq!(bits(&got_w), bits(&want_w));
+            assert!(got_v.iter().any(|&x| tiny::is_subnormal(x)));
+            if m < 0.5 {
+                let signs = |neg: bool| got_v.iter().any(|&x| x == 0.0 && x.is_sign_negative() == neg);
+                assert!(signs(true) && signs(false), "{got_v:?}");
+            }
+            // A gradient just above the subnormals next to a subnormal velocity: not taken,
+            // nothing written.
+            g[0] = 1e-35;
+            let (mut odd_w, mut odd_v) = (w, v);
+            assert!(!exact_block::<false>(&mut odd_w, &mut odd_v, &g, m, 0.01));
+            assert_eq!((bits(&odd_w), bits(&odd_v)), (bits(&w), bits(&v)));
+        }
+    }
 
     #[test]
     fn momentum_steps_match_keras_update_rule() {
