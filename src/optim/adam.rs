@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Optimizer, OptimizerKind};
+use super::{tiny, Optimizer, OptimizerKind};
 
 /// Adam settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -108,10 +108,162 @@ impl Optimizer for Adam {
         super::decay(w, weight_decay, lr);
         let m = super::slot(&mut self.m, index, w.len());
         let v = super::slot(&mut self.v, index, w.len());
-        for (((w, m), v), g) in w.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g) {
-            *m += (g - *m) * (1.0 - b1);
-            *v += (g * g - *v) * (1.0 - b2);
-            *w -= alpha * *m / (v.sqrt() + eps);
+        let k = Consts {
+            c1: 1.0 - b1,
+            c2: 1.0 - b2,
+            alpha,
+            eps,
+            big_w: tiny::swamping(alpha, eps),
+        };
+        let (wb, wr) = w.as_chunks_mut::<BLOCK>();
+        let (mb, mr) = m.as_chunks_mut::<BLOCK>();
+        let (vb, vr) = v.as_chunks_mut::<BLOCK>();
+        let (gb, gr) = g.as_chunks::<BLOCK>();
+        for (((w, m), v), g) in wb.iter_mut().zip(mb.iter_mut()).zip(vb.iter_mut()).zip(gb) {
+            block(w, m, v, g, &k);
         }
+        if !wr.is_empty() {
+            // The last few elements, padded to a block with zeros.
+            let n = wr.len();
+            let mut pad = [[0f32; BLOCK]; 4];
+            for (p, x) in pad.iter_mut().zip([&*wr, &*mr, &*vr, gr]) {
+                p[..n].copy_from_slice(x);
+            }
+            let [mut w, mut m, mut v, g] = pad;
+            block(&mut w, &mut m, &mut v, &g, &k);
+            wr.copy_from_slice(&w[..n]);
+            mr.copy_from_slice(&m[..n]);
+            vr.copy_from_slice(&v[..n]);
+        }
+    }
+}
+
+/// Elements per block of the update.
+const BLOCK: usize = 16;
+
+/// What every element's update uses: 1 − β₁, 1 − β₂, the step's α, ε, and the smallest
+/// weight (bits of its magnitude) an update from a subnormal first moment leaves as it is.
+struct Consts {
+    c1: f32,
+    c2: f32,
+    alpha: f32,
+    eps: f32,
+    big_w: u32,
+}
+
+/// One block of the update: by `exact_block` when its first moment holds a subnormal (see
+/// `tiny`), else by the plain loop. Both give the bits of the plain loop's arithmetic.
+#[inline(always)]
+fn block(
+    w: &mut [f32; BLOCK],
+    m: &mut [f32; BLOCK],
+    v: &mut [f32; BLOCK],
+    g: &[f32; BLOCK],
+    k: &Consts,
+) {
+    if !(tiny::any_subnormal(m) && exact_block(w, m, v, g, k)) {
+        for i in 0..BLOCK {
+            m[i] += (g[i] - m[i]) * k.c1;
+            v[i] += (g[i] * g[i] - v[i]) * k.c2;
+            w[i] -= k.alpha * m[i] / (v[i].sqrt() + k.eps);
+        }
+    }
+}
+
+/// The same update of one block with subnormal first moments, bit for bit, without handing
+/// the hardware a subnormal m (see `tiny`; a dead unit's zero gradients decay m by 0.9 per
+/// step into the subnormals, where it stays). Every element is computed by the plain formula
+/// from m with subnormals replaced by zero, which is exact for a normal m and for a subnormal
+/// one next to a big gradient. A subnormal m with a zero gradient becomes m − (1 − β₁)·m in
+/// integer arithmetic, and its step α·m/(√v + ε) is too small to move a weight of at least
+/// `big_w`. Writes the block and returns `true`, or returns `false` and writes nothing when
+/// some element is neither, left to the hardware.
+fn exact_block(
+    w: &mut [f32; BLOCK],
+    m: &mut [f32; BLOCK],
+    v: &mut [f32; BLOCK],
+    g: &[f32; BLOCK],
+    k: &Consts,
+) -> bool {
+    let (mut nw, mut nm, mut nv) = (*w, *m, *v);
+    let mut safe = [0f32; BLOCK];
+    for (s, &m) in safe.iter_mut().zip(m.iter()) {
+        *s = if tiny::is_subnormal(m) { 0.0 } else { m };
+    }
+    // Opaque to the optimizer, which would otherwise compute with the original m (the slow
+    // path) and select the result where m is normal.
+    let safe = std::hint::black_box(safe);
+    let mut inexact = false;
+    for i in 0..BLOCK {
+        let m1 = safe[i] + (g[i] - safe[i]) * k.c1;
+        nv[i] = v[i] + (g[i] * g[i] - v[i]) * k.c2;
+        let w1 = w[i] - k.alpha * m1 / (nv[i].sqrt() + k.eps);
+        let sub = tiny::is_subnormal(m[i]);
+        let dead = g[i].to_bits() << 1 == 0;
+        // m + (0 − m)·c1 = ±(|m| − |c1·m|) in units of 2⁻¹⁴⁹ (c1 ≤ 1); an exact 0 is +0.
+        let mb = m[i].to_bits();
+        let d = (mb & 0x7fff_ffff) - (tiny::scale(k.c1, m[i]).to_bits() & 0x7fff_ffff);
+        let tm = f32::from_bits(if d == 0 { 0 } else { (mb & 0x8000_0000) | d });
+        let w_big = tiny::at_least(w[i], k.big_w);
+        inexact |= sub
+            & if dead {
+                !w_big
+            } else {
+                !(tiny::is_big(g[i]) & tiny::is_big(m1))
+            };
+        nm[i] = if sub & dead { tm } else { m1 };
+        nw[i] = if sub & dead { w[i] } else { w1 };
+    }
+    if !inexact {
+        (*w, *m, *v) = (nw, nm, nv);
+    }
+    !inexact
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subnormal_first_moments_update_bit_for_bit_as_plain_arithmetic() {
+        // Dead units: zero gradients decay m into the subnormals, where the update takes
+        // `tiny`'s path; it must give the plain formula's bits, for every kind of element.
+        let mut rng = crate::rng::Rng::new(4, 0);
+        let n = 16 * 20 + 5;
+        let spec = AdamSpec::default();
+        let mut opt = spec.optimizer();
+        let mut w: Vec<f32> = (0..n).map(|_| rng.uniform(0.1)).collect();
+        w[3] = 1e-30; // a weight too small to be swamped: its block goes to the hardware
+        let (mut want_w, mut want_m, mut want_v) = (w.clone(), vec![0f32; n], vec![0f32; n]);
+        let (b1, b2, eps, lr) = (spec.beta_1, spec.beta_2, spec.epsilon, spec.learning_rate);
+        let mut subnormal_seen = 0;
+        for step in 1..=1200 {
+            let g: Vec<f32> = (0..n)
+                .map(|i| match (i % 3, step > 20) {
+                    (_, false) => rng.uniform(1.0),
+                    (0, true) => [0.0, -0.0][i % 2],
+                    _ => match rng.below(5) {
+                        0 => 0.0,
+                        1 => f32::from_bits((rng.next_u64() as u32) & 0x807f_ffff),
+                        2 => rng.uniform(1e-30),
+                        _ => rng.uniform(1.0),
+                    },
+                })
+                .collect();
+            opt.update(0, &mut w, &g, lr);
+            let t = step as f32;
+            let alpha = lr * (1.0 - b2.powf(t)).sqrt() / (1.0 - b1.powf(t));
+            for i in 0..n {
+                want_m[i] += (g[i] - want_m[i]) * (1.0 - b1);
+                want_v[i] += (g[i] * g[i] - want_v[i]) * (1.0 - b2);
+                want_w[i] -= alpha * want_m[i] / (want_v[i].sqrt() + eps);
+            }
+            let bits = |x: &[f32]| x.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&w), bits(&want_w), "step {step}");
+            assert_eq!(bits(&opt.m[0]), bits(&want_m), "step {step}");
+            assert_eq!(bits(&opt.v[0]), bits(&want_v), "step {step}");
+            subnormal_seen += want_m.iter().filter(|&&x| tiny::is_subnormal(x)).count();
+        }
+        assert!(subnormal_seen > n * 50, "{subnormal_seen}");
     }
 }

@@ -54,7 +54,29 @@ pub fn factor_ok(m: f32) -> bool {
 /// `true` for a finite |x| ≥ 2⁻¹⁰⁰: adding a subnormal to it gives it back.
 #[inline(always)]
 pub fn is_big(x: f32) -> bool {
-    (x.to_bits() & !SIGN).wrapping_sub(BIG) < 0x7f80_0000 - BIG
+    at_least(x, BIG)
+}
+
+/// `true` for a finite x whose magnitude's bits are at least `bits`.
+#[inline(always)]
+pub fn at_least(x: f32, bits: u32) -> bool {
+    let a = x.to_bits() & !SIGN;
+    (a >= bits) & (a < 0x7f80_0000)
+}
+
+/// The bits of the smallest magnitude a weight w can have and be given back by
+/// w − a·x/d for every zero or subnormal x and every d ≥ `eps` (Adam's α·m/(√v + ε)):
+/// rounded, |a·x| ≤ |a|·2⁻¹²⁶ + 2⁻¹⁵⁰ and d ≥ ε(1 − 2⁻²⁴), so the quotient is below q (with a
+/// margin), and a w of at least q·2²⁶ has no neighbour within 2q. Infinity's bits (no
+/// weight) when there is no such bound.
+pub fn swamping(a: f32, eps: f32) -> u32 {
+    let q = (a.abs() as f64 * 2f64.powi(-126) + 2f64.powi(-149)) / eps as f64 * 1.01;
+    let t = q * 2f64.powi(26);
+    if !(eps > 0.0 && t < f32::MAX as f64 / 2.0) {
+        return 0x7f80_0000;
+    }
+    // One unit more covers the cast's rounding down.
+    (t as f32).to_bits() + 1
 }
 
 #[cfg(test)]
@@ -126,6 +148,25 @@ mod tests {
     }
 
     #[test]
+    fn a_swamped_weight_is_given_back_by_the_hardware_too() {
+        // The worst case: the largest subnormal over the smallest denominator, at the
+        // smallest weight said to be big enough, of either sign, and its float neighbours.
+        for (a, eps) in [(1e-3f32, 1e-7f32), (0.1, 1e-7), (1.0, 1e-3), (1e-6, 1e-8)] {
+            let t = f32::from_bits(swamping(a, eps));
+            for x in [f32::from_bits(0x7f_ffff), -f32::from_bits(0x7f_ffff), f32::from_bits(1)] {
+                let step = a * x / (0.0f32.sqrt() + eps);
+                for w in [t, -t, t * 1.5, f32::from_bits(t.to_bits() + 1), 2f32.powi(-40)] {
+                    if w.abs() >= t {
+                        assert_eq!((w - step).to_bits(), w.to_bits(), "{a} {eps} {x:e} {w:e}");
+                    }
+                }
+            }
+        }
+        assert_eq!(swamping(1e-3, 0.0), 0x7f80_0000);
+        assert!(f32::from_bits(swamping(1e-3, 1e-7)) < 1e-25);
+    }
+
+    #[test]
     fn classes() {
         assert!(!is_subnormal(0.0) && !is_subnormal(-0.0));
         assert!(is_subnormal(f32::from_bits(1)) && is_subnormal(-f32::from_bits(0x7f_ffff)));
@@ -135,6 +176,8 @@ mod tests {
         assert!(!any_subnormal(&[1.0, 0.0, -2.0]));
         assert!(is_big(-1e-30) && is_big(f32::MAX) && !is_big(1e-31) && !is_big(0.0));
         assert!(!is_big(f32::INFINITY) && !is_big(f32::NAN));
+        assert!(at_least(-2.0, 2f32.to_bits()) && !at_least(1.9, 2f32.to_bits()));
+        assert!(!at_least(f32::INFINITY, 0x7f80_0000));
         assert!(factor_ok(0.0) && factor_ok(0.9) && factor_ok(1.99));
         assert!(!factor_ok(2.0) && !factor_ok(f32::from_bits(5)) && !factor_ok(f32::NAN));
     }
