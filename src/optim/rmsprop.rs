@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Optimizer, OptimizerKind};
+use super::{tiny, Optimizer, OptimizerKind};
 
 /// RMSprop settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -95,18 +95,201 @@ impl Optimizer for RmsProp {
         } = self.spec;
         super::decay(w, weight_decay, lr);
         let v = super::slot(&mut self.v, index, w.len());
-        if momentum == 0.0 {
-            for ((w, v), g) in w.iter_mut().zip(v.iter_mut()).zip(g) {
-                *v = rho * *v + (1.0 - rho) * g * g;
-                *w -= lr * g / (*v + epsilon).sqrt();
-            }
-            return;
-        }
+        let k = Consts {
+            rho,
+            c: 1.0 - rho,
+            momentum,
+            epsilon,
+            lr,
+            exact: tiny::factor_ok(rho) && tiny::factor_ok(momentum) && tiny::is_big(epsilon),
+        };
+        // Without momentum s stays zero (and is never read by the plain loop).
         let s = super::slot(&mut self.s, index, w.len());
-        for (((w, v), s), g) in w.iter_mut().zip(v.iter_mut()).zip(s.iter_mut()).zip(g) {
-            *v = rho * *v + (1.0 - rho) * g * g;
-            *s = momentum * *s + lr * g / (*v + epsilon).sqrt();
-            *w -= *s;
+        let (wb, wr) = w.as_chunks_mut::<BLOCK>();
+        let (vb, vr) = v.as_chunks_mut::<BLOCK>();
+        let (sb, sr) = s.as_chunks_mut::<BLOCK>();
+        let (gb, gr) = g.as_chunks::<BLOCK>();
+        for (((w, v), s), g) in wb.iter_mut().zip(vb.iter_mut()).zip(sb.iter_mut()).zip(gb) {
+            block(w, v, s, g, &k);
+        }
+        if !wr.is_empty() {
+            // The last few elements, padded to a block with zeros.
+            let n = wr.len();
+            let mut pad = [[0f32; BLOCK]; 4];
+            for (p, x) in pad.iter_mut().zip([&*wr, &*vr, &*sr, gr]) {
+                p[..n].copy_from_slice(x);
+            }
+            let [mut w, mut v, mut s, g] = pad;
+            block(&mut w, &mut v, &mut s, &g, &k);
+            wr.copy_from_slice(&w[..n]);
+            vr.copy_from_slice(&v[..n]);
+            sr.copy_from_slice(&s[..n]);
+        }
+    }
+}
+
+/// Elements per block of the update.
+const BLOCK: usize = 16;
+
+/// What every element's update uses, and whether `exact_block` may be used with it.
+struct Consts {
+    rho: f32,
+    c: f32,
+    momentum: f32,
+    epsilon: f32,
+    lr: f32,
+    exact: bool,
+}
+
+/// One block of the update: by `exact_block` when its state holds a subnormal (see `tiny`),
+/// else by the plain loop. Both give the bits of the plain loop's arithmetic.
+#[inline(always)]
+fn block(
+    w: &mut [f32; BLOCK],
+    v: &mut [f32; BLOCK],
+    s: &mut [f32; BLOCK],
+    g: &[f32; BLOCK],
+    k: &Consts,
+) {
+    let momentum = k.momentum != 0.0;
+    let done = k.exact
+        && (tiny::any_subnormal(v) || (momentum && tiny::any_subnormal(s)))
+        && if momentum {
+            exact_block::<true>(w, v, s, g, k)
+        } else {
+            exact_block::<false>(w, v, s, g, k)
+        };
+    if done {
+        return;
+    }
+    for i in 0..BLOCK {
+        v[i] = k.rho * v[i] + k.c * g[i] * g[i];
+        if momentum {
+            s[i] = k.momentum * s[i] + k.lr * g[i] / (v[i] + k.epsilon).sqrt();
+            w[i] -= s[i];
+        } else {
+            w[i] -= k.lr * g[i] / (v[i] + k.epsilon).sqrt();
+        }
+    }
+}
+
+/// The same update of one block with subnormal state, bit for bit, without handing the
+/// hardware a subnormal (see `tiny`; a dead unit's zero gradients decay v by ρ, and s by the
+/// momentum, into the subnormals, where they stay). Every element is computed by the plain
+/// formula from v and s with subnormals replaced by zero, which is exact for normal ones and
+/// for a subnormal one next to a big term (for v, (1 − ρ)·g²; for s, the step). A subnormal
+/// v with a zero gradient becomes ρ·v by `tiny::scale` (its step is ±0 either way, ε being
+/// big); a subnormal s next to a zero step becomes momentum·s and leaves a big weight as it
+/// is. Writes the block and returns `true`, or returns `false` and writes nothing when some
+/// element is none of these, left to the hardware.
+fn exact_block<const MOMENTUM: bool>(
+    w: &mut [f32; BLOCK],
+    v: &mut [f32; BLOCK],
+    s: &mut [f32; BLOCK],
+    g: &[f32; BLOCK],
+    k: &Consts,
+) -> bool {
+    let (mut nw, mut nv, mut ns) = (*w, *v, *s);
+    let mut safe = [[0f32; BLOCK]; 2];
+    for i in 0..BLOCK {
+        safe[0][i] = if tiny::is_subnormal(v[i]) { 0.0 } else { v[i] };
+        safe[1][i] = if tiny::is_subnormal(s[i]) { 0.0 } else { s[i] };
+    }
+    // Opaque to the optimizer, which would otherwise compute with the original state (the
+    // slow path) and select the result where it is normal.
+    let [sv, ss] = std::hint::black_box(safe);
+    let mut inexact = false;
+    for i in 0..BLOCK {
+        let x = k.c * g[i] * g[i];
+        let v1 = k.rho * sv[i] + x;
+        let q = k.lr * g[i] / (v1 + k.epsilon).sqrt();
+        let s1 = k.momentum * ss[i] + q;
+        let w1 = w[i] - if MOMENTUM { s1 } else { q };
+        // v: ρ·v + (+0) is ρ·v, or +0 when that is a zero.
+        let v_sub = tiny::is_subnormal(v[i]);
+        let dead = g[i].to_bits() << 1 == 0;
+        let p = tiny::scale(k.rho, v[i]).to_bits();
+        let tv = f32::from_bits(if p << 1 == 0 { 0 } else { p });
+        inexact |= v_sub & !dead & !tiny::is_big(x);
+        nv[i] = if v_sub & dead { tv } else { v1 };
+        if MOMENTUM {
+            // s: momentum·s + (±0); of two zeros −0 only for (−0) + (−0).
+            let s_sub = tiny::is_subnormal(s[i]);
+            let q_zero = q.to_bits() << 1 == 0;
+            let p = tiny::scale(k.momentum, s[i]).to_bits();
+            let ts = f32::from_bits(if p << 1 == 0 { p & q.to_bits() } else { p });
+            inexact |= s_sub & !(q_zero & tiny::is_big(w[i]) | tiny::is_big(q));
+            ns[i] = if s_sub & q_zero { ts } else { s1 };
+            nw[i] = if s_sub & q_zero { w[i] } else { w1 };
+        } else {
+            nw[i] = w1;
+        }
+    }
+    if !inexact {
+        (*w, *v, *s) = (nw, nv, ns);
+    }
+    !inexact
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subnormal_state_updates_bit_for_bit_as_plain_arithmetic() {
+        // Dead units: zero gradients decay v (and s) into the subnormals, where the update
+        // takes `tiny`'s path; it must give the plain formula's bits, for every kind of
+        // element, with and without momentum.
+        for momentum in [0.0f32, 0.9] {
+            let mut rng = crate::rng::Rng::new(5, 0);
+            let n = 16 * 20 + 5;
+            let spec = RmsPropSpec {
+                momentum,
+                ..RmsPropSpec::default()
+            };
+            let mut opt = RmsProp {
+                spec: spec.clone(),
+                v: Vec::new(),
+                s: Vec::new(),
+            };
+            let mut w: Vec<f32> = (0..n).map(|_| rng.uniform(0.1)).collect();
+            w[3] = 1e-35; // too small to be swamped: its block goes to the hardware
+            let mut want = (w.clone(), vec![0f32; n], vec![0f32; n]);
+            let (rho, eps, lr) = (spec.rho, spec.epsilon, spec.learning_rate);
+            let mut subnormal_seen = 0;
+            for step in 1..=1200 {
+                let g: Vec<f32> = (0..n)
+                    .map(|i| match (i % 3, step > 20) {
+                        (_, false) => rng.uniform(1.0),
+                        (0, true) => [0.0, -0.0][i % 2],
+                        _ => match rng.below(5) {
+                            0 => 0.0,
+                            1 => f32::from_bits((rng.next_u64() as u32) & 0x807f_ffff),
+                            2 => rng.uniform(1e-20),
+                            _ => rng.uniform(1.0),
+                        },
+                    })
+                    .collect();
+                opt.update(0, &mut w, &g, lr);
+                let (ww, wv, ws) = &mut want;
+                for i in 0..n {
+                    wv[i] = rho * wv[i] + (1.0 - rho) * g[i] * g[i];
+                    if momentum == 0.0 {
+                        ww[i] -= lr * g[i] / (wv[i] + eps).sqrt();
+                    } else {
+                        ws[i] = momentum * ws[i] + lr * g[i] / (wv[i] + eps).sqrt();
+                        ww[i] -= ws[i];
+                    }
+                }
+                let bits = |x: &[f32]| x.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&w), bits(ww), "step {step}");
+                assert_eq!(bits(&opt.v[0]), bits(wv), "step {step}");
+                if momentum != 0.0 {
+                    assert_eq!(bits(&opt.s[0]), bits(ws), "step {step}");
+                }
+                subnormal_seen += wv.iter().filter(|&&x| tiny::is_subnormal(x)).count();
+            }
+            assert!(subnormal_seen > n * 50, "{subnormal_seen}");
         }
     }
 }

@@ -153,9 +153,19 @@ mod tests {
         // smallest weight said to be big enough, of either sign, and its float neighbours.
         for (a, eps) in [(1e-3f32, 1e-7f32), (0.1, 1e-7), (1.0, 1e-3), (1e-6, 1e-8)] {
             let t = f32::from_bits(swamping(a, eps));
-            for x in [f32::from_bits(0x7f_ffff), -f32::from_bits(0x7f_ffff), f32::from_bits(1)] {
+            for x in [
+                f32::from_bits(0x7f_ffff),
+                -f32::from_bits(0x7f_ffff),
+                f32::from_bits(1),
+            ] {
                 let step = a * x / (0.0f32.sqrt() + eps);
-                for w in [t, -t, t * 1.5, f32::from_bits(t.to_bits() + 1), 2f32.powi(-40)] {
+                for w in [
+                    t,
+                    -t,
+                    t * 1.5,
+                    f32::from_bits(t.to_bits() + 1),
+                    2f32.powi(-40),
+                ] {
                     if w.abs() >= t {
                         assert_eq!((w - step).to_bits(), w.to_bits(), "{a} {eps} {x:e} {w:e}");
                     }
