@@ -115,25 +115,38 @@ impl Optimizer for Adam {
             eps,
             big_w: tiny::swamping(alpha, eps),
         };
-        let (wb, wr) = w.as_chunks_mut::<BLOCK>();
-        let (mb, mr) = m.as_chunks_mut::<BLOCK>();
-        let (vb, vr) = v.as_chunks_mut::<BLOCK>();
-        let (gb, gr) = g.as_chunks::<BLOCK>();
-        for (((w, m), v), g) in wb.iter_mut().zip(mb.iter_mut()).zip(vb.iter_mut()).zip(gb) {
-            block(w, m, v, g, &k);
-        }
-        if !wr.is_empty() {
-            // The last few elements, padded to a block with zeros.
-            let n = wr.len();
-            let mut pad = [[0f32; BLOCK]; 4];
-            for (p, x) in pad.iter_mut().zip([&*wr, &*mr, &*vr, gr]) {
-                p[..n].copy_from_slice(x);
+        let chunks = w
+            .chunks_mut(tiny::CHUNK)
+            .zip(m.chunks_mut(tiny::CHUNK))
+            .zip(v.chunks_mut(tiny::CHUNK))
+            .zip(g.chunks(tiny::CHUNK));
+        for (((w, m), v), g) in chunks {
+            if !tiny::any_subnormal(m) {
+                for (((w, m), v), g) in w.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g) {
+                    plain(w, m, v, *g, &k);
+                }
+                continue;
             }
-            let [mut w, mut m, mut v, g] = pad;
-            block(&mut w, &mut m, &mut v, &g, &k);
-            wr.copy_from_slice(&w[..n]);
-            mr.copy_from_slice(&m[..n]);
-            vr.copy_from_slice(&v[..n]);
+            let (wb, wr) = w.as_chunks_mut::<BLOCK>();
+            let (mb, mr) = m.as_chunks_mut::<BLOCK>();
+            let (vb, vr) = v.as_chunks_mut::<BLOCK>();
+            let (gb, gr) = g.as_chunks::<BLOCK>();
+            for (((w, m), v), g) in wb.iter_mut().zip(mb.iter_mut()).zip(vb.iter_mut()).zip(gb) {
+                block(w, m, v, g, &k);
+            }
+            if !wr.is_empty() {
+                // The last few elements, padded to a block with zeros.
+                let n = wr.len();
+                let mut pad = [[0f32; BLOCK]; 4];
+                for (p, x) in pad.iter_mut().zip([&*wr, &*mr, &*vr, gr]) {
+                    p[..n].copy_from_slice(x);
+                }
+                let [mut w, mut m, mut v, g] = pad;
+                block(&mut w, &mut m, &mut v, &g, &k);
+                wr.copy_from_slice(&w[..n]);
+                mr.copy_from_slice(&m[..n]);
+                vr.copy_from_slice(&v[..n]);
+            }
         }
     }
 }
@@ -151,8 +164,8 @@ struct Consts {
     big_w: u32,
 }
 
-/// One block of the update: by `exact_block` when its first moment holds a subnormal (see
-/// `tiny`), else by the plain loop. Both give the bits of the plain loop's arithmetic.
+/// One block of a chunk with subnormals: by `exact_block` when its first moment holds one
+/// (see `tiny`), else by the plain loop. Both give the bits of the plain loop's arithmetic.
 #[inline(always)]
 fn block(
     w: &mut [f32; BLOCK],
@@ -163,11 +176,17 @@ fn block(
 ) {
     if !(tiny::any_subnormal(m) && exact_block(w, m, v, g, k)) {
         for i in 0..BLOCK {
-            m[i] += (g[i] - m[i]) * k.c1;
-            v[i] += (g[i] * g[i] - v[i]) * k.c2;
-            w[i] -= k.alpha * m[i] / (v[i].sqrt() + k.eps);
+            plain(&mut w[i], &mut m[i], &mut v[i], g[i], k);
         }
     }
+}
+
+/// Adam's update of one element as written.
+#[inline(always)]
+fn plain(w: &mut f32, m: &mut f32, v: &mut f32, g: f32, k: &Consts) {
+    *m += (g - *m) * k.c1;
+    *v += (g * g - *v) * k.c2;
+    *w -= k.alpha * *m / (v.sqrt() + k.eps);
 }
 
 /// The same update of one block with subnormal first moments, bit for bit, without handing

@@ -105,25 +105,38 @@ impl Optimizer for RmsProp {
         };
         // Without momentum s stays zero (and is never read by the plain loop).
         let s = super::slot(&mut self.s, index, w.len());
-        let (wb, wr) = w.as_chunks_mut::<BLOCK>();
-        let (vb, vr) = v.as_chunks_mut::<BLOCK>();
-        let (sb, sr) = s.as_chunks_mut::<BLOCK>();
-        let (gb, gr) = g.as_chunks::<BLOCK>();
-        for (((w, v), s), g) in wb.iter_mut().zip(vb.iter_mut()).zip(sb.iter_mut()).zip(gb) {
-            block(w, v, s, g, &k);
-        }
-        if !wr.is_empty() {
-            // The last few elements, padded to a block with zeros.
-            let n = wr.len();
-            let mut pad = [[0f32; BLOCK]; 4];
-            for (p, x) in pad.iter_mut().zip([&*wr, &*vr, &*sr, gr]) {
-                p[..n].copy_from_slice(x);
+        let chunks = w
+            .chunks_mut(tiny::CHUNK)
+            .zip(v.chunks_mut(tiny::CHUNK))
+            .zip(s.chunks_mut(tiny::CHUNK))
+            .zip(g.chunks(tiny::CHUNK));
+        for (((w, v), s), g) in chunks {
+            if !(k.exact && k.subnormal(v, s)) {
+                for (((w, v), s), g) in w.iter_mut().zip(v.iter_mut()).zip(s.iter_mut()).zip(g) {
+                    plain(w, v, s, *g, &k);
+                }
+                continue;
             }
-            let [mut w, mut v, mut s, g] = pad;
-            block(&mut w, &mut v, &mut s, &g, &k);
-            wr.copy_from_slice(&w[..n]);
-            vr.copy_from_slice(&v[..n]);
-            sr.copy_from_slice(&s[..n]);
+            let (wb, wr) = w.as_chunks_mut::<BLOCK>();
+            let (vb, vr) = v.as_chunks_mut::<BLOCK>();
+            let (sb, sr) = s.as_chunks_mut::<BLOCK>();
+            let (gb, gr) = g.as_chunks::<BLOCK>();
+            for (((w, v), s), g) in wb.iter_mut().zip(vb.iter_mut()).zip(sb.iter_mut()).zip(gb) {
+                block(w, v, s, g, &k);
+            }
+            if !wr.is_empty() {
+                // The last few elements, padded to a block with zeros.
+                let n = wr.len();
+                let mut pad = [[0f32; BLOCK]; 4];
+                for (p, x) in pad.iter_mut().zip([&*wr, &*vr, &*sr, gr]) {
+                    p[..n].copy_from_slice(x);
+                }
+                let [mut w, mut v, mut s, g] = pad;
+                block(&mut w, &mut v, &mut s, &g, &k);
+                wr.copy_from_slice(&w[..n]);
+                vr.copy_from_slice(&v[..n]);
+                sr.copy_from_slice(&s[..n]);
+            }
         }
     }
 }
@@ -141,8 +154,16 @@ struct Consts {
     exact: bool,
 }
 
-/// One block of the update: by `exact_block` when its state holds a subnormal (see `tiny`),
-/// else by the plain loop. Both give the bits of the plain loop's arithmetic.
+impl Consts {
+    /// Whether this state holds a subnormal (s counts only with momentum).
+    #[inline(always)]
+    fn subnormal(&self, v: &[f32], s: &[f32]) -> bool {
+        tiny::any_subnormal(v) || (self.momentum != 0.0 && tiny::any_subnormal(s))
+    }
+}
+
+/// One block of a chunk with subnormals: by `exact_block` when its state holds one (see
+/// `tiny`), else by the plain loop. Both give the bits of the plain loop's arithmetic.
 #[inline(always)]
 fn block(
     w: &mut [f32; BLOCK],
@@ -151,25 +172,28 @@ fn block(
     g: &[f32; BLOCK],
     k: &Consts,
 ) {
-    let momentum = k.momentum != 0.0;
-    let done = k.exact
-        && (tiny::any_subnormal(v) || (momentum && tiny::any_subnormal(s)))
-        && if momentum {
+    let done = k.subnormal(v, s)
+        && if k.momentum != 0.0 {
             exact_block::<true>(w, v, s, g, k)
         } else {
             exact_block::<false>(w, v, s, g, k)
         };
-    if done {
-        return;
-    }
-    for i in 0..BLOCK {
-        v[i] = k.rho * v[i] + k.c * g[i] * g[i];
-        if momentum {
-            s[i] = k.momentum * s[i] + k.lr * g[i] / (v[i] + k.epsilon).sqrt();
-            w[i] -= s[i];
-        } else {
-            w[i] -= k.lr * g[i] / (v[i] + k.epsilon).sqrt();
+    if !done {
+        for i in 0..BLOCK {
+            plain(&mut w[i], &mut v[i], &mut s[i], g[i], k);
         }
+    }
+}
+
+/// RMSprop's update of one element as written.
+#[inline(always)]
+fn plain(w: &mut f32, v: &mut f32, s: &mut f32, g: f32, k: &Consts) {
+    *v = k.rho * *v + k.c * g * g;
+    if k.momentum != 0.0 {
+        *s = k.momentum * *s + k.lr * g / (*v + k.epsilon).sqrt();
+        *w -= *s;
+    } else {
+        *w -= k.lr * g / (*v + k.epsilon).sqrt();
     }
 }
 

@@ -24,6 +24,10 @@ pub fn any_subnormal(xs: &[f32]) -> bool {
     xs.iter().fold(false, |a, &x| a | is_subnormal(x))
 }
 
+/// Elements an optimizer checks for subnormal state at once: a chunk without any (every chunk
+/// early in training) takes the plain loop whole, the others go block by block.
+pub const CHUNK: usize = 256;
+
 const SIGN: u32 = 0x8000_0000;
 /// |x| ≥ 2⁻¹⁰⁰: adding a subnormal (< 2⁻¹²⁶) cannot move x to a neighbour (≥ 2⁻¹²⁴ away).
 const BIG: u32 = (127 - 100) << 23;
