@@ -4,7 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{tiny, Optimizer, OptimizerKind};
+use super::tiny::{self, BLOCK};
+use super::{Optimizer, OptimizerKind};
 
 /// Adam settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -115,44 +116,19 @@ impl Optimizer for Adam {
             eps,
             big_w: tiny::swamping(alpha, eps),
         };
-        let chunks = w
-            .chunks_mut(tiny::CHUNK)
-            .zip(m.chunks_mut(tiny::CHUNK))
-            .zip(v.chunks_mut(tiny::CHUNK))
-            .zip(g.chunks(tiny::CHUNK));
-        for (((w, m), v), g) in chunks {
-            if !tiny::any_subnormal(m) {
+        tiny::by_chunks(
+            [w, m, v],
+            g,
+            |[_, m, _]| tiny::any_subnormal(m),
+            |[w, m, v], g| {
                 for (((w, m), v), g) in w.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g) {
                     plain(w, m, v, *g, &k);
                 }
-                continue;
-            }
-            let (wb, wr) = w.as_chunks_mut::<BLOCK>();
-            let (mb, mr) = m.as_chunks_mut::<BLOCK>();
-            let (vb, vr) = v.as_chunks_mut::<BLOCK>();
-            let (gb, gr) = g.as_chunks::<BLOCK>();
-            for (((w, m), v), g) in wb.iter_mut().zip(mb.iter_mut()).zip(vb.iter_mut()).zip(gb) {
-                block(w, m, v, g, &k);
-            }
-            if !wr.is_empty() {
-                // The last few elements, padded to a block with zeros.
-                let n = wr.len();
-                let mut pad = [[0f32; BLOCK]; 4];
-                for (p, x) in pad.iter_mut().zip([&*wr, &*mr, &*vr, gr]) {
-                    p[..n].copy_from_slice(x);
-                }
-                let [mut w, mut m, mut v, g] = pad;
-                block(&mut w, &mut m, &mut v, &g, &k);
-                wr.copy_from_slice(&w[..n]);
-                mr.copy_from_slice(&m[..n]);
-                vr.copy_from_slice(&v[..n]);
-            }
-        }
+            },
+            |[w, m, v], g| block(w, m, v, g, &k),
+        );
     }
 }
-
-/// Elements per block of the update.
-const BLOCK: usize = 16;
 
 /// What every element's update uses: 1 − β₁, 1 − β₂, the step's α, ε, and the smallest
 /// weight (bits of its magnitude) an update from a subnormal first moment leaves as it is.

@@ -4,7 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{tiny, Optimizer, OptimizerKind};
+use super::tiny::{self, BLOCK};
+use super::{Optimizer, OptimizerKind};
 
 /// RMSprop settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -105,44 +106,19 @@ impl Optimizer for RmsProp {
         };
         // Without momentum s stays zero (and is never read by the plain loop).
         let s = super::slot(&mut self.s, index, w.len());
-        let chunks = w
-            .chunks_mut(tiny::CHUNK)
-            .zip(v.chunks_mut(tiny::CHUNK))
-            .zip(s.chunks_mut(tiny::CHUNK))
-            .zip(g.chunks(tiny::CHUNK));
-        for (((w, v), s), g) in chunks {
-            if !(k.exact && k.subnormal(v, s)) {
+        tiny::by_chunks(
+            [w, v, s],
+            g,
+            |[_, v, s]| k.exact && k.subnormal(v, s),
+            |[w, v, s], g| {
                 for (((w, v), s), g) in w.iter_mut().zip(v.iter_mut()).zip(s.iter_mut()).zip(g) {
                     plain(w, v, s, *g, &k);
                 }
-                continue;
-            }
-            let (wb, wr) = w.as_chunks_mut::<BLOCK>();
-            let (vb, vr) = v.as_chunks_mut::<BLOCK>();
-            let (sb, sr) = s.as_chunks_mut::<BLOCK>();
-            let (gb, gr) = g.as_chunks::<BLOCK>();
-            for (((w, v), s), g) in wb.iter_mut().zip(vb.iter_mut()).zip(sb.iter_mut()).zip(gb) {
-                block(w, v, s, g, &k);
-            }
-            if !wr.is_empty() {
-                // The last few elements, padded to a block with zeros.
-                let n = wr.len();
-                let mut pad = [[0f32; BLOCK]; 4];
-                for (p, x) in pad.iter_mut().zip([&*wr, &*vr, &*sr, gr]) {
-                    p[..n].copy_from_slice(x);
-                }
-                let [mut w, mut v, mut s, g] = pad;
-                block(&mut w, &mut v, &mut s, &g, &k);
-                wr.copy_from_slice(&w[..n]);
-                vr.copy_from_slice(&v[..n]);
-                sr.copy_from_slice(&s[..n]);
-            }
-        }
+            },
+            |[w, v, s], g| block(w, v, s, g, &k),
+        );
     }
 }
-
-/// Elements per block of the update.
-const BLOCK: usize = 16;
 
 /// What every element's update uses, and whether `exact_block` may be used with it.
 struct Consts {

@@ -3,7 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{tiny, Optimizer, OptimizerKind};
+use super::tiny::{self, BLOCK};
+use super::{Optimizer, OptimizerKind};
 
 /// `[train.optimizer.sgd]` (or the flat `optimizer = "sgd"`, `learning_rate`, `momentum`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -98,38 +99,15 @@ impl Optimizer for Sgd {
         super::decay(w, self.weight_decay, lr);
         let (m, nesterov) = (self.momentum, self.nesterov);
         let exact = tiny::factor_ok(m);
-        for ((w, v), g) in w
-            .chunks_mut(tiny::CHUNK)
-            .zip(v.chunks_mut(tiny::CHUNK))
-            .zip(g.chunks(tiny::CHUNK))
-        {
-            if !(exact && tiny::any_subnormal(v)) {
-                plain(w, v, g, m, lr, nesterov);
-                continue;
-            }
-            let (wb, wr) = w.as_chunks_mut::<BLOCK>();
-            let (vb, vr) = v.as_chunks_mut::<BLOCK>();
-            let (gb, gr) = g.as_chunks::<BLOCK>();
-            for ((w, v), g) in wb.iter_mut().zip(vb.iter_mut()).zip(gb) {
-                block(w, v, g, m, lr, nesterov);
-            }
-            if !wr.is_empty() {
-                // The last few elements, padded to a block with zeros.
-                let n = wr.len();
-                let (mut w, mut v, mut g) = ([0f32; BLOCK], [0f32; BLOCK], [0f32; BLOCK]);
-                w[..n].copy_from_slice(wr);
-                v[..n].copy_from_slice(vr);
-                g[..n].copy_from_slice(gr);
-                block(&mut w, &mut v, &g, m, lr, nesterov);
-                wr.copy_from_slice(&w[..n]);
-                vr.copy_from_slice(&v[..n]);
-            }
-        }
+        tiny::by_chunks(
+            [w, v],
+            g,
+            |[_, v]| exact && tiny::any_subnormal(v),
+            |[w, v], g| plain(w, v, g, m, lr, nesterov),
+            |[w, v], g| block(w, v, g, m, lr, nesterov),
+        );
     }
 }
-
-/// Elements per block of the update.
-const BLOCK: usize = 16;
 
 /// One block of a chunk with subnormals: by `exact_block` when its velocity holds one (see
 /// `tiny`), else by the plain loop. Both give the bits of the plain loop's arithmetic.

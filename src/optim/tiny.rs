@@ -28,6 +28,50 @@ pub fn any_subnormal(xs: &[f32]) -> bool {
 /// early in training) takes the plain loop whole, the others go block by block.
 pub const CHUNK: usize = 256;
 
+/// Elements per block of a chunk that holds subnormal state.
+pub const BLOCK: usize = 16;
+
+/// Runs an optimizer's update over the weights and its state arrays `xs` (each as long as
+/// the gradient `g`), chunk by chunk: `plain` for a chunk in which `subnormal` finds no
+/// subnormal state, else `block` for each of its blocks (the last one padded with zeros).
+#[inline(always)]
+pub fn by_chunks<const K: usize>(
+    mut xs: [&mut [f32]; K],
+    g: &[f32],
+    subnormal: impl Fn(&[&mut [f32]; K]) -> bool,
+    mut plain: impl FnMut([&mut [f32]; K], &[f32]),
+    mut block: impl FnMut([&mut [f32; BLOCK]; K], &[f32; BLOCK]),
+) {
+    for (c, g) in g.chunks(CHUNK).enumerate() {
+        let range = c * CHUNK..c * CHUNK + g.len();
+        let mut part = xs.each_mut().map(|x| &mut x[range.clone()]);
+        if !subnormal(&part) {
+            plain(part, g);
+            continue;
+        }
+        let (gb, gr) = g.as_chunks::<BLOCK>();
+        for (i, g) in gb.iter().enumerate() {
+            block(
+                part.each_mut()
+                    .map(|x| &mut x.as_chunks_mut::<BLOCK>().0[i]),
+                g,
+            );
+        }
+        if !gr.is_empty() {
+            let (n, at) = (gr.len(), gb.len() * BLOCK);
+            let (mut pad, mut gpad) = ([[0f32; BLOCK]; K], [0f32; BLOCK]);
+            for (p, x) in pad.iter_mut().zip(part.iter()) {
+                p[..n].copy_from_slice(&x[at..]);
+            }
+            gpad[..n].copy_from_slice(gr);
+            block(pad.each_mut(), &gpad);
+            for (p, x) in pad.iter().zip(part.iter_mut()) {
+                x[at..].copy_from_slice(&p[..n]);
+            }
+        }
+    }
+}
+
 const SIGN: u32 = 0x8000_0000;
 /// |x| ≥ 2⁻¹⁰⁰: adding a subnormal (< 2⁻¹²⁶) cannot move x to a neighbour (≥ 2⁻¹²⁴ away).
 const BIG: u32 = (127 - 100) << 23;
