@@ -125,7 +125,7 @@ impl Optimizer for Adam {
                     plain(w, m, v, *g, &k);
                 }
             },
-            |[w, m, v], g| block(w, m, v, g, &k),
+            |[w, m, v], g| exact_block(w, m, v, g, &k),
         );
     }
 }
@@ -138,23 +138,6 @@ struct Consts {
     alpha: f32,
     eps: f32,
     big_w: u32,
-}
-
-/// One block of a chunk with subnormals: by `exact_block` when its first moment holds one
-/// (see `tiny`), else by the plain loop. Both give the bits of the plain loop's arithmetic.
-#[inline(always)]
-fn block(
-    w: &mut [f32; BLOCK],
-    m: &mut [f32; BLOCK],
-    v: &mut [f32; BLOCK],
-    g: &[f32; BLOCK],
-    k: &Consts,
-) {
-    if !(tiny::any_subnormal(m) && exact_block(w, m, v, g, k)) {
-        for i in 0..BLOCK {
-            plain(&mut w[i], &mut m[i], &mut v[i], g[i], k);
-        }
-    }
 }
 
 /// Adam's update of one element as written.
@@ -181,13 +164,7 @@ fn exact_block(
     k: &Consts,
 ) -> bool {
     let (mut nw, mut nm, mut nv) = (*w, *m, *v);
-    let mut safe = [0f32; BLOCK];
-    for (s, &m) in safe.iter_mut().zip(m.iter()) {
-        *s = if tiny::is_subnormal(m) { 0.0 } else { m };
-    }
-    // Opaque to the optimizer, which would otherwise compute with the original m (the slow
-    // path) and select the result where m is normal.
-    let safe = std::hint::black_box(safe);
+    let safe = tiny::without_subnormals(m);
     let mut inexact = false;
     for i in 0..BLOCK {
         let m1 = safe[i] + (g[i] - safe[i]) * k.c1;

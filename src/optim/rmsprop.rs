@@ -115,7 +115,13 @@ impl Optimizer for RmsProp {
                     plain(w, v, s, *g, &k);
                 }
             },
-            |[w, v, s], g| block(w, v, s, g, &k),
+            |[w, v, s], g| {
+                if k.momentum != 0.0 {
+                    exact_block::<true>(w, v, s, g, &k)
+                } else {
+                    exact_block::<false>(w, v, s, g, &k)
+                }
+            },
         );
     }
 }
@@ -135,29 +141,6 @@ impl Consts {
     #[inline(always)]
     fn subnormal(&self, v: &[f32], s: &[f32]) -> bool {
         tiny::any_subnormal(v) || (self.momentum != 0.0 && tiny::any_subnormal(s))
-    }
-}
-
-/// One block of a chunk with subnormals: by `exact_block` when its state holds one (see
-/// `tiny`), else by the plain loop. Both give the bits of the plain loop's arithmetic.
-#[inline(always)]
-fn block(
-    w: &mut [f32; BLOCK],
-    v: &mut [f32; BLOCK],
-    s: &mut [f32; BLOCK],
-    g: &[f32; BLOCK],
-    k: &Consts,
-) {
-    let done = k.subnormal(v, s)
-        && if k.momentum != 0.0 {
-            exact_block::<true>(w, v, s, g, k)
-        } else {
-            exact_block::<false>(w, v, s, g, k)
-        };
-    if !done {
-        for i in 0..BLOCK {
-            plain(&mut w[i], &mut v[i], &mut s[i], g[i], k);
-        }
     }
 }
 
@@ -190,14 +173,7 @@ fn exact_block<const MOMENTUM: bool>(
     k: &Consts,
 ) -> bool {
     let (mut nw, mut nv, mut ns) = (*w, *v, *s);
-    let mut safe = [[0f32; BLOCK]; 2];
-    for i in 0..BLOCK {
-        safe[0][i] = if tiny::is_subnormal(v[i]) { 0.0 } else { v[i] };
-        safe[1][i] = if tiny::is_subnormal(s[i]) { 0.0 } else { s[i] };
-    }
-    // Opaque to the optimizer, which would otherwise compute with the original state (the
-    // slow path) and select the result where it is normal.
-    let [sv, ss] = std::hint::black_box(safe);
+    let (sv, ss) = (tiny::without_subnormals(v), tiny::without_subnormals(s));
     let mut inexact = false;
     for i in 0..BLOCK {
         let x = k.c * g[i] * g[i];

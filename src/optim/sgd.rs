@@ -104,30 +104,14 @@ impl Optimizer for Sgd {
             g,
             |[_, v]| exact && tiny::any_subnormal(v),
             |[w, v], g| plain(w, v, g, m, lr, nesterov),
-            |[w, v], g| block(w, v, g, m, lr, nesterov),
-        );
-    }
-}
-
-/// One block of a chunk with subnormals: by `exact_block` when its velocity holds one (see
-/// `tiny`), else by the plain loop. Both give the bits of the plain loop's arithmetic.
-#[inline(always)]
-fn block(
-    w: &mut [f32; BLOCK],
-    v: &mut [f32; BLOCK],
-    g: &[f32; BLOCK],
-    m: f32,
-    lr: f32,
-    nesterov: bool,
-) {
-    let done = tiny::any_subnormal(v)
-        && if nesterov {
-            exact_block::<true>(w, v, g, m, lr)
-        } else {
-            exact_block::<false>(w, v, g, m, lr)
-        };
-    if !done {
-        plain(w, v, g, m, lr, nesterov);
+            |[w, v], g| {
+                if nesterov {
+                    exact_block::<true>(w, v, g, m, lr)
+                } else {
+                    exact_block::<false>(w, v, g, m, lr)
+                }
+            },
+            );
     }
 }
 
@@ -163,13 +147,7 @@ fn exact_block<const NESTEROV: bool>(
     lr: f32,
 ) -> bool {
     let (mut nw, mut nv) = (*w, *v);
-    let mut safe = [0f32; BLOCK];
-    for (s, &v) in safe.iter_mut().zip(v.iter()) {
-        *s = if tiny::is_subnormal(v) { 0.0 } else { v };
-    }
-    // Opaque to the optimizer: otherwise it multiplies the original velocity (the slow path)
-    // and selects the result, since it only keeps the product where the velocity is normal.
-    let safe = std::hint::black_box(safe);
+    let safe = tiny::without_subnormals(v);
     let mut inexact = false;
     for i in 0..BLOCK {
         let lg = lr * g[i];

@@ -32,16 +32,24 @@ pub const CHUNK: usize = 256;
 pub const BLOCK: usize = 16;
 
 /// Runs an optimizer's update over the weights and its state arrays `xs` (each as long as
-/// the gradient `g`), chunk by chunk: `plain` for a chunk in which `subnormal` finds no
-/// subnormal state, else `block` for each of its blocks (the last one padded with zeros).
+/// the gradient `g`), chunk by chunk: `plain` (the update as written) for a chunk in which
+/// `subnormal` finds no subnormal state; in the others, block by block (the last one padded
+/// with zeros), `exact` for a block in which `subnormal` finds some, unless it declines
+/// (returns `false`, having written nothing), and `plain` for the rest.
 #[inline(always)]
 pub fn by_chunks<const K: usize>(
     mut xs: [&mut [f32]; K],
     g: &[f32],
     subnormal: impl Fn(&[&mut [f32]; K]) -> bool,
-    mut plain: impl FnMut([&mut [f32]; K], &[f32]),
-    mut block: impl FnMut([&mut [f32; BLOCK]; K], &[f32; BLOCK]),
+    plain: impl Fn([&mut [f32]; K], &[f32]),
+    exact: impl Fn([&mut [f32; BLOCK]; K], &[f32; BLOCK]) -> bool,
 ) {
+    let block = |mut b: [&mut [f32; BLOCK]; K], g: &[f32; BLOCK]| {
+        let held = subnormal(&b.each_mut().map(|x| x.as_mut_slice()));
+        if !(held && exact(b.each_mut().map(|x| &mut **x), g)) {
+            plain(b.map(|x| x.as_mut_slice()), g);
+        }
+    };
     for (c, g) in g.chunks(CHUNK).enumerate() {
         let range = c * CHUNK..c * CHUNK + g.len();
         let mut part = xs.each_mut().map(|x| &mut x[range.clone()]);
@@ -70,6 +78,14 @@ pub fn by_chunks<const K: usize>(
             }
         }
     }
+}
+
+/// `x` with its subnormals replaced by zero, for the plain formula in an exact block: opaque
+/// to the optimizer, which would otherwise compute with the original values (the slow path)
+/// and select the result where they are normal (it did, in the disassembly).
+#[inline(always)]
+pub fn without_subnormals(x: &[f32; BLOCK]) -> [f32; BLOCK] {
+    std::hint::black_box(x.map(|x| if is_subnormal(x) { 0.0 } else { x }))
 }
 
 const SIGN: u32 = 0x8000_0000;
