@@ -210,18 +210,7 @@ mod tests {
         let (b1, b2, eps, lr) = (spec.beta_1, spec.beta_2, spec.epsilon, spec.learning_rate);
         let mut subnormal_seen = 0;
         for step in 1..=1200 {
-            let g: Vec<f32> = (0..n)
-                .map(|i| match (i % 3, step > 20) {
-                    (_, false) => rng.uniform(1.0),
-                    (0, true) => [0.0, -0.0][i % 2],
-                    _ => match rng.below(5) {
-                        0 => 0.0,
-                        1 => f32::from_bits((rng.next_u64() as u32) & 0x807f_ffff),
-                        2 => rng.uniform(1e-30),
-                        _ => rng.uniform(1.0),
-                    },
-                })
-                .collect();
+            let g = tiny::test_gradients(&mut rng, n, step, 1e-30);
             opt.update(0, &mut w, &g, lr);
             let t = step as f32;
             let alpha = lr * (1.0 - b2.powf(t)).sqrt() / (1.0 - b1.powf(t));

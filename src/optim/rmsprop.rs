@@ -234,18 +234,7 @@ mod tests {
             let (rho, eps, lr) = (spec.rho, spec.epsilon, spec.learning_rate);
             let mut subnormal_seen = 0;
             for step in 1..=1200 {
-                let g: Vec<f32> = (0..n)
-                    .map(|i| match (i % 3, step > 20) {
-                        (_, false) => rng.uniform(1.0),
-                        (0, true) => [0.0, -0.0][i % 2],
-                        _ => match rng.below(5) {
-                            0 => 0.0,
-                            1 => f32::from_bits((rng.next_u64() as u32) & 0x807f_ffff),
-                            2 => rng.uniform(1e-20),
-                            _ => rng.uniform(1.0),
-                        },
-                    })
-                    .collect();
+                let g = tiny::test_gradients(&mut rng, n, step, 1e-20);
                 opt.update(0, &mut w, &g, lr);
                 let (ww, wv, ws) = &mut want;
                 for i in 0..n {

@@ -177,12 +177,6 @@ mod tests {
         // takes `tiny`'s path; it must give the plain loop's bits, for every kind of element.
         let mut rng = crate::rng::Rng::new(3, 0);
         let n = 16 * 40 + 5;
-        let pick = |rng: &mut crate::rng::Rng, v: f32| match rng.below(4) {
-            0 => 0.0,
-            1 => f32::from_bits((rng.next_u64() as u32) & 0x807f_ffff),
-            2 => v * 1e-34,
-            _ => v,
-        };
         for nesterov in [false, true] {
             let mut opt = Sgd {
                 momentum: 0.9,
@@ -196,16 +190,7 @@ mod tests {
             let mut want_w = w.clone();
             let mut want_v = vec![0f32; n];
             for step in 0..1000 {
-                let g: Vec<f32> = (0..n)
-                    .map(|i| match (i % 3, step > 20) {
-                        (_, false) => rng.uniform(1.0),
-                        (0, true) => 0.0,
-                        _ => {
-                            let g = rng.uniform(1.0);
-                            pick(&mut rng, g)
-                        }
-                    })
-                    .collect();
+                let g = tiny::test_gradients(&mut rng, n, step, 1e-34);
                 opt.update(0, &mut w, &g, 0.01);
                 plain(&mut want_w, &mut want_v, &g, 0.9, 0.01, nesterov);
                 let bits = |x: &[f32]| x.iter().map(|x| x.to_bits()).collect::<Vec<_>>();

@@ -143,6 +143,30 @@ pub fn swamping(a: f32, eps: f32) -> u32 {
     (t as f32).to_bits() + 1
 }
 
+/// Gradients for testing an optimizer's exact path against its plain formula: random for the
+/// first 20 steps, then every third element dead (a zero of either sign, so its state decays
+/// into the subnormals) and the others zero, subnormal, tiny (below `tiny`) or random.
+#[cfg(test)]
+pub(crate) fn test_gradients(
+    rng: &mut crate::rng::Rng,
+    n: usize,
+    step: usize,
+    tiny: f32,
+) -> Vec<f32> {
+    (0..n)
+        .map(|i| match (i % 3, step > 20) {
+            (_, false) => rng.uniform(1.0),
+            (0, true) => [0.0, -0.0][i % 2],
+            _ => match rng.below(5) {
+                0 => 0.0,
+                1 => f32::from_bits((rng.next_u64() as u32) & 0x807f_ffff),
+                2 => rng.uniform(tiny),
+                _ => rng.uniform(1.0),
+            },
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
