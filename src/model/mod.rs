@@ -16,6 +16,7 @@ pub mod io;
 pub mod layer;
 pub mod layers;
 pub mod loss;
+pub mod scratch;
 pub mod winograd;
 
 use std::fmt;

@@ -15,6 +15,7 @@
 use super::activation::Activation;
 use super::gemm::{matmul_rows, View};
 use super::layers::conv::ConvGeometry;
+use super::scratch;
 
 /// Positions of a transformed 4×4 tile.
 const XI: usize = 16;
@@ -239,29 +240,28 @@ impl Winograd {
         // once, in order, and never zero-filled first.
         let mut z = Vec::with_capacity(batch * out.len());
         let chunk = self.chunk().min(tiles);
-        let mut v = vec![0.0; chunk * XI * ci];
-        let mut m = vec![0.0; chunk * XI * co];
-        let mut f = vec![0.0; 4 * co];
         let row = out.w * co;
-        let mut rows = vec![0.0; 2 * row];
-        for (first, len) in self.chunks(tiles) {
-            self.transform_input(x, first, len, &mut v);
-            Self::products(len, ci, co, &v, u, &mut m);
-            for i in 0..len {
-                let (_, ty, tx) = self.tile(first + i);
-                output_tile(&m[i * XI * co..(i + 1) * XI * co], co, bias, &mut f);
-                // f holds the 2×2 outputs [r][s][cout]: copy those inside the output.
-                let n = (out.w - 2 * tx).min(2);
-                for r in 0..2 {
-                    let at = r * row + 2 * tx * co;
-                    rows[at..at + n * co].copy_from_slice(&f[r * 2 * co..(r * 2 + n) * co]);
-                }
-                if tx + 1 == self.tw {
-                    let inside = (out.h - 2 * ty).min(2);
-                    z.extend_from_slice(&rows[..inside * row]);
+        let lens = [chunk * XI * ci, chunk * XI * co, 4 * co, 2 * row];
+        scratch::with(lens, |[v, m, f, rows]| {
+            for (first, len) in self.chunks(tiles) {
+                self.transform_input(x, first, len, v);
+                Self::products(len, ci, co, v, u, m);
+                for i in 0..len {
+                    let (_, ty, tx) = self.tile(first + i);
+                    output_tile(&m[i * XI * co..(i + 1) * XI * co], co, bias, f);
+                    // f holds the 2×2 outputs [r][s][cout]: copy those inside the output.
+                    let n = (out.w - 2 * tx).min(2);
+                    for r in 0..2 {
+                        let at = r * row + 2 * tx * co;
+                        rows[at..at + n * co].copy_from_slice(&f[r * 2 * co..(r * 2 + n) * co]);
+                    }
+                    if tx + 1 == self.tw {
+                        let inside = (out.h - 2 * ty).min(2);
+                        z.extend_from_slice(&rows[..inside * row]);
+                    }
                 }
             }
-        }
+        });
         debug_assert_eq!(z.len(), batch * out.len());
         act.apply(&mut z);
         z
@@ -283,59 +283,59 @@ impl Winograd {
         let tiles = batch * self.th * self.tw;
         let chunk = self.chunk().min(tiles);
         let ut = gx.as_ref().map(|_| self.kernel_transposed(u));
-        let mut v = vec![0.0; chunk * XI * ci];
-        let mut gm = vec![0.0; chunk * XI * co];
-        let mut gv = vec![0.0; if gx.is_some() { chunk * XI * ci } else { 0 }];
         let mut gu = vec![0.0; XI * ci * co];
-        let mut patch = vec![0.0; XI * ci];
         let zeros = vec![0.0; co];
-        for (first, len) in self.chunks(tiles) {
-            self.transform_input(x, first, len, &mut v);
-            // The output gradient's tiles: gM = A gY Aᵀ (zero outside the output).
-            for (i, gt) in gm.chunks_exact_mut(XI * co).take(len).enumerate() {
-                let (b, ty, tx) = self.tile(first + i);
-                let g = |r: usize, s: usize| -> &[f32] {
-                    let (oy, ox) = (2 * ty + r, 2 * tx + s);
-                    if oy < out.h && ox < out.w {
-                        let at = ((b * out.h + oy) * out.w + ox) * co;
-                        &gz[at..at + co]
-                    } else {
-                        &zeros
-                    }
+        let gv_len = if gx.is_some() { chunk * XI * ci } else { 0 };
+        let lens = [chunk * XI * ci, chunk * XI * co, gv_len, XI * ci];
+        scratch::with(lens, |[v, gm, gv, patch]| {
+            for (first, len) in self.chunks(tiles) {
+                self.transform_input(x, first, len, v);
+                // The output gradient's tiles: gM = A gY Aᵀ (zero outside the output).
+                for (i, gt) in gm.chunks_exact_mut(XI * co).take(len).enumerate() {
+                    let (b, ty, tx) = self.tile(first + i);
+                    let g = |r: usize, s: usize| -> &[f32] {
+                        let (oy, ox) = (2 * ty + r, 2 * tx + s);
+                        if oy < out.h && ox < out.w {
+                            let at = ((b * out.h + oy) * out.w + ox) * co;
+                            &gz[at..at + co]
+                        } else {
+                            &zeros
+                        }
+                    };
+                    grad_output_tile([g(0, 0), g(0, 1), g(1, 0), g(1, 1)], co, gt);
+                }
+                // gU[ξ] += V[ξ]ᵀ · gM[ξ]: one pass over the chunk's tiles.
+                for xi in 0..XI {
+                    matmul_rows(
+                        ci,
+                        co,
+                        len,
+                        &mut gu[xi * ci * co..(xi + 1) * ci * co],
+                        co,
+                        true,
+                        View {
+                            data: &v[xi * ci..],
+                            rs: 1,
+                            cs: XI * ci,
+                        },
+                        View {
+                            data: &gm[xi * co..],
+                            rs: XI * co,
+                            cs: 1,
+                        },
+                    );
+                }
+                let (Some(gx), Some(ut)) = (gx.as_deref_mut(), &ut) else {
+                    continue;
                 };
-                grad_output_tile([g(0, 0), g(0, 1), g(1, 0), g(1, 1)], co, gt);
+                // gV[ξ] = gM[ξ] · U[ξ]ᵀ, then the patch gradient B gV Bᵀ, added back.
+                Self::products(len, co, ci, gm, ut, gv);
+                for (i, gt) in gv.chunks_exact(XI * ci).take(len).enumerate() {
+                    grad_input_tile(gt, ci, patch);
+                    self.scatter_add(patch, first + i, gx);
+                }
             }
-            // gU[ξ] += V[ξ]ᵀ · gM[ξ]: one pass over the chunk's tiles.
-            for xi in 0..XI {
-                matmul_rows(
-                    ci,
-                    co,
-                    len,
-                    &mut gu[xi * ci * co..(xi + 1) * ci * co],
-                    co,
-                    true,
-                    View {
-                        data: &v[xi * ci..],
-                        rs: 1,
-                        cs: XI * ci,
-                    },
-                    View {
-                        data: &gm[xi * co..],
-                        rs: XI * co,
-                        cs: 1,
-                    },
-                );
-            }
-            let (Some(gx), Some(ut)) = (gx.as_deref_mut(), &ut) else {
-                continue;
-            };
-            // gV[ξ] = gM[ξ] · U[ξ]ᵀ, then the patch gradient B gV Bᵀ, added back.
-            Self::products(len, co, ci, &gm, ut, &mut gv);
-            for (i, gt) in gv.chunks_exact(XI * ci).take(len).enumerate() {
-                grad_input_tile(gt, ci, &mut patch);
-                self.scatter_add(&patch, first + i, gx);
-            }
-        }
+        });
         // gw = Gᵀ gU G, per (cin, cout).
         let n = ci * co;
         let mut gw = vec![0.0; 9 * n];
