@@ -408,13 +408,15 @@ fn split16(buf: &mut [f32], c: usize) -> [&mut [f32]; XI] {
 
 /// `Bᵀ d B` of one tile: `rows[r]` holds the patch's row r as `[s][c]`; writes `[ξ][c]`.
 fn input_tile(rows: [&[f32]; 4], c: usize, out: &mut [f32]) {
+    /// Column `s` of `Bᵀ d`.
+    #[inline(always)]
+    fn e<const L: usize>(rows: &[&[f32]; 4], c: usize, ch: usize, s: usize) -> [Lanes<L>; 4] {
+        let d = |r: usize| load::<L>(rows[r], s * c + ch);
+        let (d0, d1, d2, d3) = (d(0), d(1), d(2), d(3));
+        [sub(d0, d2), add(d1, d2), sub(d2, d1), sub(d1, d3)]
+    }
     fn block<const L: usize>(rows: &[&[f32]; 4], c: usize, o: &mut [&mut [f32]; XI], ch: usize) {
-        let d = |r: usize, s: usize| load::<L>(rows[r], s * c + ch);
-        // e_s = Bᵀ d, column s.
-        let e = |s: usize| {
-            let (d0, d1, d2, d3) = (d(0, s), d(1, s), d(2, s), d(3, s));
-            [sub(d0, d2), add(d1, d2), sub(d2, d1), sub(d1, d3)]
-        };
+        let e = |s: usize| e::<L>(rows, c, ch, s);
         let (e0, e1, e2, e3) = (e(0), e(1), e(2), e(3));
         for a in 0..4 {
             store(o[a * 4], ch, sub(e0[a], e2[a]));
@@ -429,13 +431,15 @@ fn input_tile(rows: [&[f32]; 4], c: usize, out: &mut [f32]) {
 
 /// `Aᵀ M A + bias` of one tile: `m` is `[ξ][c]`; writes the 2×2 outputs as `[r][s][c]`.
 fn output_tile(m: &[f32], c: usize, bias: &[f32], out: &mut [f32]) {
-    fn block<const L: usize>(m: &[f32], c: usize, bias: &[f32], out: &mut [f32], ch: usize) {
+    /// Column `s` of `Aᵀ M` (its rows 0 and 1).
+    #[inline(always)]
+    fn f<const L: usize>(m: &[f32], c: usize, ch: usize, s: usize) -> [Lanes<L>; 2] {
         let mv = |xi: usize| load::<L>(m, xi * c + ch);
-        // f = Aᵀ M, rows 0 and 1, column s.
-        let f = |s: usize| {
-            let (m0, m1, m2, m3) = (mv(s), mv(4 + s), mv(8 + s), mv(12 + s));
-            [add(add(m0, m1), m2), sub(sub(m1, m2), m3)]
-        };
+        let (m0, m1, m2, m3) = (mv(s), mv(4 + s), mv(8 + s), mv(12 + s));
+        [add(add(m0, m1), m2), sub(sub(m1, m2), m3)]
+    }
+    fn block<const L: usize>(m: &[f32], c: usize, bias: &[f32], out: &mut [f32], ch: usize) {
+        let f = |s: usize| f::<L>(m, c, ch, s);
         let (f0, f1, f2, f3) = (f(0), f(1), f(2), f(3));
         let b = load::<L>(bias, ch);
         for r in 0..2 {
@@ -472,13 +476,15 @@ fn grad_output_tile(g: [&[f32]; 4], c: usize, out: &mut [f32]) {
 
 /// `B gV Bᵀ` of one tile: `gv` is `[ξ][c]`; writes the patch gradient as `[r][s][c]`.
 fn grad_input_tile(gv: &[f32], c: usize, out: &mut [f32]) {
-    fn block<const L: usize>(gv: &[f32], c: usize, o: &mut [&mut [f32]; XI], ch: usize) {
+    /// Column `s` of `B gV`.
+    #[inline(always)]
+    fn e<const L: usize>(gv: &[f32], c: usize, ch: usize, s: usize) -> [Lanes<L>; 4] {
         let q = |xi: usize| load::<L>(gv, xi * c + ch);
-        // e = B gV, column s.
-        let e = |s: usize| {
-            let (q0, q1, q2, q3) = (q(s), q(4 + s), q(8 + s), q(12 + s));
-            [q0, add(sub(q1, q2), q3), sub(add(q1, q2), q0), neg(q3)]
-        };
+        let (q0, q1, q2, q3) = (q(s), q(4 + s), q(8 + s), q(12 + s));
+        [q0, add(sub(q1, q2), q3), sub(add(q1, q2), q0), neg(q3)]
+    }
+    fn block<const L: usize>(gv: &[f32], c: usize, o: &mut [&mut [f32]; XI], ch: usize) {
+        let e = |s: usize| e::<L>(gv, c, ch, s);
         let (e0, e1, e2, e3) = (e(0), e(1), e(2), e(3));
         for r in 0..4 {
             store(o[r * 4], ch, e0[r]);
