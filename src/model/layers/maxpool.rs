@@ -182,7 +182,7 @@ pub(crate) fn relu_pooled(p: &MaxPool, x: &[f32], batch: usize, y: &mut [f32], a
 
 /// The gradient before pooling, from the pooled outputs' gradient `gy`: each window's arg-max
 /// gets its output's gradient, everything else zero. Bit for bit what scattering into zeros
-/// gives (`0.0 + g`), but written in one sequential pass when the windows tile the input.
+/// gives (`0.0 + g`), but written in one sequential pass when the windows do not overlap.
 /// With `column_sums`, also adds each row of that gradient (one pixel's channels) to it, in
 /// row order — `add_column_sums` on the result, done while each row is still in cache.
 pub(crate) fn unpool(
@@ -194,7 +194,7 @@ pub(crate) fn unpool(
 ) -> Vec<f32> {
     let (inp, out, k) = (p.input, p.output, p.size);
     let n = batch * inp.len();
-    if !p.tiles() {
+    if p.general.is_some() {
         let mut g = vec![0.0; n];
         scatter_add(gy, arg, &mut g);
         if let Some(sums) = column_sums {
@@ -207,15 +207,19 @@ pub(crate) fn unpool(
     for b in 0..batch {
         for iy in 0..inp.h {
             for ix in 0..inp.w {
-                let o = ((b * out.h + iy / k) * out.w + ix / k) * c;
                 let first = g.len();
-                g.extend(
-                    arg[o..o + c]
-                        .iter()
-                        .zip(&gy[o..o + c])
-                        .zip(first as u32..)
-                        .map(|((&a, &gv), i)| if a == i { 0.0 + gv } else { 0.0 }),
-                );
+                if iy / k < out.h && ix / k < out.w {
+                    let o = ((b * out.h + iy / k) * out.w + ix / k) * c;
+                    let (args, gys) = (&arg[o..o + c], &gy[o..o + c]);
+                    let at = first as u32;
+                    g.extend((0..c).map(|j| match args[j] == at + j as u32 {
+                        true => 0.0 + gys[j],
+                        false => 0.0,
+                    }));
+                } else {
+                    // A row or column that floor division leaves out of every window.
+                    g.resize(first + c, 0.0);
+                }
                 if let Some(sums) = column_sums.as_deref_mut() {
                     for (s, v) in sums.iter_mut().zip(&g[first..]) {
                         *s += v;
@@ -233,15 +237,6 @@ pub(crate) fn scatter_add(gy: &[f32], arg: &[u32], gx: &mut [f32]) {
         if a != NO_GRAD {
             gx[a as usize] += g;
         }
-    }
-}
-
-impl MaxPool {
-    /// Whether the windows cover the input exactly (no row or column left out).
-    pub fn tiles(&self) -> bool {
-        self.general.is_none()
-            && self.output.h * self.size == self.input.h
-            && self.output.w * self.size == self.input.w
     }
 }
 
@@ -333,6 +328,40 @@ mod tests {
                 let o = ((b * 2 + oy) * 3 + ox) * 37 + ch;
                 assert_eq!((y[o], arg[o]), best, "sample {b}, ({oy}, {ox}), channel {ch}");
             }
+        }
+    }
+
+    #[test]
+    fn unpool_is_scattering_into_zeros_bit_for_bit() {
+        // 5×7 (left-out row and column) and 4×6 (tiled) inputs, 37 channels; ReLU's NO_GRAD
+        // and signed zeros among the gradients; bias sums on and off.
+        for (h, w) in [(5, 7), (4, 6)] {
+            let (inp, out) = (Shape::image(h, w, 37), Shape::image(h / 2, w / 2, 37));
+            let p = MaxPool {
+                input: inp,
+                output: out,
+                size: 2,
+                general: None,
+            };
+            let batch = 2;
+            let x = crate::model::gradcheck::random(batch * inp.len(), 8);
+            let mut y = vec![f32::NEG_INFINITY; batch * out.len()];
+            let mut arg = vec![0u32; batch * out.len()];
+            pool_forward(&p, &x, 0, batch, &mut y, &mut arg);
+            relu_pooled(&p, &x, batch, &mut y, &mut arg);
+            assert!(arg.contains(&NO_GRAD));
+            let mut gy = crate::model::gradcheck::random(y.len(), 9);
+            gy[3] = -0.0;
+            let mut want = vec![0.0; x.len()];
+            scatter_add(&gy, &arg, &mut want);
+            let mut want_sums = vec![0.5; 37];
+            add_column_sums(&mut want_sums, &want);
+            let mut sums = vec![0.5; 37];
+            let got = unpool(&p, &gy, &arg, batch, Some(&mut sums));
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "{h}×{w}");
+            assert_eq!(bits(&sums), bits(&want_sums), "{h}×{w}");
+            assert_eq!(bits(&unpool(&p, &gy, &arg, batch, None)), bits(&want));
         }
     }
 
