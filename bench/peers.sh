@@ -39,6 +39,8 @@ echo "| model | Keras | PyTorch, 2 threads | PyTorch, two 1-thread processes (pe
 echo "|---|---:|---:|---:|---:|---:|---:|---:|"
 for m in $SEED_MODELS; do
   "$TF" "$SHARED/keras_seed.py" "$m" "$EPOCHS" 1 > "$out/keras-$m" 2>&1
+  # keras_seed.py leaves its scores in the working directory: keep them with the raw outputs.
+  mv -f "keras_${m}_${EPOCHS}_1.json" "$out/" 2>/dev/null || true
   THREADS=2 "$TORCH" "$SHARED/torch_seed.py" "$m" "$EPOCHS" 1 > "$out/torch2-$m" 2>&1
   THREADS=1 "$TORCH" "$SHARED/torch_seed.py" "$m" "$EPOCHS" 1 > "$out/torch1a-$m" 2>&1 &
   THREADS=1 "$TORCH" "$SHARED/torch_seed.py" "$m" "$EPOCHS" 1 > "$out/torch1b-$m" 2>&1
