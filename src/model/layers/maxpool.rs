@@ -279,14 +279,19 @@ mod tests {
     use super::*;
     use crate::model::gradcheck::check;
 
-    #[test]
-    fn pools_odd_sides_by_floor_and_keeps_channels_apart() {
-        let mut p = MaxPool {
-            input: Shape::image(3, 3, 2),
-            output: Shape::image(1, 1, 2),
+    /// `maxpool = 2` over `h`×`w`×`c` inputs (floor division of odd sides).
+    fn pool2(h: usize, w: usize, c: usize) -> MaxPool {
+        MaxPool {
+            input: Shape::image(h, w, c),
+            output: Shape::image(h / 2, w / 2, c),
             size: 2,
             general: None,
-        };
+        }
+    }
+
+    #[test]
+    fn pools_odd_sides_by_floor_and_keeps_channels_apart() {
+        let mut p = pool2(3, 3, 2);
         // Channel 0 counts up, channel 1 counts down; the last row/column is dropped.
         let x: Vec<f32> = (0..9).flat_map(|i| [i as f32, -(i as f32)]).collect();
         let dev = Cpu::default();
@@ -300,13 +305,8 @@ mod tests {
     fn wide_channels_pool_like_the_definition() {
         // 37 channels: two 16-lane blocks and a remainder; 5×7 input, 2×2 windows (the last
         // row and column left out). Ties (values rounded to a coarse grid) must keep the first.
-        let (inp, out) = (Shape::image(5, 7, 37), Shape::image(2, 3, 37));
-        let p = MaxPool {
-            input: inp,
-            output: out,
-            size: 2,
-            general: None,
-        };
+        let p = pool2(5, 7, 37);
+        let (inp, out) = (p.input, p.output);
         let batch = 2;
         let x: Vec<f32> = crate::model::gradcheck::random(batch * inp.len(), 5)
             .iter()
@@ -336,13 +336,8 @@ mod tests {
         // 5×7 (left-out row and column) and 4×6 (tiled) inputs, 37 channels; ReLU's NO_GRAD
         // and signed zeros among the gradients; bias sums on and off.
         for (h, w) in [(5, 7), (4, 6)] {
-            let (inp, out) = (Shape::image(h, w, 37), Shape::image(h / 2, w / 2, 37));
-            let p = MaxPool {
-                input: inp,
-                output: out,
-                size: 2,
-                general: None,
-            };
+            let p = pool2(h, w, 37);
+            let (inp, out) = (p.input, p.output);
             let batch = 2;
             let x = crate::model::gradcheck::random(batch * inp.len(), 8);
             let mut y = vec![f32::NEG_INFINITY; batch * out.len()];
@@ -406,12 +401,7 @@ mod tests {
         let n = 2 * 5 * 4 * 3;
         let mut vals: Vec<f32> = (0..n).map(|i| i as f32 * 0.05).collect();
         Rng::new(4, 0).shuffle(&mut vals);
-        let mut p = MaxPool {
-            input: Shape::image(5, 4, 3),
-            output: Shape::image(2, 2, 3),
-            size: 2,
-            general: None,
-        };
+        let mut p = pool2(5, 4, 3);
         check(&mut p, vals, 2, 1e-2, 1e-3);
     }
 }
