@@ -336,8 +336,13 @@ impl Winograd {
                 }
             }
         });
-        // gw = Gᵀ gU G, per (cin, cout).
-        let n = ci * co;
+        self.kernel_grad(&gu)
+    }
+
+    /// The kernel's gradient `gw = Gᵀ gU G` (`[ky][kx][cin][cout]`) from the gradient of the
+    /// transformed kernel, `gU` (laid out as [`Winograd::kernel`] lays out `U`).
+    fn kernel_grad(&self, gu: &[f32]) -> Vec<f32> {
+        let n = self.geo.input.c * self.geo.output.c;
         let mut gw = vec![0.0; 9 * n];
         for j in 0..n {
             let q = |a: usize, b: usize| gu[(a * 4 + b) * n + j];
