@@ -219,10 +219,9 @@ mod tests {
                 want_v[i] += (g[i] * g[i] - want_v[i]) * (1.0 - b2);
                 want_w[i] -= alpha * want_m[i] / (want_v[i].sqrt() + eps);
             }
-            let bits = |x: &[f32]| x.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-            assert_eq!(bits(&w), bits(&want_w), "step {step}");
-            assert_eq!(bits(&opt.m[0]), bits(&want_m), "step {step}");
-            assert_eq!(bits(&opt.v[0]), bits(&want_v), "step {step}");
+            assert_eq!(tiny::bits(&w), tiny::bits(&want_w), "step {step}");
+            assert_eq!(tiny::bits(&opt.m[0]), tiny::bits(&want_m), "step {step}");
+            assert_eq!(tiny::bits(&opt.v[0]), tiny::bits(&want_v), "step {step}");
             subnormal_seen += want_m.iter().filter(|&&x| tiny::is_subnormal(x)).count();
         }
         assert!(subnormal_seen > n * 50, "{subnormal_seen}");

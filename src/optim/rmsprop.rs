@@ -246,11 +246,10 @@ mod tests {
                         ww[i] -= ws[i];
                     }
                 }
-                let bits = |x: &[f32]| x.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-                assert_eq!(bits(&w), bits(ww), "step {step}");
-                assert_eq!(bits(&opt.v[0]), bits(wv), "step {step}");
+                assert_eq!(tiny::bits(&w), tiny::bits(ww), "step {step}");
+                assert_eq!(tiny::bits(&opt.v[0]), tiny::bits(wv), "step {step}");
                 if momentum != 0.0 {
-                    assert_eq!(bits(&opt.s[0]), bits(ws), "step {step}");
+                    assert_eq!(tiny::bits(&opt.s[0]), tiny::bits(ws), "step {step}");
                 }
                 subnormal_seen += wv.iter().filter(|&&x| tiny::is_subnormal(x)).count();
             }

@@ -193,9 +193,8 @@ mod tests {
                 let g = tiny::test_gradients(&mut rng, n, step, 1e-34);
                 opt.update(0, &mut w, &g, 0.01);
                 plain(&mut want_w, &mut want_v, &g, 0.9, 0.01, nesterov);
-                let bits = |x: &[f32]| x.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-                assert_eq!(bits(&w), bits(&want_w), "step {step}");
-                assert_eq!(bits(&opt.velocity[0]), bits(&want_v), "step {step}");
+                assert_eq!(tiny::bits(&w), tiny::bits(&want_w), "step {step}");
+                assert_eq!(tiny::bits(&opt.velocity[0]), tiny::bits(&want_v), "step {step}");
             }
             let v = &want_v;
             assert!(v.iter().filter(|&&x| tiny::is_subnormal(x)).count() > n / 4, "{v:?}");
@@ -232,9 +231,8 @@ mod tests {
                 exact_block::<false>(&mut got_w, &mut got_v, &g, m, 0.01)
             };
             assert!(taken);
-            let bits = |x: &[f32]| x.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-            assert_eq!(bits(&got_v), bits(&want_v));
-            assert_eq!(bits(&got_w), bits(&want_w));
+            assert_eq!(tiny::bits(&got_v), tiny::bits(&want_v));
+            assert_eq!(tiny::bits(&got_w), tiny::bits(&want_w));
             assert!(got_v.iter().any(|&x| tiny::is_subnormal(x)));
             if m < 0.5 {
                 let signs = |neg: bool| got_v.iter().any(|&x| x == 0.0 && x.is_sign_negative() == neg);
@@ -245,7 +243,7 @@ mod tests {
             g[0] = 1e-35;
             let (mut odd_w, mut odd_v) = (w, v);
             assert!(!exact_block::<false>(&mut odd_w, &mut odd_v, &g, m, 0.01));
-            assert_eq!((bits(&odd_w), bits(&odd_v)), (bits(&w), bits(&v)));
+            assert_eq!((tiny::bits(&odd_w), tiny::bits(&odd_v)), (tiny::bits(&w), tiny::bits(&v)));
         }
     }
 

@@ -143,6 +143,12 @@ pub fn swamping(a: f32, eps: f32) -> u32 {
     (t as f32).to_bits() + 1
 }
 
+/// The bit patterns of `x`, for tests that compare updates bit for bit.
+#[cfg(test)]
+pub(crate) fn bits(x: &[f32]) -> Vec<u32> {
+    x.iter().map(|x| x.to_bits()).collect()
+}
+
 /// Gradients for testing an optimizer's exact path against its plain formula: random for the
 /// first 20 steps, then every third element dead (a zero of either sign, so its state decays
 /// into the subnormals) and the others zero, subnormal, tiny (below `tiny`) or random.
