@@ -111,7 +111,7 @@ impl Optimizer for Sgd {
                     exact_block::<false>(w, v, g, m, lr)
                 }
             },
-            );
+        );
     }
 }
 
