@@ -31,15 +31,31 @@ pub(crate) fn affine_into(
     act: Activation,
     y: &mut Vec<f32>,
 ) {
+    y.clear();
+    affine_append(x, rows, n_in, w, b, act, y);
+}
+
+/// [`affine_forward`] appended to `y`: a batch's output can be built a few rows at a time,
+/// each part computed while it is in cache.
+pub(crate) fn affine_append(
+    x: &[f32],
+    rows: usize,
+    n_in: usize,
+    w: &[f32],
+    b: &[f32],
+    act: Activation,
+    y: &mut Vec<f32>,
+) {
     let n_out = b.len();
     // Every row starts as the bias: copied in doubling blocks, not one short copy per row.
-    let n = rows * n_out;
-    y.clear();
+    let (start, n) = (y.len(), rows * n_out);
     y.reserve(n);
     y.extend_from_slice(&b[..n_out.min(n)]);
-    while y.len() < n {
-        y.extend_from_within(..(n - y.len()).min(y.len()));
+    while y.len() < start + n {
+        let done = y.len() - start;
+        y.extend_from_within(start..start + (n - done).min(done));
     }
+    let y = &mut y[start..];
     matmul(
         rows,
         n_out,

@@ -11,9 +11,9 @@ use std::sync::Arc;
 use dfdx::prelude::*;
 
 use super::activation::Activation;
-use super::affine::{add_column_sums, affine_into};
+use super::affine::{add_column_sums, affine_append, affine_into};
 use super::layer::{Forward, Layer, LayerIo, Mode, StoredArray};
-use super::layers::batchnorm::{BatchNorm, Normalized};
+use super::layers::batchnorm::{add_channel_sums, BatchNorm, Normalized};
 use super::layers::conv::{Conv, ConvGeometry};
 use super::layers::maxpool::{pool_forward, relu_pooled, unpool, MaxPool};
 use super::layers::LayerEntry;
@@ -163,8 +163,9 @@ fn stream_chunk(geo: &ConvGeometry) -> Option<usize> {
 }
 
 impl ConvBlock {
-    /// The pooled output (and arg-max) of a direct convolution without a batch norm, its
-    /// output computed `chunk` samples at a time and pooled while in cache.
+    /// The pooled output (and arg-max) of a direct convolution, normalized first by `norm`
+    /// (fixed statistics: evaluation) if given, its output computed `chunk` samples at a time
+    /// and pooled while in cache.
     fn pool_streamed(
         &self,
         p: &MaxPool,
@@ -172,24 +173,59 @@ impl ConvBlock {
         batch: usize,
         chunk: usize,
         act: Activation,
+        norm: Option<&Normalized>,
     ) -> (Vec<f32>, Vec<u32>) {
         let geo = self.conv.geo;
         let (rows, field, zi, yo) = (geo.rows(1), geo.field(), p.input.len(), p.output.len());
         let mut y = vec![f32::NEG_INFINITY; batch * yo];
         let mut arg = vec![0u32; batch * yo];
-        let mut z = Vec::new();
+        let (mut z, mut normalized) = (Vec::new(), Vec::new());
         for s in (0..batch).step_by(chunk) {
             let n = chunk.min(batch - s);
             let cols = &col[s * rows * field..(s + n) * rows * field];
             let (w, b) = (&self.conv.w.value, &self.conv.b.value);
             affine_into(cols, n * rows, field, w, b, act, &mut z);
+            let pooled = match norm {
+                Some(nm) => {
+                    normalized.clear();
+                    nm.apply_into(&z, &mut normalized);
+                    &normalized
+                }
+                None => &z,
+            };
             let (ys, args) = (&mut y[s * yo..(s + n) * yo], &mut arg[s * yo..(s + n) * yo]);
-            pool_forward(p, &z, s * zi, n, ys, args);
+            pool_forward(p, pooled, s * zi, n, ys, args);
             if self.relu_after_pool() {
                 relu_pooled(p, &z, n, ys, args);
             }
         }
         (y, arg)
+    }
+
+    /// A direct convolution's output for a batch norm in training, computed `chunk` samples
+    /// at a time, with the per-channel sums of its rows (the batch mean's first pass, in row
+    /// order: `add_channel_sums` over the whole output) taken from each chunk while it is in
+    /// cache instead of in a pass of their own.
+    fn conv_summed(
+        &self,
+        col: &[f32],
+        batch: usize,
+        chunk: usize,
+        act: Activation,
+    ) -> (Vec<f32>, Vec<f64>) {
+        let geo = self.conv.geo;
+        let (rows, field, c) = (geo.rows(1), geo.field(), geo.output.c);
+        let mut z = Vec::with_capacity(batch * rows * c);
+        let mut sums = vec![0.0f64; c];
+        for s in (0..batch).step_by(chunk) {
+            let n = chunk.min(batch - s);
+            let cols = &col[s * rows * field..(s + n) * rows * field];
+            let (w, b) = (&self.conv.w.value, &self.conv.b.value);
+            let at = z.len();
+            affine_append(cols, n * rows, field, w, b, act, &mut z);
+            add_channel_sums(&mut sums, &z[at..]);
+        }
+        (z, sums)
     }
 }
 
@@ -213,15 +249,36 @@ impl Forward for ConvBlock {
         let streamed = self.pool.as_ref().filter(|_| {
             self.bn.is_none() && !(T::OWNS_TAPE && act.needs_output() && !relu_after_pool)
         });
+        // With a batch norm: in training its mean's sums are taken from each chunk of the
+        // output as it is computed; in evaluation (fixed statistics, nothing kept for a
+        // backward pass) a pooled output is normalized and pooled chunk by chunk too.
+        let training = mode.training();
+        let mut norm = None;
         let (mut z, mut saved, pooled) = match self.conv.winograd {
             None => {
                 let col = geo.unfold(&data_of(&x), batch);
-                match streamed.and_then(|p| Some((p, stream_chunk(&geo)?))) {
-                    Some((p, chunk)) => {
-                        let pooled = self.pool_streamed(p, &col, batch, chunk, gemm_act);
+                let chunk = stream_chunk(&geo);
+                let eval_pool = self
+                    .pool
+                    .as_ref()
+                    .filter(|_| !training && !T::OWNS_TAPE && self.bn.is_some());
+                let has_bn = self.bn.is_some();
+                match (streamed.or(eval_pool), chunk) {
+                    (Some(p), Some(chunk)) if !has_bn || eval_pool.is_some() => {
+                        norm = self.bn.as_mut().map(|bn| bn.normalize(&[], false));
+                        let pooled =
+                            self.pool_streamed(p, &col, batch, chunk, gemm_act, norm.as_ref());
                         (Vec::new(), Saved::Unfolded(col), Some(pooled))
                     }
-                    None => (
+                    (_, Some(chunk)) if has_bn && training => {
+                        let (z, sums) = self.conv_summed(&col, batch, chunk, gemm_act);
+                        norm = self
+                            .bn
+                            .as_mut()
+                            .map(|bn| bn.normalize_summed(&z, true, Some(sums)));
+                        (z, Saved::Unfolded(col), None)
+                    }
+                    _ => (
                         self.conv.affine(&col, batch, gemm_act),
                         Saved::Unfolded(col),
                         None,
@@ -239,7 +296,9 @@ impl Forward for ConvBlock {
             .bn
             .as_ref()
             .map(|bn| (bn.gamma.key.ghost(), bn.beta.key.ghost()));
-        let norm = self.bn.as_mut().map(|bn| bn.normalize(&z, mode.training()));
+        if norm.is_none() {
+            norm = self.bn.as_mut().map(|bn| bn.normalize(&z, training));
+        }
         let pool = self.pool.clone();
         // z is kept for the batch norm's backward pass and for the activation's, unless the
         // arg-max carries that.
@@ -285,28 +344,40 @@ impl Forward for ConvBlock {
             } else {
                 &mut gy
             };
-            // The gradient before pooling (zero where no window's maximum was).
-            // When the un-pooled gradient is the convolution's output gradient as it is, the
-            // bias gradient (its column sums) is summed while un-pooling, row by row in cache.
+            // The gradient before pooling (zero where no window's maximum was). Sums over its
+            // rows are taken while un-pooling, each row while it is in cache: the bias
+            // gradient (its column sums) when it is the convolution's output gradient as it
+            // is, or the batch norm's sums.
             let bias_in_unpool = norm.is_none() && !act_in_backward;
+            let mut bn_sums = None;
             let mut scattered;
             let g_pre: &mut [f32] = match &pool {
                 Some(p) => {
-                    let sums = match bias_in_unpool {
-                        true => Some(&mut grads.get_or_alloc_mut(&bg)?[..]),
-                        false => None,
+                    scattered = match &norm {
+                        Some(nm) => {
+                            let (sums, c) = (bn_sums.insert(nm.grad_sums()), p.input.c);
+                            unpool(p, g_in, &arg, batch, |i, row| {
+                                nm.add_grad_row(sums, row, &saved_z[i * c..(i + 1) * c])
+                            })
+                        }
+                        None if bias_in_unpool => {
+                            let sums = grads.get_or_alloc_mut(&bg)?;
+                            unpool(p, g_in, &arg, batch, |_, row| add_column_sums(sums, row))
+                        }
+                        None => unpool(p, g_in, &arg, batch, |_, _| {}),
                     };
-                    scattered = unpool(p, g_in, &arg, batch, sums);
                     &mut scattered
                 }
                 None => g_in,
             };
-            let bias_done = bias_in_unpool && pool.is_some();
+            // A batch norm adds the bias gradient in its own last pass.
+            let bias_done = (bias_in_unpool && pool.is_some()) || norm.is_some();
             // The gradient at the convolution's output, through the batch norm and the
             // activation.
             let gz: &[f32] = match (&norm, &bn_keys) {
                 (Some(nm), Some((gamma, beta))) => {
-                    let (dgamma, dbeta) = nm.backward_in_place(g_pre, &saved_z, act);
+                    let bias = Some(&mut grads.get_or_alloc_mut(&bg)?[..]);
+                    let (dgamma, dbeta) = nm.backward_in_place(g_pre, &saved_z, act, bn_sums, bias);
                     add_column_sums(grads.get_or_alloc_mut(gamma)?, &dgamma);
                     add_column_sums(grads.get_or_alloc_mut(beta)?, &dbeta);
                     g_pre
@@ -514,7 +585,7 @@ mod tests {
             let whole = pool_raw(&p, &c.affine(&col, batch, gemm_act), batch, relu);
             assert!(!relu || whole.1.contains(&super::super::layers::maxpool::NO_GRAD));
             for chunk in [1, 2, 5] {
-                let streamed = block.pool_streamed(&p, &col, batch, chunk, gemm_act);
+                let streamed = block.pool_streamed(&p, &col, batch, chunk, gemm_act, None);
                 let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                 assert_eq!(bits(&streamed.0), bits(&whole.0), "chunk {chunk}");
                 assert_eq!(streamed.1, whole.1, "chunk {chunk}");
@@ -523,6 +594,39 @@ mod tests {
         // The seed models' first layer is streamed one sample at a time.
         let geo = conv(Shape::image(28, 28, 1), 3, 32, Activation::Relu).geo;
         assert_eq!(stream_chunk(&geo), Some(1));
+    }
+
+    #[test]
+    fn batch_norm_blocks_computed_in_chunks_match_the_layers_bit_for_bit() {
+        // The seed's batchnorm layer: 26×26×32 outputs, one sample per chunk; 3 samples.
+        let c = conv(Shape::image(28, 28, 1), 3, 32, Activation::Relu);
+        assert_eq!(stream_chunk(&c.geo), Some(1));
+        let (batch, o) = (3, c.geo.output);
+        let x = random(batch * 28 * 28, 40);
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        // Training (the mean's sums taken chunk by chunk; the batch norm's gradient sums and
+        // the bias gradient taken while un-pooling and in its last pass).
+        for (bn, pool) in [(Activation::Linear, true), (Activation::Relu, false)] {
+            let fused = run_block(&c, Some(bn), pool, true, &x, batch);
+            let apart = run_block(&c, Some(bn), pool, false, &x, batch);
+            for (i, (a, b)) in fused.iter().zip(&apart).enumerate() {
+                assert_eq!(bits(a), bits(b), "bn {bn:?}, pool {pool}: output {i}");
+            }
+        }
+        // Evaluation (running statistics; normalized and pooled chunk by chunk).
+        let dev = Cpu::default();
+        let mut bn = BatchNorm::new(&dev, o.c, 0.99, 1e-3);
+        bn.gamma.value = Arc::new(random(o.c, 41));
+        bn.beta.value = Arc::new(random(o.c, 42));
+        bn.running_mean = random(o.c, 43);
+        bn.running_var = random(o.c, 44).iter().map(|v| v.abs() + 0.1).collect();
+        let xt: Act<NoneTape> = dev.tensor_from_vec(x, (batch, 28 * 28));
+        let mut block = ConvBlock::new(c.clone(), Some(bn.clone()), Some(pool2(o)));
+        let fused = block.forward(xt.clone(), &mut Mode::Eval).as_vec();
+        let mut alone = ConvBlock::new(c, None, None);
+        let y = alone.forward(xt, &mut Mode::Eval);
+        let apart = pool2(o).forward(bn.forward(y, &mut Mode::Eval), &mut Mode::Eval);
+        assert_eq!(bits(&fused), bits(&apart.as_vec()));
     }
 
     #[test]

@@ -130,15 +130,26 @@ impl BatchNorm {
     /// (which also updates the running ones), else the running ones. Shared by this layer's op and
     /// the fused convolution block.
     pub(crate) fn normalize(&mut self, v: &[f32], training: bool) -> Normalized {
+        self.normalize_summed(v, training, None)
+    }
+
+    /// [`BatchNorm::normalize`], given in training the per-channel sums of `v`'s rows (from
+    /// [`add_channel_sums`], which a fused block runs on each chunk of its convolution's output
+    /// while it is in cache); `None` sums them here.
+    pub(crate) fn normalize_summed(
+        &mut self,
+        v: &[f32],
+        training: bool,
+        sums: Option<Vec<f64>>,
+    ) -> Normalized {
         let c = self.channels;
         let n = (v.len() / c) as f32;
         let (mean, var) = if training {
-            let mut mean = vec![0.0f64; c];
-            for row in v.chunks_exact(c) {
-                for (m, x) in mean.iter_mut().zip(row) {
-                    *m += *x as f64;
-                }
-            }
+            let mean = sums.unwrap_or_else(|| {
+                let mut sums = vec![0.0f64; c];
+                add_channel_sums(&mut sums, v);
+                sums
+            });
             let mean: Vec<f32> = mean.iter().map(|m| (m / n as f64) as f32).collect();
             let mut var = vec![0.0f64; c];
             for row in v.chunks_exact(c) {
@@ -252,6 +263,16 @@ impl Layer for BatchNorm {
     }
 }
 
+/// Adds each row of `v` (one pixel's channels) to the per-channel sums, in row order, in f64:
+/// the first pass of a batch's mean.
+pub(crate) fn add_channel_sums(sums: &mut [f64], v: &[f32]) {
+    for row in v.chunks_exact(sums.len()) {
+        for (m, x) in sums.iter_mut().zip(row) {
+            *m += *x as f64;
+        }
+    }
+}
+
 /// The per-channel maps of one normalized batch: x̂ = (x − mean)·inv, y = γ·x̂ + β. x̂ is
 /// recomputed from x wherever it is needed (the same two roundings each time) rather than stored:
 /// one full-size buffer less to write and read back.
@@ -294,11 +315,41 @@ impl Normalized {
     /// Adds the input gradient for output gradient `gy` at input `x` to `gx`; returns (dγ, dβ).
     pub(crate) fn backward(&self, gy: &[f32], x: &[f32], gx: &mut [f32]) -> (Vec<f32>, Vec<f32>) {
         let mut g = gy.to_vec();
-        let sums = self.backward_in_place(&mut g, x, Activation::Linear);
+        let sums = self.backward_in_place(&mut g, x, Activation::Linear, None, None);
         for (a, b) in gx.iter_mut().zip(&g) {
             *a += b;
         }
         sums
+    }
+
+    /// Zeroed sums for [`Normalized::add_grad_row`].
+    pub(crate) fn grad_sums(&self) -> GradSums {
+        let c = self.inv.len();
+        GradSums {
+            dgamma: vec![0.0; c],
+            dbeta: vec![0.0; c],
+        }
+    }
+
+    /// Adds one row (one pixel's channels) of the output gradient `grow` at input `xrow` to
+    /// the sums: the input gradient's first pass, row by row in order (a fused block runs it
+    /// while un-pooling, on each row just written).
+    #[inline(always)]
+    pub(crate) fn add_grad_row(&self, sums: &mut GradSums, grow: &[f32], xrow: &[f32]) {
+        // Zips over one row's channels, not indexed loops: no bounds checks, so the
+        // per-channel sums vectorize across channels (each channel's sum in the same order).
+        for ((((db, dg), &g), &x), (&m, &i)) in sums
+            .dbeta
+            .iter_mut()
+            .zip(sums.dgamma.iter_mut())
+            .zip(grow)
+            .zip(xrow)
+            .zip(self.mean.iter().zip(&self.inv))
+        {
+            let h = (x - m) * i;
+            *db += g;
+            *dg += g * h;
+        }
     }
 
     /// Turns `g`, the output gradient at input `x`, into the input gradient (exactly what
@@ -306,33 +357,28 @@ impl Normalized {
     /// `x` inside a fused block: when it zeroes gradients at non-positive outputs (ReLU), that
     /// is done in the same pass; any other activation's backward is applied after. In place,
     /// the fused block's backward pass needs no second full-size buffer (2.7 MB per batchnorm
-    /// batch, zero-filled each step).
+    /// batch, zero-filled each step). `sums` are `g`'s [`Normalized::add_grad_row`] sums over
+    /// all rows when the caller has them (else they are summed here); with `bias`, the input
+    /// gradient's column sums are added to it (`add_column_sums` on the result), each row
+    /// right after it is computed where `before` needs no pass of its own.
     pub(crate) fn backward_in_place(
         &self,
         g: &mut [f32],
         x: &[f32],
         before: Activation,
+        sums: Option<GradSums>,
+        mut bias: Option<&mut [f32]>,
     ) -> (Vec<f32>, Vec<f32>) {
         let relu_mask = before.zero_grad_at_nonpositive();
         let c = self.inv.len();
         let (mean, gamma, inv, n) = (&self.mean, &self.gamma, &self.inv, self.n);
-        let mut dbeta = vec![0.0f32; c];
-        let mut dgamma = vec![0.0f32; c];
-        // Written as zips over one row's channels, not indexed loops: no bounds checks, so the
-        // per-channel sums vectorize across channels (each channel's sum in the same order).
-        for (grow, xrow) in g.chunks_exact(c).zip(x.chunks_exact(c)) {
-            for ((((db, dg), &g), &x), (&m, &i)) in dbeta
-                .iter_mut()
-                .zip(dgamma.iter_mut())
-                .zip(grow)
-                .zip(xrow)
-                .zip(mean.iter().zip(inv))
-            {
-                let h = (x - m) * i;
-                *db += g;
-                *dg += g * h;
+        let GradSums { dgamma, dbeta } = sums.unwrap_or_else(|| {
+            let mut sums = self.grad_sums();
+            for (grow, xrow) in g.chunks_exact(c).zip(x.chunks_exact(c)) {
+                self.add_grad_row(&mut sums, grow, xrow);
             }
-        }
+            sums
+        });
         // γ·inv/n (or γ·inv) per channel, computed once: the same rounding as inline.
         let k: Vec<f32> = if self.training {
             gamma.iter().zip(inv).map(|(g, i)| g * i / n).collect()
@@ -345,6 +391,7 @@ impl Normalized {
                 .zip(inv)
                 .zip(dbeta.iter().zip(&dgamma))
         };
+        let row_bias = relu_mask || !before.needs_output();
         // `0.0 + d`: what adding to a zero-filled buffer gave (a −0 becomes +0).
         for (grow, xrow) in g.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
             let cells = grow.iter_mut().zip(xrow);
@@ -361,12 +408,24 @@ impl Normalized {
                     *g = if relu_mask && x <= 0.0 { 0.0 } else { d };
                 }
             }
+            if let Some(b) = bias.as_deref_mut().filter(|_| row_bias) {
+                add_column_sums(b, grow);
+            }
         }
         if !relu_mask {
             before.backward(g, x);
         }
+        if let Some(b) = bias.filter(|_| !row_bias) {
+            add_column_sums(b, g);
+        }
         (dgamma, dbeta)
     }
+}
+
+/// Per-channel sums of an output gradient: Σg (dβ) and Σg·x̂ (dγ).
+pub(crate) struct GradSums {
+    dgamma: Vec<f32>,
+    dbeta: Vec<f32>,
 }
 
 #[cfg(test)]

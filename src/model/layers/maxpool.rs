@@ -8,7 +8,6 @@ use serde::{Deserialize, Serialize};
 
 use super::conv::Padding;
 use super::pooling::{PoolSpec, Windows};
-use crate::model::affine::add_column_sums;
 use crate::model::layer::{Forward, Layer, LayerIo, LayerSpec, Mode, Place, Shape, StoredArray};
 use crate::model::{data_of, put_grad, take_grad, Act, Param};
 use crate::rng::Rng;
@@ -183,26 +182,27 @@ pub(crate) fn relu_pooled(p: &MaxPool, x: &[f32], batch: usize, y: &mut [f32], a
 /// The gradient before pooling, from the pooled outputs' gradient `gy`: each window's arg-max
 /// gets its output's gradient, everything else zero. Bit for bit what scattering into zeros
 /// gives (`0.0 + g`), but written in one sequential pass when the windows do not overlap.
-/// With `column_sums`, also adds each row of that gradient (one pixel's channels) to it, in
-/// row order — `add_column_sums` on the result, done while each row is still in cache.
+/// `each_row(i, row)` is called on every row of that gradient (one pixel's channels) in row
+/// order, right after it is written while it is in cache: a second pass over the gradient
+/// (the bias gradient's column sums, a batch norm's sums) done inside this one.
 pub(crate) fn unpool(
     p: &MaxPool,
     gy: &[f32],
     arg: &[u32],
     batch: usize,
-    mut column_sums: Option<&mut [f32]>,
+    mut each_row: impl FnMut(usize, &[f32]),
 ) -> Vec<f32> {
     let (inp, out, k) = (p.input, p.output, p.size);
     let n = batch * inp.len();
+    let c = inp.c;
     if p.general.is_some() {
         let mut g = vec![0.0; n];
         scatter_add(gy, arg, &mut g);
-        if let Some(sums) = column_sums {
-            add_column_sums(sums, &g);
+        for (i, row) in g.chunks_exact(c).enumerate() {
+            each_row(i, row);
         }
         return g;
     }
-    let c = inp.c;
     let mut g = Vec::with_capacity(n);
     for b in 0..batch {
         for iy in 0..inp.h {
@@ -220,11 +220,7 @@ pub(crate) fn unpool(
                     // A row or column that floor division leaves out of every window.
                     g.resize(first + c, 0.0);
                 }
-                if let Some(sums) = column_sums.as_deref_mut() {
-                    for (s, v) in sums.iter_mut().zip(&g[first..]) {
-                        *s += v;
-                    }
-                }
+                each_row(first / c, &g[first..]);
             }
         }
     }
@@ -278,6 +274,7 @@ impl Layer for MaxPool {
 mod tests {
     use super::*;
     use crate::model::gradcheck::check;
+    use crate::model::affine::add_column_sums;
 
     /// `maxpool = 2` over `h`×`w`×`c` inputs (floor division of odd sides).
     fn pool2(h: usize, w: usize, c: usize) -> MaxPool {
@@ -352,11 +349,17 @@ mod tests {
             let mut want_sums = vec![0.5; 37];
             add_column_sums(&mut want_sums, &want);
             let mut sums = vec![0.5; 37];
-            let got = unpool(&p, &gy, &arg, batch, Some(&mut sums));
+            let mut rows = 0;
+            let got = unpool(&p, &gy, &arg, batch, |i, row| {
+                assert_eq!(i, rows);
+                rows += 1;
+                add_column_sums(&mut sums, row);
+            });
+            assert_eq!(rows, batch * h * w);
             let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&got), bits(&want), "{h}×{w}");
             assert_eq!(bits(&sums), bits(&want_sums), "{h}×{w}");
-            assert_eq!(bits(&unpool(&p, &gy, &arg, batch, None)), bits(&want));
+            assert_eq!(bits(&unpool(&p, &gy, &arg, batch, |_, _| {})), bits(&want));
         }
     }
 
