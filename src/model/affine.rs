@@ -2,7 +2,7 @@
 //! activation; and the bias gradient.
 
 use super::activation::Activation;
-use super::gemm::{matmul, View};
+use super::gemm::{matmul, matmul_append, one_pass, View};
 
 /// `act(x·w + b)` for `rows` rows of `n_in` inputs. Bias and activation are fused around one
 /// GEMM.
@@ -47,8 +47,30 @@ pub(crate) fn affine_append(
     y: &mut Vec<f32>,
 ) {
     let n_out = b.len();
-    // Every row starts as the bias: copied in doubling blocks, not one short copy per row.
     let (start, n) = (y.len(), rows * n_out);
+    if one_pass(rows, n_out, n_in) {
+        // The product written straight into `y`, then the bias added and the activation
+        // applied row by row while each is in L1. `gemm` sums each output in one pass and
+        // adds the sum to the destination with one rounding, so bias + Σ comes out the same
+        // whether the bias was in the destination before or is added after (addition
+        // commutes, signed zeros included).
+        matmul_append(
+            rows,
+            n_out,
+            n_in,
+            y,
+            View::rows(x, n_in),
+            View::rows(w, n_out),
+        );
+        for row in y[start..].chunks_exact_mut(n_out) {
+            for (v, b) in row.iter_mut().zip(b) {
+                *v += b;
+            }
+            act.apply(row);
+        }
+        return;
+    }
+    // Every row starts as the bias: copied in doubling blocks, not one short copy per row.
     y.reserve(n);
     y.extend_from_slice(&b[..n_out.min(n)]);
     while y.len() < start + n {
@@ -73,6 +95,50 @@ pub(crate) fn add_column_sums(gb: &mut [f32], gz: &[f32]) {
     for row in gz.chunks_exact(gb.len()) {
         for (g, v) in gb.iter_mut().zip(row) {
             *g += v;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::gradcheck::random;
+
+    #[test]
+    fn bias_added_after_the_product_is_bias_filled_before_bit_for_bit() {
+        // One-pass shapes (the seed's first layer a sample at a time, its last dense layer,
+        // just over gemm's small-matrix limit, depth 3 and 512) and shapes that keep the bias
+        // fill (one column, depth 2, a deep product, a small one), appended after old rows.
+        for (rows, n_in, n_out) in [
+            (676, 9, 32),
+            (32, 100, 10),
+            (17, 16, 16),
+            (40, 3, 7),
+            (9, 512, 33),
+            (300, 5, 1),
+            (50, 2, 8),
+            (32, 600, 10),
+            (16, 9, 16),
+        ] {
+            let x = random(rows * n_in, 1);
+            let w = random(n_in * n_out, 2);
+            let mut b = random(n_out, 3);
+            b[0] = -0.0;
+            for act in [Activation::Linear, Activation::Relu] {
+                let mut want = vec![0.5; 7];
+                want.extend((0..rows).flat_map(|_| b.iter().copied()));
+                let (x_v, w_v) = (View::rows(&x, n_in), View::rows(&w, n_out));
+                matmul(rows, n_out, n_in, &mut want[7..], true, x_v, w_v);
+                act.apply(&mut want[7..]);
+                let mut got = vec![0.5; 7];
+                affine_append(&x, rows, n_in, &w, &b, act, &mut got);
+                assert_eq!(got.len(), want.len());
+                let differ = got
+                    .iter()
+                    .zip(&want)
+                    .position(|(g, w)| g.to_bits() != w.to_bits());
+                assert_eq!(differ, None, "{rows}×{n_in}×{n_out} {act:?}");
+            }
         }
     }
 }

@@ -86,20 +86,74 @@ pub fn matmul_rows(
         }
         return;
     }
+    // SAFETY: the asserts above keep every element the kernel touches inside `dst`.
+    unsafe { gemm_raw(m, n, k, dst.as_mut_ptr(), dst_rs, accumulate, a, b) }
+}
+
+/// Whether `gemm` computes each output of an m×n×k product in its packed microkernels, as
+/// one sum of all k terms held in registers, then stored to the destination or added to it
+/// with one rounding: not its small-matrix kernel (at most 16×16 outputs), its matrix-vector
+/// paths (one row or column), which add each term to the destination in turn, or its depth-1
+/// and -2 path; and in one depth block (its `kc` is at least min(k, 512)).
+pub fn one_pass(m: usize, n: usize, k: usize) -> bool {
+    m >= 2 && n >= 2 && (3..=512).contains(&k) && m * n > 16 * 16
+}
+
+/// `dst` extended by the m×n product a[m×k]·b[k×n] (row-major). Where [`one_pass`] holds the
+/// GEMM kernel writes it straight into `dst`'s spare capacity, with no pass over the new rows
+/// before it (a zero or bias fill: a caller adds its bias afterwards, in cache).
+pub fn matmul_append(m: usize, n: usize, k: usize, dst: &mut Vec<f32>, a: View, b: View) {
+    let (at, len) = (dst.len(), m * n);
+    if !one_pass(m, n, k) {
+        dst.resize(at + len, 0.0);
+        matmul(m, n, k, &mut dst[at..], false, a, b);
+        return;
+    }
+    assert!(a.fits(m, k) && b.fits(k, n), "gemm: operand too small");
+    dst.reserve(len);
+    let spare = &mut dst.spare_capacity_mut()[..len];
+    // SAFETY: `spare` holds the m×n destination and the operands fit. Without `accumulate`
+    // (alpha = 0), `gemm`'s packed microkernels treat the destination as write-only: full
+    // tiles store `beta × sum`, edge tiles are summed in a stack buffer and stored element by
+    // element, neither loading the destination (only its small-matrix kernel, which
+    // `one_pass` excludes, copies the tile in first). So every element of the block is
+    // written before `set_len` exposes it.
+    unsafe {
+        gemm_raw(m, n, k, spare.as_mut_ptr().cast(), n, false, a, b);
+        dst.set_len(at + len);
+    }
+}
+
+/// `gemm` on a destination pointer; the callers check the bounds.
+///
+/// # Safety
+/// `dst[i * dst_rs + j]` for i < m, j < n must be valid for writes (and initialized when
+/// `accumulate`), and `a`, `b` must hold m×k and k×n elements; k > 0.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_raw(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut f32,
+    dst_rs: usize,
+    accumulate: bool,
+    a: View,
+    b: View,
+) {
     let threads = THREADS.with(|t| t.get());
     let parallelism = if threads > 1 && m * n * k >= PARALLEL_MIN_MACS {
         gemm::Parallelism::Rayon(threads)
     } else {
         gemm::Parallelism::None
     };
-    // SAFETY: the asserts above keep every index the kernel touches inside the slices, and dst
-    // does not alias a or b (it is a distinct &mut).
+    // SAFETY: the caller keeps every index the kernel touches inside the buffers, and dst does
+    // not alias a or b (it comes from a distinct &mut).
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            dst.as_mut_ptr(),
+            dst,
             1,
             dst_rs as isize,
             accumulate,
