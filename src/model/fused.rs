@@ -15,7 +15,7 @@ use super::affine::{add_column_sums, affine_append, affine_into};
 use super::layer::{Forward, Layer, LayerIo, Mode, StoredArray};
 use super::layers::batchnorm::{add_channel_sums, BatchNorm, Normalized};
 use super::layers::conv::{Conv, ConvGeometry};
-use super::layers::maxpool::{pool_forward, relu_pooled, unpool, MaxPool};
+use super::layers::maxpool::{pool_forward, pool_mapped, relu_pooled, unpool, MaxPool};
 use super::layers::LayerEntry;
 use super::winograd::Winograd;
 use super::{data_of, put_grad, take_grad, Act, Param};
@@ -119,19 +119,13 @@ enum Saved {
     Input(Winograd, Vec<f32>, Vec<f32>),
 }
 
-/// Max-pools a normalized batch, normalizing one sample at a time into a buffer that stays in
-/// cache: the normalized batch is never stored whole. Returns the pooled values and arg-max.
+/// Max-pools a normalized batch, normalizing each value as the pool reads it: the normalized
+/// batch is never stored. Returns the pooled values and arg-max.
 fn pool_normalized(p: &MaxPool, nm: &Normalized, z: &[f32], batch: usize) -> (Vec<f32>, Vec<u32>) {
-    let (zi, yo) = (p.input.len(), p.output.len());
-    let mut y = vec![f32::NEG_INFINITY; batch * yo];
-    let mut arg = vec![0u32; batch * yo];
-    let mut buf = Vec::with_capacity(zi);
-    for b in 0..batch {
-        buf.clear();
-        nm.apply_into(&z[b * zi..(b + 1) * zi], &mut buf);
-        let (ys, args) = (&mut y[b * yo..(b + 1) * yo], &mut arg[b * yo..(b + 1) * yo]);
-        pool_forward(p, &buf, b * zi, 1, ys, args);
-    }
+    let yo = batch * p.output.len();
+    let mut y = vec![f32::NEG_INFINITY; yo];
+    let mut arg = vec![0u32; yo];
+    pool_mapped(p, z, 0, batch, &mut y, &mut arg, nm);
     (y, arg)
 }
 
@@ -179,22 +173,17 @@ impl ConvBlock {
         let (rows, field, zi, yo) = (geo.rows(1), geo.field(), p.input.len(), p.output.len());
         let mut y = vec![f32::NEG_INFINITY; batch * yo];
         let mut arg = vec![0u32; batch * yo];
-        let (mut z, mut normalized) = (Vec::new(), Vec::new());
+        let mut z = Vec::new();
         for s in (0..batch).step_by(chunk) {
             let n = chunk.min(batch - s);
             let cols = &col[s * rows * field..(s + n) * rows * field];
             let (w, b) = (&self.conv.w.value, &self.conv.b.value);
             affine_into(cols, n * rows, field, w, b, act, &mut z);
-            let pooled = match norm {
-                Some(nm) => {
-                    normalized.clear();
-                    nm.apply_into(&z, &mut normalized);
-                    &normalized
-                }
-                None => &z,
-            };
             let (ys, args) = (&mut y[s * yo..(s + n) * yo], &mut arg[s * yo..(s + n) * yo]);
-            pool_forward(p, pooled, s * zi, n, ys, args);
+            match norm {
+                Some(nm) => pool_mapped(p, &z, s * zi, n, ys, args, nm),
+                None => pool_forward(p, &z, s * zi, n, ys, args),
+            }
             if self.relu_after_pool() {
                 relu_pooled(p, &z, n, ys, args);
             }
@@ -598,35 +587,42 @@ mod tests {
 
     #[test]
     fn batch_norm_blocks_computed_in_chunks_match_the_layers_bit_for_bit() {
-        // The seed's batchnorm layer: 26×26×32 outputs, one sample per chunk; 3 samples.
-        let c = conv(Shape::image(28, 28, 1), 3, 32, Activation::Relu);
-        assert_eq!(stream_chunk(&c.geo), Some(1));
-        let (batch, o) = (3, c.geo.output);
-        let x = random(batch * 28 * 28, 40);
-        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-        // Training (the mean's sums taken chunk by chunk; the batch norm's gradient sums and
-        // the bias gradient taken while un-pooling and in its last pass).
-        for (bn, pool) in [(Activation::Linear, true), (Activation::Relu, false)] {
-            let fused = run_block(&c, Some(bn), pool, true, &x, batch);
-            let apart = run_block(&c, Some(bn), pool, false, &x, batch);
-            for (i, (a, b)) in fused.iter().zip(&apart).enumerate() {
-                assert_eq!(bits(a), bits(b), "bn {bn:?}, pool {pool}: output {i}");
+        // The seed's batchnorm layer (26×26×32 outputs, one sample per chunk), and 20 channels
+        // (a 16-channel block and 4 more in the pool; 2 samples per chunk); 3 samples.
+        for (filters, chunk) in [(32, 1), (20, 2)] {
+            let c = conv(Shape::image(28, 28, 1), 3, filters, Activation::Relu);
+            assert_eq!(stream_chunk(&c.geo), Some(chunk));
+            let (batch, o) = (3, c.geo.output);
+            let x = random(batch * 28 * 28, 40);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            // Training (the mean's sums taken chunk by chunk; the batch norm's gradient sums
+            // and the bias gradient taken while un-pooling and in its last pass).
+            for (bn, pool) in [(Activation::Linear, true), (Activation::Relu, false)] {
+                let fused = run_block(&c, Some(bn), pool, true, &x, batch);
+                let apart = run_block(&c, Some(bn), pool, false, &x, batch);
+                for (i, (a, b)) in fused.iter().zip(&apart).enumerate() {
+                    assert_eq!(
+                        bits(a),
+                        bits(b),
+                        "{filters}: bn {bn:?}, pool {pool}: output {i}"
+                    );
+                }
             }
+            // Evaluation (running statistics; normalized and pooled chunk by chunk).
+            let dev = Cpu::default();
+            let mut bn = BatchNorm::new(&dev, o.c, 0.99, 1e-3);
+            bn.gamma.value = Arc::new(random(o.c, 41));
+            bn.beta.value = Arc::new(random(o.c, 42));
+            bn.running_mean = random(o.c, 43);
+            bn.running_var = random(o.c, 44).iter().map(|v| v.abs() + 0.1).collect();
+            let xt: Act<NoneTape> = dev.tensor_from_vec(x, (batch, 28 * 28));
+            let mut block = ConvBlock::new(c.clone(), Some(bn.clone()), Some(pool2(o)));
+            let fused = block.forward(xt.clone(), &mut Mode::Eval).as_vec();
+            let mut alone = ConvBlock::new(c, None, None);
+            let y = alone.forward(xt, &mut Mode::Eval);
+            let apart = pool2(o).forward(bn.forward(y, &mut Mode::Eval), &mut Mode::Eval);
+            assert_eq!(bits(&fused), bits(&apart.as_vec()), "{filters}");
         }
-        // Evaluation (running statistics; normalized and pooled chunk by chunk).
-        let dev = Cpu::default();
-        let mut bn = BatchNorm::new(&dev, o.c, 0.99, 1e-3);
-        bn.gamma.value = Arc::new(random(o.c, 41));
-        bn.beta.value = Arc::new(random(o.c, 42));
-        bn.running_mean = random(o.c, 43);
-        bn.running_var = random(o.c, 44).iter().map(|v| v.abs() + 0.1).collect();
-        let xt: Act<NoneTape> = dev.tensor_from_vec(x, (batch, 28 * 28));
-        let mut block = ConvBlock::new(c.clone(), Some(bn.clone()), Some(pool2(o)));
-        let fused = block.forward(xt.clone(), &mut Mode::Eval).as_vec();
-        let mut alone = ConvBlock::new(c, None, None);
-        let y = alone.forward(xt, &mut Mode::Eval);
-        let apart = pool2(o).forward(bn.forward(y, &mut Mode::Eval), &mut Mode::Eval);
-        assert_eq!(bits(&fused), bits(&apart.as_vec()));
     }
 
     #[test]

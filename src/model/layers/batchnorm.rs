@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::model::activation::Activation;
 use crate::model::affine::add_column_sums;
 use crate::model::layer::{Forward, Layer, LayerIo, LayerSpec, Mode, Place, Shape, StoredArray};
+use crate::model::layers::maxpool::PoolMap;
 use crate::model::{data_of, put_grad, take_grad, Act, Param};
 use crate::rng::Rng;
 
@@ -419,6 +420,22 @@ impl Normalized {
             add_column_sums(b, g);
         }
         (dgamma, dbeta)
+    }
+}
+
+/// y = γ·((x − mean)·inv) + β as [`Normalized::apply_into`] computes it, for a max-pool that
+/// normalizes what it reads.
+impl PoolMap for Normalized {
+    #[inline(always)]
+    fn block(&self, ch: usize, xs: &[f32; 16]) -> [f32; 16] {
+        let at = |v: &[f32]| -> [f32; 16] { v[ch..ch + 16].try_into().expect("16") };
+        let (m, i, g, b) = (at(&self.mean), at(&self.inv), at(&self.gamma), at(&self.beta));
+        std::array::from_fn(|l| g[l] * ((xs[l] - m[l]) * i[l]) + b[l])
+    }
+
+    #[inline(always)]
+    fn one(&self, ch: usize, x: f32) -> f32 {
+        self.gamma[ch] * ((x - self.mean[ch]) * self.inv[ch]) + self.beta[ch]
     }
 }
 

@@ -85,6 +85,30 @@ fn windows(p: &MaxPool, batch: usize) -> impl Iterator<Item = (usize, usize)> {
     })
 }
 
+/// A per-channel map applied to the values a max-pool reads, as it reads them (a batch norm's
+/// normalization): the pooled input is then never written out whole.
+pub(crate) trait PoolMap {
+    /// The map of channels `ch..ch + 16` of one cell.
+    fn block(&self, ch: usize, xs: &[f32; 16]) -> [f32; 16];
+    /// The map of channel `ch` of one cell.
+    fn one(&self, ch: usize, x: f32) -> f32;
+}
+
+/// The values as they are.
+pub(crate) struct Raw;
+
+impl PoolMap for Raw {
+    #[inline(always)]
+    fn block(&self, _ch: usize, xs: &[f32; 16]) -> [f32; 16] {
+        *xs
+    }
+
+    #[inline(always)]
+    fn one(&self, _ch: usize, x: f32) -> f32 {
+        x
+    }
+}
+
 /// Pools the `batch` samples in `x` into `y` (which must hold −∞), writing the flat input index
 /// of each maximum, plus `base`, into `arg`.
 pub(crate) fn pool_forward(
@@ -95,10 +119,23 @@ pub(crate) fn pool_forward(
     y: &mut [f32],
     arg: &mut [u32],
 ) {
+    pool_mapped(p, x, base, batch, y, arg, &Raw);
+}
+
+/// [`pool_forward`] of `map` applied to every value of `x` (channels last).
+pub(crate) fn pool_mapped(
+    p: &MaxPool,
+    x: &[f32],
+    base: usize,
+    batch: usize,
+    y: &mut [f32],
+    arg: &mut [u32],
+    map: &impl PoolMap,
+) {
     let (w, k, c) = (p.input.w, p.size, p.input.c);
     // Strictly greater: the first maximum wins, as in TensorFlow. Written as selects, not
-    // branches, so it vectorizes over channels.
-    let take = |ys: &mut [f32], args: &mut [u32], s: usize, c: usize| {
+    // branches, so it vectorizes over channels. `ch0` is the channel of `x[s]`.
+    let take = |ys: &mut [f32], args: &mut [u32], s: usize, ch0: usize, c: usize| {
         let first = (base + s) as u32;
         for (ch, ((m, a), &v)) in ys
             .iter_mut()
@@ -106,6 +143,7 @@ pub(crate) fn pool_forward(
             .zip(&x[s..s + c])
             .enumerate()
         {
+            let v = map.one(ch0 + ch, v);
             let better = v > *m;
             *m = if better { v } else { *m };
             *a = if better { first + ch as u32 } else { *a };
@@ -115,7 +153,7 @@ pub(crate) fn pool_forward(
         win.each(batch, |o, cells| {
             let (ys, args) = (&mut y[o..o + c], &mut arg[o..o + c]);
             for &s in cells {
-                take(ys, args, s, c);
+                take(ys, args, s, 0, c);
             }
         });
         return;
@@ -131,7 +169,7 @@ pub(crate) fn pool_forward(
             for ky in 0..k {
                 for kx in 0..k {
                     let s = s0 + (ky * w + kx) * c + ch;
-                    let xs: &[f32; 16] = x[s..s + 16].try_into().expect("16");
+                    let xs = map.block(ch, x[s..s + 16].try_into().expect("16"));
                     let first = (base + s) as u32;
                     for l in 0..16 {
                         let better = xs[l] > m[l];
@@ -146,7 +184,7 @@ pub(crate) fn pool_forward(
             let (ys, args) = (&mut y[o + full..o + c], &mut arg[o + full..o + c]);
             for ky in 0..k {
                 for kx in 0..k {
-                    take(ys, args, s0 + (ky * w + kx) * c + full, c - full);
+                    take(ys, args, s0 + (ky * w + kx) * c + full, full, c - full);
                 }
             }
         }
