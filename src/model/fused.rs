@@ -254,6 +254,7 @@ impl Forward for ConvBlock {
                 let has_bn = self.bn.is_some();
                 match (streamed.or(eval_pool), chunk) {
                     (Some(p), Some(chunk)) if !has_bn || eval_pool.is_some() => {
+                        // Evaluation's fixed statistics read nothing of the batch.
                         norm = self.bn.as_mut().map(|bn| bn.normalize(&[], false));
                         let pooled =
                             self.pool_streamed(p, &col, batch, chunk, gemm_act, norm.as_ref());
