@@ -15,28 +15,13 @@ pub(crate) fn affine_forward(
     act: Activation,
 ) -> Vec<f32> {
     let mut y = Vec::new();
-    affine_into(x, rows, n_in, w, b, act, &mut y);
+    affine_append(x, rows, n_in, w, b, act, &mut y);
     y
 }
 
-/// [`affine_forward`] into `y` (its old contents dropped, its allocation reused). Each output
-/// row is computed the same way whatever `rows` is: a batch can be done a few rows at a time
-/// with bit-identical results.
-pub(crate) fn affine_into(
-    x: &[f32],
-    rows: usize,
-    n_in: usize,
-    w: &[f32],
-    b: &[f32],
-    act: Activation,
-    y: &mut Vec<f32>,
-) {
-    y.clear();
-    affine_append(x, rows, n_in, w, b, act, y);
-}
-
-/// [`affine_forward`] appended to `y`: a batch's output can be built a few rows at a time,
-/// each part computed while it is in cache.
+/// [`affine_forward`] appended to `y`. Each output row is computed the same way whatever
+/// `rows` is: a batch can be done a few rows at a time, each part while it is in cache, with
+/// bit-identical results.
 pub(crate) fn affine_append(
     x: &[f32],
     rows: usize,

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use dfdx::prelude::*;
 
 use super::activation::Activation;
-use super::affine::{add_column_sums, affine_append, affine_into};
+use super::affine::{add_column_sums, affine_append};
 use super::layer::{Forward, Layer, LayerIo, Mode, StoredArray};
 use super::layers::batchnorm::{add_channel_sums, BatchNorm, Normalized};
 use super::layers::conv::{Conv, ConvGeometry};
@@ -178,7 +178,8 @@ impl ConvBlock {
             let n = chunk.min(batch - s);
             let cols = &col[s * rows * field..(s + n) * rows * field];
             let (w, b) = (&self.conv.w.value, &self.conv.b.value);
-            affine_into(cols, n * rows, field, w, b, act, &mut z);
+            z.clear();
+            affine_append(cols, n * rows, field, w, b, act, &mut z);
             let (ys, args) = (&mut y[s * yo..(s + n) * yo], &mut arg[s * yo..(s + n) * yo]);
             match norm {
                 Some(nm) => pool_mapped(p, &z, s * zi, n, ys, args, nm),
