@@ -369,17 +369,31 @@ mod tests {
     #[test]
     fn unpool_is_scattering_into_zeros_bit_for_bit() {
         // 5×7 (left-out row and column) and 4×6 (tiled) inputs, 37 channels; ReLU's NO_GRAD
-        // and signed zeros among the gradients; bias sums on and off.
-        for (h, w) in [(5, 7), (4, 6)] {
-            let p = pool2(h, w, 37);
+        // and signed zeros among the gradients; bias sums on and off. Then overlapping
+        // windows (3×3, stride 2, 'same' padding), which scatter.
+        let spec = MaxPoolSpec(PoolSpec::Table {
+            pool: 3,
+            stride: Some(2),
+            padding: Padding::Same,
+        });
+        let input = Shape::image(5, 7, 37);
+        let output = spec.output_shape(input, Place { last: false }).unwrap();
+        let general = spec.build_pool(LayerIo {
+            index: 0,
+            input,
+            output,
+        });
+        assert!(general.general.is_some());
+        for p in [pool2(5, 7, 37), pool2(4, 6, 37), general] {
             let (inp, out) = (p.input, p.output);
+            let (h, w) = (inp.h, inp.w);
             let batch = 2;
             let x = crate::model::gradcheck::random(batch * inp.len(), 8);
             let mut y = vec![f32::NEG_INFINITY; batch * out.len()];
             let mut arg = vec![0u32; batch * out.len()];
             pool_forward(&p, &x, 0, batch, &mut y, &mut arg);
             relu_pooled(&p, &x, batch, &mut y, &mut arg);
-            assert!(arg.contains(&NO_GRAD));
+            assert!(p.general.is_some() || arg.contains(&NO_GRAD));
             let mut gy = crate::model::gradcheck::random(y.len(), 9);
             gy[3] = -0.0;
             let mut want = vec![0.0; x.len()];
