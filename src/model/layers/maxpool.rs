@@ -324,6 +324,21 @@ mod tests {
         }
     }
 
+    /// Keras's `MaxPooling2D(3, strides=2, padding="same")` over `input`: overlapping windows.
+    fn pool3_stride2_same(input: Shape) -> MaxPool {
+        let spec = MaxPoolSpec(PoolSpec::Table {
+            pool: 3,
+            stride: Some(2),
+            padding: Padding::Same,
+        });
+        let output = spec.output_shape(input, Place { last: false }).unwrap();
+        spec.build_pool(LayerIo {
+            index: 0,
+            input,
+            output,
+        })
+    }
+
     #[test]
     fn pools_odd_sides_by_floor_and_keeps_channels_apart() {
         let mut p = pool2(3, 3, 2);
@@ -371,18 +386,7 @@ mod tests {
         // 5×7 (left-out row and column) and 4×6 (tiled) inputs, 37 channels; ReLU's NO_GRAD
         // and signed zeros among the gradients; bias sums on and off. Then overlapping
         // windows (3×3, stride 2, 'same' padding), which scatter.
-        let spec = MaxPoolSpec(PoolSpec::Table {
-            pool: 3,
-            stride: Some(2),
-            padding: Padding::Same,
-        });
-        let input = Shape::image(5, 7, 37);
-        let output = spec.output_shape(input, Place { last: false }).unwrap();
-        let general = spec.build_pool(LayerIo {
-            index: 0,
-            input,
-            output,
-        });
+        let general = pool3_stride2_same(Shape::image(5, 7, 37));
         assert!(general.general.is_some());
         for p in [pool2(5, 7, 37), pool2(4, 6, 37), general] {
             let (inp, out) = (p.input, p.output);
@@ -424,18 +428,7 @@ mod tests {
             hi, lo, hi, hi, lo, hi, hi, hi, hi, hi, hi, hi, hi, hi, lo, hi, lo, hi, lo, hi, hi,
             lo, hi, lo, hi, hi, hi, hi, hi, hi, hi, lo, hi, lo, hi, hi,
         ];
-        let spec = MaxPoolSpec(PoolSpec::Table {
-            pool: 3,
-            stride: Some(2),
-            padding: Padding::Same,
-        });
-        let input = Shape::image(5, 5, 2);
-        let output = spec.output_shape(input, Place { last: false }).unwrap();
-        let mut p = spec.build_pool(LayerIo {
-            index: 0,
-            input,
-            output,
-        });
+        let mut p = pool3_stride2_same(Shape::image(5, 5, 2));
         let (x, _) = crate::model::layers::conv::tests::keras_problem();
         let y = p
             .forward(Cpu::default().tensor_from_vec(x, (2, 50)) as Act, &mut Mode::Eval)
