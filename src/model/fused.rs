@@ -252,16 +252,16 @@ impl Forward for ConvBlock {
                     .pool
                     .as_ref()
                     .filter(|_| !training && !T::OWNS_TAPE && self.bn.is_some());
-                let has_bn = self.bn.is_some();
                 match (streamed.or(eval_pool), chunk) {
-                    (Some(p), Some(chunk)) if !has_bn || eval_pool.is_some() => {
-                        // Evaluation's fixed statistics read nothing of the batch.
+                    // No batch norm (`streamed`), or evaluation's fixed statistics, which
+                    // read nothing of the batch (`eval_pool`).
+                    (Some(p), Some(chunk)) => {
                         norm = self.bn.as_mut().map(|bn| bn.normalize(&[], false));
                         let pooled =
                             self.pool_streamed(p, &col, batch, chunk, gemm_act, norm.as_ref());
                         (Vec::new(), Saved::Unfolded(col), Some(pooled))
                     }
-                    (_, Some(chunk)) if has_bn && training => {
+                    (_, Some(chunk)) if self.bn.is_some() && training => {
                         let (z, sums) = self.conv_summed(&col, batch, chunk, gemm_act);
                         norm = self
                             .bn
