@@ -41,8 +41,8 @@ pub fn train_final(exp: &Experiment, paths: &Paths, force: bool) -> Result<PathB
     let path = dir.join(MODEL_FILE);
     let name = &exp.data.dataset;
     let ds = dataset::load(&paths.dataset_dir(name), name, Split::Train)?;
-    exp.network(&ds.info)?;
-    let key = key(exp, Run::Final, "", &ds.sha256);
+    let network = exp.network(&ds.info)?;
+    let key = key(exp, &network, Run::Final, "", &ds.sha256);
     if !force && path.is_file() {
         if let Ok(m) = io::load(&path) {
             if m.metadata.get("key") == Some(&key) {

@@ -60,7 +60,8 @@ pub fn plan_experiment(
     force: bool,
 ) -> Result<(Vec<FoldJob>, Vec<FoldJob>)> {
     let ds = data.train(paths, &exp.data.dataset)?;
-    let work: f64 = exp.network(&ds.info)?.iter().map(|l| l.cost).sum();
+    let network = exp.network(&ds.info)?;
+    let work: f64 = network.iter().map(|l| l.cost).sum();
     let n = exp.images_used(ds.len());
     if n < exp.cv.folds {
         bail!("{}: only {n} images for {} folds", exp.name, exp.cv.folds);
@@ -82,7 +83,7 @@ pub fn plan_experiment(
     let mut all = Vec::new();
     let mut pending = Vec::new();
     for fold in 1..=exp.cv.folds {
-        let key = key(&exp, Run::Fold(fold), &split.hash, &ds.sha256);
+        let key = key(&exp, &network, Run::Fold(fold), &split.hash, &ds.sha256);
         let job = FoldJob {
             exp: exp.clone(),
             fold,

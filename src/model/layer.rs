@@ -118,7 +118,8 @@ pub trait LayerSpec {
         self.flops(input, output)
     }
     /// How it is computed for these shapes, where there is a choice (a convolution's
-    /// algorithm: "direct" or "winograd"); shown by `check` and `bench`.
+    /// algorithm: "direct", "winograd", "winograd3" or "winograd4"); shown by `check` and
+    /// `bench`.
     fn algorithm(&self, _input: Shape, _output: Shape) -> Option<&'static str> {
         None
     }

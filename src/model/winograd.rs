@@ -17,8 +17,11 @@ use super::gemm::{matmul_rows, View};
 use super::layers::conv::ConvGeometry;
 use super::scratch;
 
-/// Positions of a transformed 4×4 tile.
+/// Positions of a transformed F(2×2, 3×3) tile (4×4).
 const XI: usize = 16;
+
+/// The largest transformed tile, F(4×4, 3×3)'s 6×6.
+const MAX_N: usize = 6;
 
 /// Most tiles per chunk: the weight gradient's GEMM then sums each chunk in one pass.
 const MAX_CHUNK: usize = 512;
@@ -31,35 +34,49 @@ const CHUNK_FLOATS: usize = 1 << 18;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Winograd {
     geo: ConvGeometry,
-    /// Tile rows and columns per sample: ⌈output side / 2⌉.
+    /// Output tile side m of F(m×m, 3×3): 2, 3 or 4.
+    m: usize,
+    /// Input tile side m + 2, and positions of a transformed tile, (m + 2)².
+    n: usize,
+    xi: usize,
+    /// Tile rows and columns per sample: ⌈output side / m⌉.
     th: usize,
     tw: usize,
 }
 
 impl Winograd {
-    /// Whether Winograd F(2×2, 3×3) computes this convolution.
+    /// Whether Winograd F(m×m, 3×3) computes this convolution.
     pub fn fits(geo: &ConvGeometry) -> bool {
         geo.kernel == 3 && geo.stride == 1
     }
 
-    /// The tiling of `geo` (which must [`fit`](Winograd::fits)).
-    pub fn new(geo: ConvGeometry) -> Self {
+    /// The tiling of `geo` (which must [`fit`](Winograd::fits)) into F(m×m, 3×3) tiles, m in
+    /// 2..=4.
+    pub fn new(geo: ConvGeometry, m: usize) -> Self {
         assert!(
-            Self::fits(&geo),
-            "Winograd F(2×2, 3×3) needs a 3×3 stride-1 convolution"
+            Self::fits(&geo) && (2..=4).contains(&m),
+            "Winograd F(m×m, 3×3) needs a 3×3 stride-1 convolution and m in 2..=4"
         );
         Winograd {
             geo,
-            th: geo.output.h.div_ceil(2),
-            tw: geo.output.w.div_ceil(2),
+            m,
+            n: m + 2,
+            xi: (m + 2) * (m + 2),
+            th: geo.output.h.div_ceil(m),
+            tw: geo.output.w.div_ceil(m),
         }
+    }
+
+    /// The output tile side m of its F(m×m, 3×3).
+    pub fn tile_side(&self) -> usize {
+        self.m
     }
 
     /// Tiles per chunk: as many as fit [`CHUNK_FLOATS`], between 16 and [`MAX_CHUNK`]. A
     /// function of the shape only (it fixes the weight gradient's summation order).
     fn chunk(&self) -> usize {
         let (ci, co) = (self.geo.input.c, self.geo.output.c);
-        (CHUNK_FLOATS / (XI * (ci + co))).clamp(16, MAX_CHUNK)
+        (CHUNK_FLOATS / (self.xi * (ci + co))).clamp(16, MAX_CHUNK)
     }
 
     /// The chunks of `tiles` tiles as (first tile, count), of equal sizes up to one.
@@ -68,11 +85,16 @@ impl Winograd {
         (0..n).map(move |i| (i * tiles / n, (i + 1) * tiles / n - i * tiles / n))
     }
 
-    /// The transformed kernel `U[ξ] = G g Gᵀ`, as 16 row-major cin × cout matrices, from
-    /// weights laid out `[ky][kx][cin][cout]`.
+    /// The transformed kernel `U[ξ] = G g Gᵀ`, as (m + 2)² row-major cin × cout matrices,
+    /// from weights laid out `[ky][kx][cin][cout]`.
     pub fn kernel(&self, w: &[f32]) -> Vec<f32> {
         let n = self.geo.input.c * self.geo.output.c;
-        let mut u = vec![0.0; XI * n];
+        let mut u = vec![0.0; self.xi * n];
+        match self.m {
+            3 => return F3.kernel_tiles(w, n, u),
+            4 => return F4.kernel_tiles(w, n, u),
+            _ => {}
+        }
         for j in 0..n {
             let g = |ky: usize, kx: usize| w[(ky * 3 + kx) * n + j];
             // t = G g (4×3), then u = t Gᵀ (4×4).
@@ -98,7 +120,7 @@ impl Winograd {
     fn kernel_transposed(&self, u: &[f32]) -> Vec<f32> {
         let (ci, co) = (self.geo.input.c, self.geo.output.c);
         let mut ut = vec![0.0; u.len()];
-        for xi in 0..XI {
+        for xi in 0..self.xi {
             for i in 0..ci {
                 for o in 0..co {
                     ut[(xi * co + o) * ci + i] = u[(xi * ci + i) * co + o];
@@ -114,12 +136,12 @@ impl Winograd {
         (t / per, (t % per) / self.tw, t % self.tw)
     }
 
-    /// For the 4 input rows (or columns) under tile index `i` along a side of `len` with
+    /// For the m + 2 input rows (or columns) under tile index `i` along a side of `len` with
     /// `pad` zeros before: the first patch position inside, the first input index, the count.
-    fn span(i: usize, pad: usize, len: usize) -> (usize, usize, usize) {
-        let start = 2 * i;
+    fn span(&self, i: usize, pad: usize, len: usize) -> (usize, usize, usize) {
+        let start = self.m * i;
         let p0 = pad.saturating_sub(start);
-        let p1 = (len + pad).saturating_sub(start).min(4);
+        let p1 = (len + pad).saturating_sub(start).min(self.n);
         if p1 <= p0 {
             return (0, 0, 0);
         }
@@ -133,17 +155,17 @@ impl Winograd {
         let (b, ty, tx) = self.tile(t);
         (
             b,
-            Self::span(ty, g.pad_top, inp.h),
-            Self::span(tx, g.pad_left, inp.w),
+            self.span(ty, g.pad_top, inp.h),
+            self.span(tx, g.pad_left, inp.w),
         )
     }
 
-    /// Copies the 4×4×cin input patch of tile `t` into `patch` (zeros outside the input).
+    /// Copies the (m + 2)²×cin input patch of tile `t` into `patch` (zeros outside the input).
     fn gather(&self, x: &[f32], t: usize, patch: &mut [f32]) {
-        let (inp, c) = (self.geo.input, self.geo.input.c);
+        let (inp, c, n) = (self.geo.input, self.geo.input.c, self.n);
         let (b, (r0, iy, nr), (s0, ix, ns)) = self.window(t);
-        for r in 0..4 {
-            let row = &mut patch[r * 4 * c..(r + 1) * 4 * c];
+        for r in 0..n {
+            let row = &mut patch[r * n * c..(r + 1) * n * c];
             if r < r0 || r >= r0 + nr || ns == 0 {
                 row.fill(0.0);
                 continue;
@@ -155,14 +177,14 @@ impl Winograd {
         }
     }
 
-    /// Adds a 4×4×cin patch gradient back onto the input positions of tile `t` (padding takes
-    /// nothing back).
+    /// Adds an (m + 2)²×cin patch gradient back onto the input positions of tile `t` (padding
+    /// takes nothing back).
     fn scatter_add(&self, patch: &[f32], t: usize, gx: &mut [f32]) {
-        let (inp, c) = (self.geo.input, self.geo.input.c);
+        let (inp, c, n) = (self.geo.input, self.geo.input.c, self.n);
         let (b, (r0, iy, nr), (s0, ix, ns)) = self.window(t);
         for r in r0..r0 + nr {
             let dst = ((b * inp.h + iy + r - r0) * inp.w + ix) * c;
-            let src = (r * 4 + s0) * c;
+            let src = (r * n + s0) * c;
             for (d, v) in gx[dst..dst + ns * c]
                 .iter_mut()
                 .zip(&patch[src..src + ns * c])
@@ -176,45 +198,52 @@ impl Winograd {
     /// `[tile][ξ][cin]`. Tiles inside the input are read in place; the others are gathered
     /// into a zero-padded patch first.
     fn transform_input(&self, x: &[f32], first: usize, len: usize, v: &mut [f32]) {
-        let (inp, g) = (self.geo.input, self.geo);
+        let (inp, g, m, n) = (self.geo.input, self.geo, self.m, self.n);
         let c = inp.c;
-        let mut patch = vec![0.0; XI * c];
-        for (i, out) in v.chunks_exact_mut(XI * c).take(len).enumerate() {
+        let mut patch = vec![0.0; self.xi * c];
+        for (i, out) in v.chunks_exact_mut(self.xi * c).take(len).enumerate() {
             let t = first + i;
             let (b, ty, tx) = self.tile(t);
             let (y0, x0) = (
-                (2 * ty) as isize - g.pad_top as isize,
-                (2 * tx) as isize - g.pad_left as isize,
+                (m * ty) as isize - g.pad_top as isize,
+                (m * tx) as isize - g.pad_left as isize,
             );
-            let inside = y0 >= 0 && x0 >= 0 && y0 as usize + 4 <= inp.h && x0 as usize + 4 <= inp.w;
+            let inside = y0 >= 0 && x0 >= 0 && y0 as usize + n <= inp.h && x0 as usize + n <= inp.w;
+            let mut rows: [&[f32]; MAX_N] = [&[]; MAX_N];
             if inside {
-                let row = |r: usize| {
+                for (r, row) in rows.iter_mut().take(n).enumerate() {
                     let at = ((b * inp.h + y0 as usize + r) * inp.w + x0 as usize) * c;
-                    &x[at..at + 4 * c]
-                };
-                input_tile([row(0), row(1), row(2), row(3)], c, out);
+                    *row = &x[at..at + n * c];
+                }
             } else {
                 self.gather(x, t, &mut patch);
-                let row = |r: usize| &patch[r * 4 * c..(r + 1) * 4 * c];
-                input_tile([row(0), row(1), row(2), row(3)], c, out);
+                for (row, p) in rows.iter_mut().zip(patch.chunks_exact(n * c)) {
+                    *row = p;
+                }
+            }
+            match m {
+                2 => input_tile([rows[0], rows[1], rows[2], rows[3]], c, out),
+                3 => F3.input_tile(&rows, c, out),
+                _ => F4.input_tile(&rows, c, out),
             }
         }
     }
 
-    /// The 16 GEMMs of a chunk: `dst[ξ] = a[ξ] · b[ξ]`, where `a` and `dst` are laid out
-    /// `[tile][ξ][·]` (rows of `a` hold `k` values) and `b` is 16 row-major k × n matrices.
-    fn products(len: usize, k: usize, n: usize, a: &[f32], b: &[f32], dst: &mut [f32]) {
-        for xi in 0..XI {
+    /// The xi GEMMs of a chunk: `dst[ξ] = a[ξ] · b[ξ]`, where `a` and `dst` are laid out
+    /// `[tile][ξ][·]` (rows of `a` hold `k` values) and `b` is xi row-major k × n matrices.
+    #[allow(clippy::too_many_arguments)]
+    fn products(xis: usize, len: usize, k: usize, n: usize, a: &[f32], b: &[f32], dst: &mut [f32]) {
+        for xi in 0..xis {
             matmul_rows(
                 len,
                 n,
                 k,
                 &mut dst[xi * n..],
-                XI * n,
+                xis * n,
                 false,
                 View {
                     data: &a[xi * k..],
-                    rs: XI * k,
+                    rs: xis * k,
                     cs: 1,
                 },
                 View::rows(&b[xi * k * n..(xi + 1) * k * n], n),
@@ -232,31 +261,36 @@ impl Winograd {
         bias: &[f32],
         act: Activation,
     ) -> Vec<f32> {
-        let (ci, out) = (self.geo.input.c, self.geo.output);
+        let (ci, out, m, xis) = (self.geo.input.c, self.geo.output, self.m, self.xi);
         let co = out.c;
         let tiles = batch * self.th * self.tw;
         // Tiles come in output order, a row of tiles at a time: each row of tiles is gathered
-        // in `rows` (its two output rows) and appended to z once complete, so z is written
+        // in `rows` (its m output rows) and appended to z once complete, so z is written
         // once, in order, and never zero-filled first.
         let mut z = Vec::with_capacity(batch * out.len());
         let chunk = self.chunk().min(tiles);
         let row = out.w * co;
-        let lens = [chunk * XI * ci, chunk * XI * co, 4 * co, 2 * row];
-        scratch::with(lens, |[v, m, f, rows]| {
+        let lens = [chunk * xis * ci, chunk * xis * co, m * m * co, m * row];
+        scratch::with(lens, |[v, mm, f, rows]| {
             for (first, len) in self.chunks(tiles) {
                 self.transform_input(x, first, len, v);
-                Self::products(len, ci, co, v, u, m);
+                Self::products(xis, len, ci, co, v, u, mm);
                 for i in 0..len {
                     let (_, ty, tx) = self.tile(first + i);
-                    output_tile(&m[i * XI * co..(i + 1) * XI * co], co, bias, f);
-                    // f holds the 2×2 outputs [r][s][cout]: copy those inside the output.
-                    let n = (out.w - 2 * tx).min(2);
-                    for r in 0..2 {
-                        let at = r * row + 2 * tx * co;
-                        rows[at..at + n * co].copy_from_slice(&f[r * 2 * co..(r * 2 + n) * co]);
+                    let t = &mm[i * xis * co..(i + 1) * xis * co];
+                    match m {
+                        2 => output_tile(t, co, bias, f),
+                        3 => F3.output_tile(t, co, bias, f),
+                        _ => F4.output_tile(t, co, bias, f),
+                    }
+                    // f holds the m×m outputs [r][s][cout]: copy those inside the output.
+                    let k = (out.w - m * tx).min(m);
+                    for r in 0..m {
+                        let at = r * row + m * tx * co;
+                        rows[at..at + k * co].copy_from_slice(&f[r * m * co..(r * m + k) * co]);
                     }
                     if tx + 1 == self.tw {
-                        let inside = (out.h - 2 * ty).min(2);
+                        let inside = (out.h - m * ty).min(m);
                         z.extend_from_slice(&rows[..inside * row]);
                     }
                 }
@@ -278,23 +312,23 @@ impl Winograd {
         batch: usize,
         mut gx: Option<&mut [f32]>,
     ) -> Vec<f32> {
-        let (ci, out) = (self.geo.input.c, self.geo.output);
+        let (ci, out, m, xis) = (self.geo.input.c, self.geo.output, self.m, self.xi);
         let co = out.c;
         let tiles = batch * self.th * self.tw;
         let chunk = self.chunk().min(tiles);
         let ut = gx.as_ref().map(|_| self.kernel_transposed(u));
-        let mut gu = vec![0.0; XI * ci * co];
+        let mut gu = vec![0.0; xis * ci * co];
         let zeros = vec![0.0; co];
-        let gv_len = if gx.is_some() { chunk * XI * ci } else { 0 };
-        let lens = [chunk * XI * ci, chunk * XI * co, gv_len, XI * ci];
+        let gv_len = if gx.is_some() { chunk * xis * ci } else { 0 };
+        let lens = [chunk * xis * ci, chunk * xis * co, gv_len, xis * ci];
         scratch::with(lens, |[v, gm, gv, patch]| {
             for (first, len) in self.chunks(tiles) {
                 self.transform_input(x, first, len, v);
                 // The output gradient's tiles: gM = A gY Aᵀ (zero outside the output).
-                for (i, gt) in gm.chunks_exact_mut(XI * co).take(len).enumerate() {
+                for (i, gt) in gm.chunks_exact_mut(xis * co).take(len).enumerate() {
                     let (b, ty, tx) = self.tile(first + i);
                     let g = |r: usize, s: usize| -> &[f32] {
-                        let (oy, ox) = (2 * ty + r, 2 * tx + s);
+                        let (oy, ox) = (m * ty + r, m * tx + s);
                         if oy < out.h && ox < out.w {
                             let at = ((b * out.h + oy) * out.w + ox) * co;
                             &gz[at..at + co]
@@ -302,10 +336,22 @@ impl Winograd {
                             &zeros
                         }
                     };
-                    grad_output_tile([g(0, 0), g(0, 1), g(1, 0), g(1, 1)], co, gt);
+                    match m {
+                        2 => grad_output_tile([g(0, 0), g(0, 1), g(1, 0), g(1, 1)], co, gt),
+                        _ => {
+                            let mut gs: [&[f32]; MAX_N * MAX_N] = [&[]; MAX_N * MAX_N];
+                            for (k, s) in gs.iter_mut().take(m * m).enumerate() {
+                                *s = g(k / m, k % m);
+                            }
+                            match m {
+                                3 => F3.grad_output_tile(&gs, co, gt),
+                                _ => F4.grad_output_tile(&gs, co, gt),
+                            }
+                        }
+                    }
                 }
                 // gU[ξ] += V[ξ]ᵀ · gM[ξ]: one pass over the chunk's tiles.
-                for xi in 0..XI {
+                for xi in 0..xis {
                     matmul_rows(
                         ci,
                         co,
@@ -316,11 +362,11 @@ impl Winograd {
                         View {
                             data: &v[xi * ci..],
                             rs: 1,
-                            cs: XI * ci,
+                            cs: xis * ci,
                         },
                         View {
                             data: &gm[xi * co..],
-                            rs: XI * co,
+                            rs: xis * co,
                             cs: 1,
                         },
                     );
@@ -329,9 +375,13 @@ impl Winograd {
                     continue;
                 };
                 // gV[ξ] = gM[ξ] · U[ξ]ᵀ, then the patch gradient B gV Bᵀ, added back.
-                Self::products(len, co, ci, gm, ut, gv);
-                for (i, gt) in gv.chunks_exact(XI * ci).take(len).enumerate() {
-                    grad_input_tile(gt, ci, patch);
+                Self::products(xis, len, co, ci, gm, ut, gv);
+                for (i, gt) in gv.chunks_exact(xis * ci).take(len).enumerate() {
+                    match m {
+                        2 => grad_input_tile(gt, ci, patch),
+                        3 => F3.grad_input_tile(gt, ci, patch),
+                        _ => F4.grad_input_tile(gt, ci, patch),
+                    }
                     self.scatter_add(patch, first + i, gx);
                 }
             }
@@ -344,6 +394,11 @@ impl Winograd {
     fn kernel_grad(&self, gu: &[f32]) -> Vec<f32> {
         let n = self.geo.input.c * self.geo.output.c;
         let mut gw = vec![0.0; 9 * n];
+        match self.m {
+            3 => return F3.kernel_grad_tiles(gu, n, gw),
+            4 => return F4.kernel_grad_tiles(gu, n, gw),
+            _ => {}
+        }
         for j in 0..n {
             let q = |a: usize, b: usize| gu[(a * 4 + b) * n + j];
             // t = Gᵀ gU (3×4), one column b at a time, then t G (3×3).
@@ -409,6 +464,333 @@ macro_rules! by_lanes {
 fn split16(buf: &mut [f32], c: usize) -> [&mut [f32]; XI] {
     let mut it = buf.chunks_exact_mut(c);
     std::array::from_fn(|_| it.next().expect("16 rows"))
+}
+
+/// The matrices of Winograd F(m×m, 3×3) for m = M, on tiles of side N = M + 2 (Lavin & Gray's
+/// `Y = Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A`), from the Toom-Cook interpolation points they name.
+/// Computed from exact rationals and checked against the direct correlation (see the tests);
+/// each f32 entry is its rational rounded once.
+struct Points<const N: usize, const M: usize> {
+    bt: [[f32; N]; N],
+    g: [[f32; 3]; N],
+    at: [[f32; N]; M],
+}
+
+/// F(3×3, 3×3), points 0, 1, −1, 2, ∞: 25 multiplies per 9 outputs.
+const F3: Points<5, 3> = Points {
+    bt: [
+        [2.0, -1.0, -2.0, 1.0, 0.0],
+        [0.0, 2.0, 1.0, -1.0, 0.0],
+        [0.0, -2.0, 3.0, -1.0, 0.0],
+        [0.0, -1.0, 0.0, 1.0, 0.0],
+        [0.0, 2.0, -1.0, -2.0, 1.0],
+    ],
+    g: [
+        [0.5, 0.0, 0.0],
+        [0.5, 0.5, 0.5],
+        [1.0 / 6.0, -1.0 / 6.0, 1.0 / 6.0],
+        [1.0 / 6.0, 1.0 / 3.0, 2.0 / 3.0],
+        [0.0, 0.0, 1.0],
+    ],
+    at: [
+        [1.0, 1.0, 1.0, 1.0, 0.0],
+        [0.0, 1.0, -1.0, 2.0, 0.0],
+        [0.0, 1.0, 1.0, 4.0, 1.0],
+    ],
+};
+
+/// F(4×4, 3×3), points 0, 1, −1, 2, −2, ∞: 36 multiplies per 16 outputs.
+const F4: Points<6, 4> = Points {
+    bt: [
+        [4.0, 0.0, -5.0, 0.0, 1.0, 0.0],
+        [0.0, 4.0, 4.0, -1.0, -1.0, 0.0],
+        [0.0, -4.0, 4.0, 1.0, -1.0, 0.0],
+        [0.0, -2.0, -1.0, 2.0, 1.0, 0.0],
+        [0.0, 2.0, -1.0, -2.0, 1.0, 0.0],
+        [0.0, 4.0, 0.0, -5.0, 0.0, 1.0],
+    ],
+    g: [
+        [0.25, 0.0, 0.0],
+        [1.0 / 6.0, 1.0 / 6.0, 1.0 / 6.0],
+        [1.0 / 6.0, -1.0 / 6.0, 1.0 / 6.0],
+        [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0],
+        [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0],
+        [0.0, 0.0, 1.0],
+    ],
+    at: [
+        [1.0, 1.0, 1.0, 1.0, 1.0, 0.0],
+        [0.0, 1.0, -1.0, 2.0, -2.0, 0.0],
+        [0.0, 1.0, 1.0, 4.0, 4.0, 0.0],
+        [0.0, 1.0, -1.0, 8.0, -8.0, 1.0],
+    ],
+};
+
+/// `Σ_q c(q)·x(q)` over the nonzero `c(q)`, in the order of q: ±1 by an addition or a
+/// subtraction, any other coefficient by one multiply and one addition (never a fused
+/// multiply-add, so every CPU rounds it the same way).
+#[inline(always)]
+fn combo<const Q: usize>(c: impl Fn(usize) -> f32, x: impl Fn(usize) -> f32) -> f32 {
+    let mut acc = None;
+    for q in 0..Q {
+        let (k, v) = (c(q), x(q));
+        acc = match (acc, k) {
+            (_, 0.0) => acc,
+            (None, 1.0) => Some(v),
+            (None, -1.0) => Some(-v),
+            (None, _) => Some(v * k),
+            (Some(a), 1.0) => Some(a + v),
+            (Some(a), -1.0) => Some(a - v),
+            (Some(a), _) => Some(a + v * k),
+        };
+    }
+    acc.unwrap_or(0.0)
+}
+
+/// `y = mat · x`, lane by lane. The matrix loops are innermost and short, so the compiler
+/// unrolls them (the coefficients become constants and the zero terms vanish) and vectorizes
+/// the loop over the lanes.
+#[inline(always)]
+fn apply<const L: usize, const P: usize, const Q: usize>(
+    mat: &[[f32; Q]; P],
+    x: &[Lanes<L>; Q],
+    y: &mut [Lanes<L>; P],
+) {
+    for i in 0..L {
+        for p in 0..P {
+            y[p][i] = combo::<Q>(|q| mat[p][q], |q| x[q][i]);
+        }
+    }
+}
+
+/// `y = matᵀ · x`, as [`apply`].
+#[inline(always)]
+fn apply_t<const L: usize, const P: usize, const Q: usize>(
+    mat: &[[f32; Q]; P],
+    x: &[Lanes<L>; P],
+    y: &mut [Lanes<L>; Q],
+) {
+    for i in 0..L {
+        for q in 0..Q {
+            y[q][i] = combo::<P>(|p| mat[p][q], |p| x[p][i]);
+        }
+    }
+}
+
+/// Runs `$block::<LANES>` on whole blocks of `c` channels, then `$block::<1>` on the rest
+/// (a method's version of [`by_lanes`]).
+macro_rules! by_lanes_of {
+    ($self:ident, $c:expr, $block:ident ( $($arg:expr),* )) => {{
+        let c = $c;
+        let mut ch = 0;
+        while ch + LANES <= c {
+            $self.$block::<LANES>($($arg,)* ch);
+            ch += LANES;
+        }
+        while ch < c {
+            $self.$block::<1>($($arg,)* ch);
+            ch += 1;
+        }
+    }};
+}
+
+// Each transform reads a column of a tile (`e[s][a]` for every s) by index: the loops over
+// `a` index the inner arrays, which is what clippy's needless_range_loop flags.
+#[allow(clippy::needless_range_loop)]
+impl<const N: usize, const M: usize> Points<N, M> {
+    /// `Bᵀ d B` of one tile: `rows[r]` holds the patch's row r as `[s][c]`; writes `[ξ][c]`.
+    #[inline(always)]
+    fn input_tile(&self, rows: &[&[f32]; MAX_N], c: usize, out: &mut [f32]) {
+        by_lanes_of!(self, c, input_block(rows, c, out));
+    }
+
+    #[inline(always)]
+    fn input_block<const L: usize>(
+        &self,
+        rows: &[&[f32]; MAX_N],
+        c: usize,
+        out: &mut [f32],
+        ch: usize,
+    ) {
+        // e[s] = Bᵀ d[·][s], then row a of V is Bᵀ (e[·][a]).
+        let mut e = [[[0.0; L]; N]; N];
+        let mut col = [[0.0; L]; N];
+        for (s, es) in e.iter_mut().enumerate() {
+            for (r, d) in col.iter_mut().enumerate() {
+                *d = load::<L>(rows[r], s * c + ch);
+            }
+            apply(&self.bt, &col, es);
+        }
+        let mut v = [[0.0; L]; N];
+        for a in 0..N {
+            for (s, d) in col.iter_mut().enumerate() {
+                *d = e[s][a];
+            }
+            apply(&self.bt, &col, &mut v);
+            for (b, &v) in v.iter().enumerate() {
+                store(out, (a * N + b) * c + ch, v);
+            }
+        }
+    }
+
+    /// `Aᵀ M A + bias` of one tile: `mm` is `[ξ][c]`; writes the m×m outputs as `[r][s][c]`.
+    #[inline(always)]
+    fn output_tile(&self, mm: &[f32], c: usize, bias: &[f32], out: &mut [f32]) {
+        by_lanes_of!(self, c, output_block(mm, c, bias, out));
+    }
+
+    #[inline(always)]
+    fn output_block<const L: usize>(
+        &self,
+        mm: &[f32],
+        c: usize,
+        bias: &[f32],
+        out: &mut [f32],
+        ch: usize,
+    ) {
+        // f[s] = Aᵀ M[·][s], then row r of Y is Aᵀ (f[·][r]).
+        let mut f = [[[0.0; L]; M]; N];
+        let mut col = [[0.0; L]; N];
+        for (s, fs) in f.iter_mut().enumerate() {
+            for (q, d) in col.iter_mut().enumerate() {
+                *d = load::<L>(mm, (q * N + s) * c + ch);
+            }
+            apply(&self.at, &col, fs);
+        }
+        let b = load::<L>(bias, ch);
+        let mut y = [[0.0; L]; M];
+        for r in 0..M {
+            for (s, d) in col.iter_mut().enumerate() {
+                *d = f[s][r];
+            }
+            apply(&self.at, &col, &mut y);
+            for (s, &y) in y.iter().enumerate() {
+                store(out, (r * M + s) * c + ch, add(y, b));
+            }
+        }
+    }
+
+    /// `A gY Aᵀ` of one tile: `g[r * m + s]` is the output gradient at (r, s); writes `[ξ][c]`.
+    #[inline(always)]
+    fn grad_output_tile(&self, g: &[&[f32]; MAX_N * MAX_N], c: usize, out: &mut [f32]) {
+        by_lanes_of!(self, c, grad_output_block(g, c, out));
+    }
+
+    #[inline(always)]
+    fn grad_output_block<const L: usize>(
+        &self,
+        g: &[&[f32]; MAX_N * MAX_N],
+        c: usize,
+        out: &mut [f32],
+        ch: usize,
+    ) {
+        // h[s] = A gY[·][s], then row a of gM is A (h[·][a]).
+        let mut h = [[[0.0; L]; N]; M];
+        let mut col = [[0.0; L]; M];
+        for (s, hs) in h.iter_mut().enumerate() {
+            for (r, d) in col.iter_mut().enumerate() {
+                *d = load::<L>(g[r * M + s], ch);
+            }
+            apply_t(&self.at, &col, hs);
+        }
+        let mut v = [[0.0; L]; N];
+        for a in 0..N {
+            for (s, d) in col.iter_mut().enumerate() {
+                *d = h[s][a];
+            }
+            apply_t(&self.at, &col, &mut v);
+            for (b, &v) in v.iter().enumerate() {
+                store(out, (a * N + b) * c + ch, v);
+            }
+        }
+    }
+
+    /// `B gV Bᵀ` of one tile: `gv` is `[ξ][c]`; writes the patch gradient as `[r][s][c]`.
+    #[inline(always)]
+    fn grad_input_tile(&self, gv: &[f32], c: usize, out: &mut [f32]) {
+        by_lanes_of!(self, c, grad_input_block(gv, c, out));
+    }
+
+    #[inline(always)]
+    fn grad_input_block<const L: usize>(&self, gv: &[f32], c: usize, out: &mut [f32], ch: usize) {
+        // e[s] = B gV[·][s], then row r of the patch gradient is B (e[·][r]).
+        let mut e = [[[0.0; L]; N]; N];
+        let mut col = [[0.0; L]; N];
+        for (s, es) in e.iter_mut().enumerate() {
+            for (a, d) in col.iter_mut().enumerate() {
+                *d = load::<L>(gv, (a * N + s) * c + ch);
+            }
+            apply_t(&self.bt, &col, es);
+        }
+        let mut p = [[0.0; L]; N];
+        for r in 0..N {
+            for (s, d) in col.iter_mut().enumerate() {
+                *d = e[s][r];
+            }
+            apply_t(&self.bt, &col, &mut p);
+            for (s, &p) in p.iter().enumerate() {
+                store(out, (r * N + s) * c + ch, p);
+            }
+        }
+    }
+
+    /// `U = G g Gᵀ` of the `n` 3×3 kernels in `w` (`[ky][kx][n]`), written as `[ξ][n]`.
+    fn kernel_tiles(&self, w: &[f32], n: usize, mut u: Vec<f32>) -> Vec<f32> {
+        by_lanes_of!(self, n, kernel_block(w, n, &mut u));
+        u
+    }
+
+    #[inline(always)]
+    fn kernel_block<const L: usize>(&self, w: &[f32], n: usize, u: &mut [f32], j: usize) {
+        // t[kx] = G g[·][kx], then row a of U is G (t[·][a]).
+        let mut t = [[[0.0; L]; N]; 3];
+        let mut col = [[0.0; L]; 3];
+        for (kx, tk) in t.iter_mut().enumerate() {
+            for (ky, d) in col.iter_mut().enumerate() {
+                *d = load::<L>(w, (ky * 3 + kx) * n + j);
+            }
+            apply(&self.g, &col, tk);
+        }
+        let mut row = [[0.0; L]; N];
+        for a in 0..N {
+            for (kx, d) in col.iter_mut().enumerate() {
+                *d = t[kx][a];
+            }
+            apply(&self.g, &col, &mut row);
+            for (b, &v) in row.iter().enumerate() {
+                store(u, (a * N + b) * n + j, v);
+            }
+        }
+    }
+
+    /// The kernels' gradient `Gᵀ gU G` (`[ky][kx][n]`) from `gU`, the gradient of `U`
+    /// (`[ξ][n]`).
+    fn kernel_grad_tiles(&self, gu: &[f32], n: usize, mut gw: Vec<f32>) -> Vec<f32> {
+        by_lanes_of!(self, n, kernel_grad_block(gu, n, &mut gw));
+        gw
+    }
+
+    #[inline(always)]
+    fn kernel_grad_block<const L: usize>(&self, gu: &[f32], n: usize, gw: &mut [f32], j: usize) {
+        // t[b] = Gᵀ gU[·][b], then row ky of the gradient is Gᵀ (t[·][ky]).
+        let mut t = [[[0.0; L]; 3]; N];
+        let mut col = [[0.0; L]; N];
+        for (b, tb) in t.iter_mut().enumerate() {
+            for (a, d) in col.iter_mut().enumerate() {
+                *d = load::<L>(gu, (a * N + b) * n + j);
+            }
+            apply_t(&self.g, &col, tb);
+        }
+        let mut row = [[0.0; L]; 3];
+        for ky in 0..3 {
+            for (b, d) in col.iter_mut().enumerate() {
+                *d = t[b][ky];
+            }
+            apply_t(&self.g, &col, &mut row);
+            for (kx, &v) in row.iter().enumerate() {
+                store(gw, (ky * 3 + kx) * n + j, v);
+            }
+        }
+    }
 }
 
 /// `Bᵀ d B` of one tile: `rows[r]` holds the patch's row r as `[s][c]`; writes `[ξ][c]`.
@@ -516,11 +898,11 @@ mod tests {
     use crate::rng::Rng;
 
     /// Output, then the gradients of `sum(conv(x) ⊙ r)` for the input, the kernel and the
-    /// bias, computed by Winograd or directly.
-    fn run(c: &Conv, winograd: bool, x: &[f32], batch: usize) -> Vec<Vec<f32>> {
+    /// bias, computed by Winograd F(m×m, 3×3) (`Some(m)`) or directly.
+    fn run(c: &Conv, tile: Option<usize>, x: &[f32], batch: usize) -> Vec<Vec<f32>> {
         let dev = Cpu::default();
         let mut c = c.clone();
-        c.winograd = winograd.then(|| Winograd::new(c.geo));
+        c.winograd = tile.map(|m| Winograd::new(c.geo, m));
         let mut block = ConvBlock::new(c, None, None);
         let xt: Act = dev.tensor_from_vec(x.to_vec(), (batch, x.len() / batch));
         let mut rng = Rng::new(0, 0);
@@ -562,34 +944,43 @@ mod tests {
                 padding,
             );
             let x = random(batch * h * w * ci, 60 + seed as u64);
-            let fast = run(&c, true, &x, batch);
-            let direct = run(&c, false, &x, batch);
-            let names = [
-                "output",
-                "input gradient",
-                "kernel gradient",
-                "bias gradient",
-            ];
-            for ((a, b), name) in fast.iter().zip(&direct).zip(names) {
-                assert_eq!(a.len(), b.len());
-                // Error relative to the largest value of the array (Winograd's transforms add
-                // values of that size before they cancel).
-                let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
-                let worst = a.iter().zip(b).fold(0f32, |m, (p, q)| m.max((p - q).abs()));
-                assert!(
-                    worst <= 2e-6 * scale.max(1e-3),
-                    "case {seed} ({h}×{w}×{ci}→{co} {padding:?}): {name} differs by {worst}, \
-                     scale {scale}"
-                );
+            let direct = run(&c, None, &x, batch);
+            // Larger tiles add larger multiples of the inputs before they cancel (F(4×4)'s
+            // transforms have entries up to 8): their bound is looser.
+            for (m, bound) in [(2, 2e-6), (3, 1e-5), (4, 2e-5)] {
+                let fast = run(&c, Some(m), &x, batch);
+                let names = [
+                    "output",
+                    "input gradient",
+                    "kernel gradient",
+                    "bias gradient",
+                ];
+                for ((a, b), name) in fast.iter().zip(&direct).zip(names) {
+                    assert_eq!(a.len(), b.len());
+                    // Error relative to the largest value of the array (Winograd's transforms
+                    // add values of that size before they cancel).
+                    let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+                    let worst = a.iter().zip(b).fold(0f32, |m, (p, q)| m.max((p - q).abs()));
+                    assert!(
+                        worst <= bound * scale.max(1e-3),
+                        "case {seed} ({h}×{w}×{ci}→{co} {padding:?}), F({m}×{m}): {name} \
+                         differs by {worst}, scale {scale}"
+                    );
+                }
             }
         }
     }
 
     #[test]
     fn gradients_match_finite_differences() {
-        for (seed, padding) in [(0, Padding::Same), (1, Padding::Valid)] {
+        for (seed, padding, m) in [
+            (0, Padding::Same, 2),
+            (1, Padding::Valid, 2),
+            (2, Padding::Same, 3),
+            (3, Padding::Valid, 4),
+        ] {
             let mut c = strided(Shape::image(5, 6, 2), 3, 3, Activation::Linear, 1, padding);
-            c.winograd = Some(Winograd::new(c.geo));
+            c.winograd = Some(Winograd::new(c.geo, m));
             check(
                 &mut ConvBlock::new(c, None, None),
                 random(2 * 5 * 6 * 2, 70 + seed),
@@ -610,7 +1001,7 @@ mod tests {
             1,
             Padding::Same,
         );
-        let wg = Winograd::new(c.geo);
+        let wg = Winograd::new(c.geo, 2);
         assert_eq!(wg.chunk(), 256);
         for tiles in [0, 1, 255, 256, 257, 12544, 12545] {
             let chunks: Vec<_> = wg.chunks(tiles).collect();
@@ -652,12 +1043,20 @@ mod golden {
         format!("{:x}", h.finalize())[..16].to_string()
     }
 
-    fn case(h: usize, w: usize, ci: usize, co: usize, padding: Padding, batch: usize) -> String {
+    fn case(
+        m: usize,
+        h: usize,
+        w: usize,
+        ci: usize,
+        co: usize,
+        padding: Padding,
+        batch: usize,
+    ) -> String {
         let inp = Shape::image(h, w, ci);
         let (oh, _) = padding.side(h, 3, 1).unwrap();
         let (ow, _) = padding.side(w, 3, 1).unwrap();
         let geo = ConvGeometry::new(inp, Shape::image(oh, ow, co), 3, 1, padding);
-        let wg = Winograd::new(geo);
+        let wg = Winograd::new(geo, m);
         let mut rng = Rng::new(17, 3);
         let mut draw = |n: usize| -> Vec<f32> { (0..n).map(|_| rng.uniform(1.0)).collect() };
         let (x, w, b) = (draw(batch * inp.len()), draw(9 * ci * co), draw(co));
@@ -672,13 +1071,36 @@ mod golden {
     #[test]
     fn computes_the_pinned_bits() {
         let got = [
-            case(28, 28, 32, 32, Padding::Same, 3),
-            case(13, 13, 32, 64, Padding::Valid, 2),
-            case(7, 6, 17, 19, Padding::Same, 2),
+            case(2, 28, 28, 32, 32, Padding::Same, 3),
+            case(2, 13, 13, 32, 64, Padding::Valid, 2),
+            case(2, 7, 6, 17, 19, Padding::Same, 2),
         ];
         assert_eq!(
             got,
             ["243b0b2b96f890f2", "fa0bf863a0a42c81", "dba7216baed77954"]
+        );
+    }
+
+    #[test]
+    fn computes_the_pinned_bits_of_larger_tiles() {
+        let got = [
+            case(3, 28, 28, 32, 32, Padding::Same, 3),
+            case(3, 11, 11, 64, 64, Padding::Valid, 2),
+            case(3, 7, 6, 17, 19, Padding::Same, 2),
+            case(4, 28, 28, 32, 32, Padding::Same, 3),
+            case(4, 13, 13, 32, 64, Padding::Valid, 2),
+            case(4, 7, 6, 17, 19, Padding::Same, 2),
+        ];
+        assert_eq!(
+            got,
+            [
+                "ccdceea30722880c",
+                "8ea4073356cc2b7b",
+                "bd00163f9193977a",
+                "24bf1a87ec800613",
+                "c081b8598240c9bb",
+                "e2fade46b643d35b"
+            ]
         );
     }
 }

@@ -40,7 +40,8 @@ pub struct ConvSpec {
     /// `valid` (default) or `same`.
     #[serde(default, skip_serializing_if = "Padding::is_valid")]
     pub padding: Padding,
-    /// How it is computed: `auto` (default), `direct` or `winograd`.
+    /// How it is computed: `auto` (default), `direct`, `winograd` (F(2×2, 3×3)), `winograd3`
+    /// or `winograd4`.
     #[serde(default, skip_serializing_if = "Algorithm::is_auto")]
     pub algorithm: Algorithm,
 }
@@ -51,13 +52,18 @@ pub struct ConvSpec {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Algorithm {
-    /// Winograd where [`Algorithm::winograd_pays`] says it is faster, direct elsewhere.
+    /// Winograd F(3×3, 3×3) where [`Algorithm::winograd_pays`] says it is faster, direct
+    /// elsewhere.
     #[default]
     Auto,
     /// im2col over the whole batch and one GEMM per pass.
     Direct,
     /// Winograd F(2×2, 3×3): 3×3 stride-1 convolutions only.
     Winograd,
+    /// Winograd F(3×3, 3×3): 3×3 stride-1 convolutions only.
+    Winograd3,
+    /// Winograd F(4×4, 3×3): 3×3 stride-1 convolutions only.
+    Winograd4,
 }
 
 impl Algorithm {
@@ -66,18 +72,26 @@ impl Algorithm {
         *self == Algorithm::Auto
     }
 
-    /// Whether Winograd computes a convolution of this geometry.
-    pub fn uses_winograd(self, geo: &ConvGeometry) -> bool {
+    /// The output tile side m of the Winograd F(m×m, 3×3) that computes a convolution of this
+    /// geometry, or `None` for the direct convolution.
+    pub fn winograd_tile(self, geo: &ConvGeometry) -> Option<usize> {
         match self {
-            Algorithm::Direct => false,
-            Algorithm::Winograd => true,
-            Algorithm::Auto => Self::winograd_pays(geo),
+            Algorithm::Direct => None,
+            Algorithm::Winograd => Some(2),
+            Algorithm::Winograd3 => Some(3),
+            Algorithm::Winograd4 => Some(4),
+            Algorithm::Auto => Self::winograd_pays(geo).then_some(AUTO_TILE),
         }
     }
 
-    /// The shapes where Winograd F(2×2, 3×3) measured faster than the direct convolution
-    /// (`mnist-lab bench` on copies of deeper and modern with each layer's algorithm forced;
-    /// docs/speed.md): 3×3, stride 1, and enough channels on both sides for its 16 small GEMMs
+    /// Whether a Winograd algorithm is named explicitly.
+    fn is_winograd(self) -> bool {
+        matches!(self, Algorithm::Winograd | Algorithm::Winograd3 | Algorithm::Winograd4)
+    }
+
+    /// The shapes where Winograd measured faster than the direct convolution (`mnist-lab
+    /// bench` on copies of deeper and modern with each layer's algorithm forced;
+    /// docs/speed.md): 3×3, stride 1, and enough channels on both sides for its small GEMMs
     /// to beat one large one.
     pub fn winograd_pays(geo: &ConvGeometry) -> bool {
         Winograd::fits(geo) && geo.input.c >= WINOGRAD_MIN_CHANNELS && geo.output.c >= WINOGRAD_MIN_CHANNELS
@@ -88,6 +102,8 @@ impl Algorithm {
         match self {
             Algorithm::Direct => "direct",
             Algorithm::Winograd => "winograd",
+            Algorithm::Winograd3 => "winograd3",
+            Algorithm::Winograd4 => "winograd4",
             Algorithm::Auto => "auto",
         }
     }
@@ -95,6 +111,11 @@ impl Algorithm {
 
 /// Fewest input and output channels for which `auto` picks Winograd.
 const WINOGRAD_MIN_CHANNELS: usize = 16;
+
+/// The output tile side `auto` uses: F(3×3, 3×3) measured fastest or tied on every layer of
+/// deeper and modern (F(2×2) does 1.8× its multiplies on deeper's 9×9 layer, F(4×4) 1.4× there
+/// and spends more on its transforms elsewhere; docs/speed.md).
+const AUTO_TILE: usize = 3;
 
 fn one() -> usize {
     1
@@ -145,7 +166,7 @@ impl ConvSpec {
         Conv {
             index: io.index,
             geo,
-            winograd: self.algorithm.uses_winograd(&geo).then(|| Winograd::new(geo)),
+            winograd: self.algorithm.winograd_tile(&geo).map(|m| Winograd::new(geo, m)),
             act: self.activation,
             input_grad: io.input_grad(),
             w: self
@@ -182,11 +203,13 @@ impl LayerSpec for ConvSpec {
         if self.activation == Activation::Softmax {
             return Err("softmax is only allowed on the last dense layer".into());
         }
-        if self.algorithm == Algorithm::Winograd && (self.kernel != 3 || self.stride != 1) {
+        if self.algorithm.is_winograd() && (self.kernel != 3 || self.stride != 1) {
             return Err(format!(
-                "algorithm = \"winograd\" computes 3×3 stride-1 convolutions (F(2×2, 3×3)), \
+                "algorithm = \"{}\" computes 3×3 stride-1 convolutions (Winograd F(m×m, 3×3)), \
                  not kernel {} stride {}; use \"auto\" to take it only where it applies",
-                self.kernel, self.stride
+                self.algorithm.name(),
+                self.kernel,
+                self.stride
             ));
         }
         Ok(Shape::image(h, w, self.filters))
@@ -210,9 +233,11 @@ impl LayerSpec for ConvSpec {
 
     fn algorithm(&self, input: Shape, output: Shape) -> Option<&'static str> {
         let geo = ConvGeometry::new(input, output, self.kernel, self.stride, self.padding);
-        Some(match self.algorithm.uses_winograd(&geo) {
-            true => "winograd",
-            false => "direct",
+        Some(match self.algorithm.winograd_tile(&geo) {
+            None => "direct",
+            Some(2) => "winograd",
+            Some(3) => "winograd3",
+            Some(_) => "winograd4",
         })
     }
 
@@ -837,7 +862,8 @@ pub(crate) mod tests {
             s += tail;
             s
         };
-        // One input channel; then 16 → 16; 16 → 8; 5×5; stride 2; forced direct; forced Winograd.
+        // One input channel; then 16 → 16; 16 → 8; 5×5; stride 2; forced direct; forced
+        // Winograd with 2×2, 3×3 and 4×4 output tiles.
         let got = algorithms(&net(&[
             "filters = 16, kernel = 3",
             "filters = 16, kernel = 3, padding = \"same\"",
@@ -846,19 +872,37 @@ pub(crate) mod tests {
             "filters = 16, kernel = 3, stride = 2",
             "filters = 16, kernel = 3, algorithm = \"direct\"",
             "filters = 16, kernel = 3, algorithm = \"winograd\"",
+            "filters = 16, kernel = 3, algorithm = \"winograd3\"",
+            "filters = 16, kernel = 3, algorithm = \"winograd4\"",
         ]))
         .unwrap();
         assert_eq!(
             got,
-            ["direct", "winograd", "direct", "direct", "direct", "direct", "winograd"]
+            [
+                "direct",
+                "winograd3",
+                "direct",
+                "direct",
+                "direct",
+                "direct",
+                "winograd",
+                "winograd3",
+                "winograd4"
+            ]
         );
-        let err = algorithms(&net(&["filters = 4, kernel = 5, algorithm = \"winograd\""]))
+        for alg in ["winograd", "winograd4"] {
+            let err = algorithms(&net(&[&format!(
+                "filters = 4, kernel = 5, algorithm = \"{alg}\""
+            )]))
             .unwrap_err()
             .to_string();
-        assert!(
-            err.contains("model.layers[0] (conv)") && err.contains("3×3 stride-1"),
-            "{err}"
-        );
+            assert!(
+                err.contains("model.layers[0] (conv)")
+                    && err.contains(&format!("algorithm = \"{alg}\""))
+                    && err.contains("3×3 stride-1"),
+                "{err}"
+            );
+        }
     }
 
     #[test]
