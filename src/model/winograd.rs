@@ -946,8 +946,9 @@ mod tests {
             let x = random(batch * h * w * ci, 60 + seed as u64);
             let direct = run(&c, None, &x, batch);
             // Larger tiles add larger multiples of the inputs before they cancel (F(4×4)'s
-            // transforms have entries up to 8): their bound is looser.
-            for (m, bound) in [(2, 2e-6), (3, 1e-5), (4, 2e-5)] {
+            // transforms have entries up to 8): their bound is looser. Worst seen on these
+            // and deeper's shapes: 7·10⁻⁷, 3.2·10⁻⁶ and 5.3·10⁻⁶.
+            for (m, bound) in [(2, 2e-6), (3, 6e-6), (4, 1e-5)] {
                 let fast = run(&c, Some(m), &x, batch);
                 let names = [
                     "output",
