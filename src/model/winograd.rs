@@ -1,9 +1,10 @@
-//! Winograd F(2×2, 3×3) (Lavin & Gray, 2016) for 3×3 stride-1 convolutions: forward, input
-//! gradient and weight gradient. Each 2×2 block of outputs (a tile) comes from the 4×4 input
-//! patch under it: `Y = Aᵀ [Σ_cin (G g Gᵀ) ⊙ (Bᵀ d B)] A`, 16 multiplies per tile, input
-//! channel and output channel where the direct convolution does 36 (2.25× fewer). The
-//! element-wise stage is batched into 16 GEMMs over the tiles, one per position ξ of the 4×4
-//! transformed tile.
+//! Winograd F(m×m, 3×3) (Lavin & Gray, 2016) for 3×3 stride-1 convolutions, m = 2, 3 or 4:
+//! forward, input gradient and weight gradient. Each m×m block of outputs (a tile) comes from
+//! the (m + 2)×(m + 2) input patch under it: `Y = Aᵀ [Σ_cin (G g Gᵀ) ⊙ (Bᵀ d B)] A`, (m + 2)²
+//! multiplies per tile, input channel and output channel where the direct convolution does 9m²
+//! (2.25×, 3.24× and 4× fewer). The element-wise stage is batched into (m + 2)² GEMMs over the
+//! tiles, one per position ξ of the transformed tile. F(2×2) has hand-written transforms; the
+//! larger tiles share a generic path over constant matrices (`Points`).
 //!
 //! Tiles are processed in chunks of a size fixed by the layer's shape alone, so the transformed
 //! input and output of a chunk stay in the cache and are never stored for the whole batch (the
