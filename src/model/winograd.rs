@@ -68,11 +68,6 @@ impl Winograd {
         }
     }
 
-    /// The output tile side m of its F(m×m, 3×3).
-    pub fn tile_side(&self) -> usize {
-        self.m
-    }
-
     /// Tiles per chunk: as many as fit [`CHUNK_FLOATS`], between 16 and [`MAX_CHUNK`]. A
     /// function of the shape only (it fixes the weight gradient's summation order).
     fn chunk(&self) -> usize {
