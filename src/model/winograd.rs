@@ -589,9 +589,36 @@ macro_rules! by_lanes_of {
     }};
 }
 
-// Each transform reads a column of a tile (`e[s][a]` for every s) by index: the loops over
-// `a` index the inner arrays, which is what clippy's needless_range_loop flags.
-#[allow(clippy::needless_range_loop)]
+/// `Y = K X Kᵀ` for one block of L lanes, the shape of every transform: X (P×P) is read by
+/// `x(r, s)`, `k` computes K·v for a column v of P values, and Y (Q×Q) goes to `y(a, b, ·)`.
+/// The columns of X first (`t[s] = K X[·][s]`), then each row of Y is `K (t[·][a])`.
+#[inline(always)]
+#[allow(clippy::needless_range_loop)] // `a` indexes the inner arrays of t: a column of it.
+fn sandwich<const L: usize, const P: usize, const Q: usize>(
+    k: impl Fn(&[Lanes<L>; P], &mut [Lanes<L>; Q]),
+    x: impl Fn(usize, usize) -> Lanes<L>,
+    mut y: impl FnMut(usize, usize, Lanes<L>),
+) {
+    let mut t = [[[0.0; L]; Q]; P];
+    let mut col = [[0.0; L]; P];
+    for (s, ts) in t.iter_mut().enumerate() {
+        for (r, d) in col.iter_mut().enumerate() {
+            *d = x(r, s);
+        }
+        k(&col, ts);
+    }
+    let mut row = [[0.0; L]; Q];
+    for a in 0..Q {
+        for (s, d) in col.iter_mut().enumerate() {
+            *d = t[s][a];
+        }
+        k(&col, &mut row);
+        for (b, &v) in row.iter().enumerate() {
+            y(a, b, v);
+        }
+    }
+}
+
 impl<const N: usize, const M: usize> Points<N, M> {
     /// `Bᵀ d B` of one tile: `rows[r]` holds the patch's row r as `[s][c]`; writes `[ξ][c]`.
     #[inline(always)]
@@ -607,25 +634,11 @@ impl<const N: usize, const M: usize> Points<N, M> {
         out: &mut [f32],
         ch: usize,
     ) {
-        // e[s] = Bᵀ d[·][s], then row a of V is Bᵀ (e[·][a]).
-        let mut e = [[[0.0; L]; N]; N];
-        let mut col = [[0.0; L]; N];
-        for (s, es) in e.iter_mut().enumerate() {
-            for (r, d) in col.iter_mut().enumerate() {
-                *d = load::<L>(rows[r], s * c + ch);
-            }
-            apply(&self.bt, &col, es);
-        }
-        let mut v = [[0.0; L]; N];
-        for a in 0..N {
-            for (s, d) in col.iter_mut().enumerate() {
-                *d = e[s][a];
-            }
-            apply(&self.bt, &col, &mut v);
-            for (b, &v) in v.iter().enumerate() {
-                store(out, (a * N + b) * c + ch, v);
-            }
-        }
+        sandwich::<L, N, N>(
+            |v, o| apply(&self.bt, v, o),
+            |r, s| load(rows[r], s * c + ch),
+            |a, b, v| store(out, (a * N + b) * c + ch, v),
+        );
     }
 
     /// `Aᵀ M A + bias` of one tile: `mm` is `[ξ][c]`; writes the m×m outputs as `[r][s][c]`.
@@ -643,26 +656,12 @@ impl<const N: usize, const M: usize> Points<N, M> {
         out: &mut [f32],
         ch: usize,
     ) {
-        // f[s] = Aᵀ M[·][s], then row r of Y is Aᵀ (f[·][r]).
-        let mut f = [[[0.0; L]; M]; N];
-        let mut col = [[0.0; L]; N];
-        for (s, fs) in f.iter_mut().enumerate() {
-            for (q, d) in col.iter_mut().enumerate() {
-                *d = load::<L>(mm, (q * N + s) * c + ch);
-            }
-            apply(&self.at, &col, fs);
-        }
         let b = load::<L>(bias, ch);
-        let mut y = [[0.0; L]; M];
-        for r in 0..M {
-            for (s, d) in col.iter_mut().enumerate() {
-                *d = f[s][r];
-            }
-            apply(&self.at, &col, &mut y);
-            for (s, &y) in y.iter().enumerate() {
-                store(out, (r * M + s) * c + ch, add(y, b));
-            }
-        }
+        sandwich::<L, N, M>(
+            |v, o| apply(&self.at, v, o),
+            |q, s| load(mm, (q * N + s) * c + ch),
+            |r, s, y| store(out, (r * M + s) * c + ch, add(y, b)),
+        );
     }
 
     /// `A gY Aᵀ` of one tile: `g[r * m + s]` is the output gradient at (r, s); writes `[ξ][c]`.
@@ -679,25 +678,11 @@ impl<const N: usize, const M: usize> Points<N, M> {
         out: &mut [f32],
         ch: usize,
     ) {
-        // h[s] = A gY[·][s], then row a of gM is A (h[·][a]).
-        let mut h = [[[0.0; L]; N]; M];
-        let mut col = [[0.0; L]; M];
-        for (s, hs) in h.iter_mut().enumerate() {
-            for (r, d) in col.iter_mut().enumerate() {
-                *d = load::<L>(g[r * M + s], ch);
-            }
-            apply_t(&self.at, &col, hs);
-        }
-        let mut v = [[0.0; L]; N];
-        for a in 0..N {
-            for (s, d) in col.iter_mut().enumerate() {
-                *d = h[s][a];
-            }
-            apply_t(&self.at, &col, &mut v);
-            for (b, &v) in v.iter().enumerate() {
-                store(out, (a * N + b) * c + ch, v);
-            }
-        }
+        sandwich::<L, M, N>(
+            |v, o| apply_t(&self.at, v, o),
+            |r, s| load(g[r * M + s], ch),
+            |a, b, v| store(out, (a * N + b) * c + ch, v),
+        );
     }
 
     /// `B gV Bᵀ` of one tile: `gv` is `[ξ][c]`; writes the patch gradient as `[r][s][c]`.
@@ -708,25 +693,11 @@ impl<const N: usize, const M: usize> Points<N, M> {
 
     #[inline(always)]
     fn grad_input_block<const L: usize>(&self, gv: &[f32], c: usize, out: &mut [f32], ch: usize) {
-        // e[s] = B gV[·][s], then row r of the patch gradient is B (e[·][r]).
-        let mut e = [[[0.0; L]; N]; N];
-        let mut col = [[0.0; L]; N];
-        for (s, es) in e.iter_mut().enumerate() {
-            for (a, d) in col.iter_mut().enumerate() {
-                *d = load::<L>(gv, (a * N + s) * c + ch);
-            }
-            apply_t(&self.bt, &col, es);
-        }
-        let mut p = [[0.0; L]; N];
-        for r in 0..N {
-            for (s, d) in col.iter_mut().enumerate() {
-                *d = e[s][r];
-            }
-            apply_t(&self.bt, &col, &mut p);
-            for (s, &p) in p.iter().enumerate() {
-                store(out, (r * N + s) * c + ch, p);
-            }
-        }
+        sandwich::<L, N, N>(
+            |v, o| apply_t(&self.bt, v, o),
+            |a, s| load(gv, (a * N + s) * c + ch),
+            |r, s, p| store(out, (r * N + s) * c + ch, p),
+        );
     }
 
     /// `U = G g Gᵀ` of the `n` 3×3 kernels in `w` (`[ky][kx][n]`), written as `[ξ][n]`.
@@ -737,25 +708,11 @@ impl<const N: usize, const M: usize> Points<N, M> {
 
     #[inline(always)]
     fn kernel_block<const L: usize>(&self, w: &[f32], n: usize, u: &mut [f32], j: usize) {
-        // t[kx] = G g[·][kx], then row a of U is G (t[·][a]).
-        let mut t = [[[0.0; L]; N]; 3];
-        let mut col = [[0.0; L]; 3];
-        for (kx, tk) in t.iter_mut().enumerate() {
-            for (ky, d) in col.iter_mut().enumerate() {
-                *d = load::<L>(w, (ky * 3 + kx) * n + j);
-            }
-            apply(&self.g, &col, tk);
-        }
-        let mut row = [[0.0; L]; N];
-        for a in 0..N {
-            for (kx, d) in col.iter_mut().enumerate() {
-                *d = t[kx][a];
-            }
-            apply(&self.g, &col, &mut row);
-            for (b, &v) in row.iter().enumerate() {
-                store(u, (a * N + b) * n + j, v);
-            }
-        }
+        sandwich::<L, 3, N>(
+            |v, o| apply(&self.g, v, o),
+            |ky, kx| load(w, (ky * 3 + kx) * n + j),
+            |a, b, v| store(u, (a * N + b) * n + j, v),
+        );
     }
 
     /// The kernels' gradient `Gᵀ gU G` (`[ky][kx][n]`) from `gU`, the gradient of `U`
@@ -767,25 +724,11 @@ impl<const N: usize, const M: usize> Points<N, M> {
 
     #[inline(always)]
     fn kernel_grad_block<const L: usize>(&self, gu: &[f32], n: usize, gw: &mut [f32], j: usize) {
-        // t[b] = Gᵀ gU[·][b], then row ky of the gradient is Gᵀ (t[·][ky]).
-        let mut t = [[[0.0; L]; 3]; N];
-        let mut col = [[0.0; L]; N];
-        for (b, tb) in t.iter_mut().enumerate() {
-            for (a, d) in col.iter_mut().enumerate() {
-                *d = load::<L>(gu, (a * N + b) * n + j);
-            }
-            apply_t(&self.g, &col, tb);
-        }
-        let mut row = [[0.0; L]; 3];
-        for ky in 0..3 {
-            for (b, d) in col.iter_mut().enumerate() {
-                *d = t[b][ky];
-            }
-            apply_t(&self.g, &col, &mut row);
-            for (kx, &v) in row.iter().enumerate() {
-                store(gw, (ky * 3 + kx) * n + j, v);
-            }
-        }
+        sandwich::<L, N, 3>(
+            |v, o| apply_t(&self.g, v, o),
+            |a, b| load(gu, (a * N + b) * n + j),
+            |ky, kx, v| store(gw, (ky * 3 + kx) * n + j, v),
+        );
     }
 }
 
