@@ -92,7 +92,33 @@ pub fn save(
         .map(|(n, s, b)| Ok((n.clone(), TensorView::new(Dtype::F32, s.clone(), b)?)))
         .collect::<Result<Vec<_>, safetensors::SafeTensorError>>()?;
     let buf = safetensors::serialize(views, &Some(meta))?;
-    write_atomic(path, &buf)
+    write_atomic(path, &sorted_header(buf)?)
+}
+
+/// The file `safetensors` serialized, its header rewritten with every JSON object's keys in
+/// sorted order. The crate writes the metadata map in hash order, which changes from one run
+/// to the next: the same weights then made a different file (and a diff in `results/`). The
+/// sorted header has the same compact JSON and so the same length, and is padded with spaces
+/// to the original length as the format's own padding is.
+fn sorted_header(mut buf: Vec<u8>) -> Result<Vec<u8>> {
+    let len = buf
+        .get(..8)
+        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")) as usize)
+        .filter(|&n| buf.len() >= 8 + n)
+        .context("safetensors wrote no complete header")?;
+    let header = &mut buf[8..8 + len];
+    // serde_json's objects are BTreeMaps (no `preserve_order`): serialized in key order.
+    let value: serde_json::Value = serde_json::from_slice(header)?;
+    let mut sorted = serde_json::to_vec(&value)?;
+    if sorted.len() > len {
+        bail!(
+            "the sorted model header is longer than safetensors' ({} > {len} bytes)",
+            sorted.len()
+        );
+    }
+    sorted.resize(len, b' ');
+    header.copy_from_slice(&sorted);
+    Ok(buf)
 }
 
 /// Loads a model file, checking that every array matches the architecture in its metadata.
@@ -250,6 +276,40 @@ dense = { units = 10, activation = "softmax" }
         )
         .unwrap();
         let mut loaded = load(&path).unwrap();
+        // Saved again (metadata in a map of another hash order): the same bytes.
+        let first = std::fs::read(&path).unwrap();
+        for _ in 0..3 {
+            save(
+                &path,
+                &mut net,
+                &exp,
+                &mnist(),
+                &scaler,
+                &[("key", "k".into())],
+            )
+            .unwrap();
+            assert!(
+                std::fs::read(&path).unwrap() == first,
+                "a second save wrote other bytes"
+            );
+        }
+        let header = String::from_utf8_lossy(&first[8..first.len().min(4096)]).into_owned();
+        let keys = [
+            "class_names",
+            "experiment",
+            "format",
+            "image_shape",
+            "key",
+            "scaler_mean",
+        ];
+        let at: Vec<usize> = keys
+            .iter()
+            .map(|k| header.find(&format!("\"{k}\"")).unwrap())
+            .collect();
+        assert!(
+            at.windows(2).all(|w| w[0] < w[1]),
+            "metadata keys not sorted: {header}"
+        );
         std::fs::remove_file(&path).unwrap();
         assert_eq!(loaded.scaler, scaler);
         assert_eq!(loaded.metadata["key"], "k");
