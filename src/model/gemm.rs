@@ -17,6 +17,14 @@ pub fn set_threads(n: usize) {
     THREADS.with(|t| t.set(n.max(1)));
 }
 
+/// The threads an m×n×k product of the calling thread may use.
+fn threads_for(m: usize, n: usize, k: usize) -> usize {
+    match m * n * k >= PARALLEL_MIN_MACS {
+        true => THREADS.with(|t| t.get()),
+        false => 1,
+    }
+}
+
 /// A matrix view: `data[i * rs + j * cs]` is element (i, j).
 #[derive(Clone, Copy)]
 pub struct View<'a> {
@@ -86,8 +94,50 @@ pub fn matmul_rows(
         }
         return;
     }
+    // Products split into depth blocks keep the thread count of the whole.
+    let threads = threads_for(m, n, k);
+    if let Some(kc) = depth_blocks(m, n, k) {
+        // Block by block, each added to the destination: see `depth_blocks`.
+        for (i, p) in (0..k).step_by(kc).enumerate() {
+            let kb = kc.min(k - p);
+            let a = View {
+                data: &a.data[p * a.cs..],
+                ..a
+            };
+            let b = View {
+                data: &b.data[p * b.rs..],
+                ..b
+            };
+            // SAFETY: as below; each block lies inside the full operands checked above.
+            unsafe {
+                let acc = accumulate || i > 0;
+                gemm_raw(m, n, kb, dst.as_mut_ptr(), dst_rs, acc, a, b, threads)
+            }
+        }
+        return;
+    }
     // SAFETY: the asserts above keep every element the kernel touches inside `dst`.
-    unsafe { gemm_raw(m, n, k, dst.as_mut_ptr(), dst_rs, accumulate, a, b) }
+    unsafe { gemm_raw(m, n, k, dst.as_mut_ptr(), dst_rs, accumulate, a, b, threads) }
+}
+
+/// The most terms `gemm` sums in one pass on every CPU (its `kc` is at least this).
+const ONE_PASS_DEPTH: usize = 512;
+
+/// The depth of the blocks an m×n×k product is summed in, when that must be fixed here.
+///
+/// `gemm` sums a product deeper than its block depth `kc` block by block, each block's sum
+/// then added to the destination, and for products larger than 64×64 it derives `kc` from the
+/// microkernel's height (the vector width) and the L1 cache's geometry: 512 here (AVX-512, a
+/// 48 KB 12-way L1) and on a 32 KB 8-way AVX2 CPU, but 1024 on an AVX2 CPU with this L1, so
+/// the same product rounded differently on such a machine (seen under emulation: the dense
+/// layer's 5408-deep product). So such products are cut here into blocks of at most 512,
+/// balanced as `gemm` balances them (⌈k / ⌈k/512⌉⌉), each summed in one pass on any CPU: the
+/// same blocks and bits as this machine's `gemm`, now on every CPU. Products of at most 64×64
+/// (fixed blocks of 512 in `gemm` itself), of at most 256 outputs or a single row or column
+/// (its other paths) are left to it.
+fn depth_blocks(m: usize, n: usize, k: usize) -> Option<usize> {
+    (k > ONE_PASS_DEPTH && (m > 64 || n > 64) && m * n > 16 * 16 && m >= 2 && n >= 2)
+        .then(|| k.div_ceil(k.div_ceil(ONE_PASS_DEPTH)))
 }
 
 /// Whether `gemm` computes each output of an m×n×k product in its packed microkernels, as
@@ -96,7 +146,7 @@ pub fn matmul_rows(
 /// paths (one row or column), which add each term to the destination in turn, or its depth-1
 /// and -2 path; and in one depth block (its `kc` is at least min(k, 512)).
 pub fn one_pass(m: usize, n: usize, k: usize) -> bool {
-    m >= 2 && n >= 2 && (3..=512).contains(&k) && m * n > 16 * 16
+    m >= 2 && n >= 2 && (3..=ONE_PASS_DEPTH).contains(&k) && m * n > 16 * 16
 }
 
 /// `dst` extended by the m×n product a[m×k]·b[k×n] (row-major). Where [`one_pass`] holds the
@@ -119,12 +169,13 @@ pub fn matmul_append(m: usize, n: usize, k: usize, dst: &mut Vec<f32>, a: View, 
     // `one_pass` excludes, copies the tile in first). So every element of the block is
     // written before `set_len` exposes it.
     unsafe {
-        gemm_raw(m, n, k, spare.as_mut_ptr().cast(), n, false, a, b);
+        let threads = threads_for(m, n, k);
+        gemm_raw(m, n, k, spare.as_mut_ptr().cast(), n, false, a, b, threads);
         dst.set_len(at + len);
     }
 }
 
-/// `gemm` on a destination pointer; the callers check the bounds.
+/// `gemm` on a destination pointer, on `threads` threads; the callers check the bounds.
 ///
 /// # Safety
 /// `dst[i * dst_rs + j]` for i < m, j < n must be valid for writes (and initialized when
@@ -139,9 +190,9 @@ unsafe fn gemm_raw(
     accumulate: bool,
     a: View,
     b: View,
+    threads: usize,
 ) {
-    let threads = THREADS.with(|t| t.get());
-    let parallelism = if threads > 1 && m * n * k >= PARALLEL_MIN_MACS {
+    let parallelism = if threads > 1 {
         gemm::Parallelism::Rayon(threads)
     } else {
         gemm::Parallelism::None
@@ -196,6 +247,54 @@ mod tests {
             for j in 0..n {
                 let want: f32 = 1.0 + (0..k).map(|p| a[i * k + p] * bt[j * k + p]).sum::<f32>();
                 assert!((dst[i * n + j] - want).abs() < 1e-5);
+            }
+        }
+    }
+
+    #[test]
+    fn deep_products_are_summed_in_the_same_blocks_on_every_cpu() {
+        // The definition every CPU must meet: each output is a chain of fused multiply-adds
+        // over a block of the depth, from zero, in order; block sums are added to the
+        // destination in order. Blocks are balanced ones of at most 512 (`depth_blocks`), or
+        // for products of at most 64×64, `gemm`'s own fixed blocks of 512.
+        for (m, n, k, accumulate, transposed) in [
+            (70, 20, 1300, false, false),
+            (3, 100, 700, true, false),
+            (100, 37, 513, false, true),
+            (65, 5, 2000, true, true),
+            (9, 32, 1300, false, true),
+        ] {
+            let mut rng = crate::rng::Rng::new(k as u64, 2);
+            let mut draw =
+                |len: usize| -> Vec<f32> { (0..len).map(|_| rng.uniform(1.0)).collect() };
+            let (a, b, init) = (draw(m * k), draw(k * n), draw(m * n));
+            // a is m×k row-major, or stored k×m and viewed transposed.
+            let av = match transposed {
+                false => View::rows(&a, k),
+                true => View::transposed(&a, m),
+            };
+            let at = |i: usize, p: usize| if transposed { p * m + i } else { i * k + p };
+            let mut got = init.clone();
+            matmul(m, n, k, &mut got, accumulate, av, View::rows(&b, n));
+            let kc = match m <= 64 && n <= 64 {
+                true => 512,
+                false => k.div_ceil(k.div_ceil(512)),
+            };
+            for i in 0..m {
+                for j in 0..n {
+                    let mut d = accumulate.then_some(init[i * n + j]);
+                    for block in (0..k).step_by(kc) {
+                        let s = (block..(block + kc).min(k))
+                            .fold(0.0f32, |s, p| a[at(i, p)].mul_add(b[p * n + j], s));
+                        d = Some(d.map_or(s, |d| d + s));
+                    }
+                    let want = d.expect("k > 0");
+                    assert_eq!(
+                        got[i * n + j].to_bits(),
+                        want.to_bits(),
+                        "{m}×{n}×{k} ({i}, {j})"
+                    );
+                }
             }
         }
     }
