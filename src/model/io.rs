@@ -266,33 +266,17 @@ dense = { units = 10, activation = "softmax" }
         let (mut net, exp) = model(3);
         let path = std::env::temp_dir().join(format!("io-rt-{}.safetensors", std::process::id()));
         let scaler = Scaler::new(0.1, 0.3);
-        save(
-            &path,
-            &mut net,
-            &exp,
-            &mnist(),
-            &scaler,
-            &[("key", "k".into())],
-        )
-        .unwrap();
-        let mut loaded = load(&path).unwrap();
+        let mut save_it = || {
+            let extra = [("key", "k".to_string())];
+            save(&path, &mut net, &exp, &mnist(), &scaler, &extra).unwrap();
+            std::fs::read(&path).unwrap()
+        };
+        let first = save_it();
         // Saved again (metadata in a map of another hash order): the same bytes.
-        let first = std::fs::read(&path).unwrap();
         for _ in 0..3 {
-            save(
-                &path,
-                &mut net,
-                &exp,
-                &mnist(),
-                &scaler,
-                &[("key", "k".into())],
-            )
-            .unwrap();
-            assert!(
-                std::fs::read(&path).unwrap() == first,
-                "a second save wrote other bytes"
-            );
+            assert!(save_it() == first, "a second save wrote other bytes");
         }
+        let mut loaded = load(&path).unwrap();
         let header = String::from_utf8_lossy(&first[8..first.len().min(4096)]).into_owned();
         let keys = [
             "class_names",
