@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Does training give the same bits on a CPU without AVX-512? (A measuring tool, not part of the
-# product; see docs/speed.md, item 26.) qemu-user runs the programs on an emulated AMD
+# product; see docs/speed.md, "Identical on every CPU, checked".) qemu-user runs the programs on an emulated AMD
 # EPYC-Rome (AVX2 and FMA, no AVX-512; its FMA is emulated exactly), so `gemm` picks its AVX2
 # kernels and the block depths that go with them, as it would on such a CPU; the cache sizes
 # it reads (from /sys) stay this machine's.
