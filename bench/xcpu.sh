@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Does training give the same bits on a CPU without AVX-512? (A measuring tool, not part of the
-# product; see docs/speed.md, "Identical on every CPU, checked".) qemu-user runs the programs on an emulated AMD
-# EPYC-Rome (AVX2 and FMA, no AVX-512; its FMA is emulated exactly), so `gemm` picks its AVX2
-# kernels and the block depths that go with them, as it would on such a CPU; the cache sizes
-# it reads (from /sys) stay this machine's.
+# product; see docs/speed.md, "Identical on every CPU, checked".) qemu-user runs the programs
+# on an emulated AMD EPYC-Rome (AVX2 and FMA, no AVX-512; its FMA is emulated exactly), so
+# `gemm` picks its AVX2 kernels and the block depths that go with them, as it would on such a
+# CPU; the cache sizes it reads (from /sys) stay this machine's.
 #   1. builds mnist-lab for x86-64-v3 (AVX2 + FMA: our own loops use AVX2 too) into $TARGET;
 #   2. runs, emulated, the unit tests that pin bits: deep products' blocks, Winograd's digests;
 #   3. trains the final model of a small baseline (the first $LIMIT training images, 2 epochs)
