@@ -108,11 +108,9 @@ pub fn matmul_rows(
                 data: &b.data[p * b.rs..],
                 ..b
             };
+            let acc = accumulate || i > 0;
             // SAFETY: as below; each block lies inside the full operands checked above.
-            unsafe {
-                let acc = accumulate || i > 0;
-                gemm_raw(m, n, kb, dst.as_mut_ptr(), dst_rs, acc, a, b, threads)
-            }
+            unsafe { gemm_raw(m, n, kb, dst.as_mut_ptr(), dst_rs, acc, a, b, threads) }
         }
         return;
     }
@@ -162,6 +160,7 @@ pub fn matmul_append(m: usize, n: usize, k: usize, dst: &mut Vec<f32>, a: View, 
     assert!(a.fits(m, k) && b.fits(k, n), "gemm: operand too small");
     dst.reserve(len);
     let spare = &mut dst.spare_capacity_mut()[..len];
+    let threads = threads_for(m, n, k);
     // SAFETY: `spare` holds the m×n destination and the operands fit. Without `accumulate`
     // (alpha = 0), `gemm`'s packed microkernels treat the destination as write-only: full
     // tiles store `beta × sum`, edge tiles are summed in a stack buffer and stored element by
@@ -169,7 +168,6 @@ pub fn matmul_append(m: usize, n: usize, k: usize, dst: &mut Vec<f32>, a: View, 
     // `one_pass` excludes, copies the tile in first). So every element of the block is
     // written before `set_len` exposes it.
     unsafe {
-        let threads = threads_for(m, n, k);
         gemm_raw(m, n, k, spare.as_mut_ptr().cast(), n, false, a, b, threads);
         dst.set_len(at + len);
     }
