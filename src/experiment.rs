@@ -22,9 +22,17 @@ use crate::model::{limits, step_bytes, summarize, LayerSummary};
 use crate::optim::OptimizerSpec;
 use crate::schedule::ScheduleSpec;
 
+/// The most epochs an experiment may train (a history row each; 10,000 epochs of MNIST would
+/// take weeks of the seed's model).
+pub const MAX_EPOCHS: usize = 10_000;
+
+/// The most variants one `[sweep]` may make (each is a whole cross-validation); checked before
+/// the grid is expanded.
+pub const MAX_VARIANTS: u64 = 1_000;
+
 /// A resolved experiment: one model variant and how to train and score it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-#[serde(deny_unknown_fields, default)]
+#[serde(deny_unknown_fields, default, expecting = "an experiment table")]
 pub struct Experiment {
     /// The experiment's name (its file stem, plus the swept values for a sweep variant); not
     /// part of the file.
@@ -56,7 +64,7 @@ pub struct Experiment {
 
 /// `[data]`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(deny_unknown_fields, default, expecting = "a [data] table")]
 pub struct DataSpec {
     /// Folder name under the data root: `mnist`, `fashion-mnist`, or any folder of
     /// MNIST-format IDX files.
@@ -73,7 +81,7 @@ pub struct DataSpec {
 
 /// `[model]`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-#[serde(deny_unknown_fields, default)]
+#[serde(deny_unknown_fields, default, expecting = "a [model] table")]
 pub struct ModelSpec {
     /// Layers in order, input first.
     pub layers: Vec<LayerEntry>,
@@ -100,7 +108,7 @@ pub struct TrainSpec {
 /// `[train]` as a file may write it: the optimizer as a table or a name, and the seed's flat
 /// `learning_rate` and `momentum`, which set the optimizer's keys of the same names.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a [train] table")]
 struct TrainFields {
     #[serde(default, deserialize_with = "crate::optim::deserialize_named")]
     optimizer: Option<OptimizerSpec>,
@@ -200,7 +208,7 @@ impl Serialize for TrainSpec {
 
 /// `[cv]`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(deny_unknown_fields, default, expecting = "a [cv] table")]
 pub struct CvSpec {
     /// Number of folds.
     pub folds: usize,
@@ -349,8 +357,8 @@ impl Experiment {
     /// Checks every setting outside the layer list.
     fn validate_settings(&self) -> Result<()> {
         let t = &self.train;
-        if t.epochs == 0 {
-            bail!("train.epochs is 0, expected at least 1");
+        if t.epochs == 0 || t.epochs > MAX_EPOCHS {
+            bail!("train.epochs is {}, expected 1..={MAX_EPOCHS}", t.epochs);
         }
         if t.batch_size == 0 {
             bail!("train.batch_size is 0, expected at least 1");
@@ -366,6 +374,7 @@ impl Experiment {
             let key = s.key();
             s.spec()
                 .validate()
+                .and_then(|()| s.spec().validate_for(t.epochs))
                 .map_err(|e| anyhow::anyhow!("train.schedule.{key}: {e}"))?;
         }
         if !(0.0..1.0).contains(&t.label_smoothing) {
@@ -413,6 +422,8 @@ impl Experiment {
     /// Parses a resolved experiment written by [`Experiment::to_toml`]; its network is checked
     /// by [`Experiment::network`] once the dataset is known.
     pub fn from_resolved_toml(name: &str, text: &str) -> Result<Self> {
+        let table: toml::Table = toml::from_str(text).context("not a resolved experiment")?;
+        check_table(&table).map_err(|e| anyhow::anyhow!("not a resolved experiment: {e}"))?;
         let mut e: Experiment = toml::from_str(text).context("not a resolved experiment")?;
         e.name = name.to_string();
         e.validate_settings()?;
@@ -423,6 +434,61 @@ impl Experiment {
 /// Tables that hold exactly one key naming a kind (`[train.optimizer.sgd]`): a child that
 /// names another kind replaces the parent's table instead of merging into it.
 const TAGGED: [&str; 2] = ["train.optimizer", "train.schedule"];
+
+/// What no schema check can see in an experiment file's table: a tagged table naming two kinds
+/// (serde would keep one and drop the other silently) and a float that is not finite (TOML
+/// writes `nan` and `inf`; no setting takes one).
+fn check_table(table: &toml::Table) -> Result<(), String> {
+    for (tagged, what) in TAGGED.iter().zip(["optimizer", "schedule"]) {
+        let (section, key) = tagged.split_once('.').expect("a dotted path");
+        let kinds = table
+            .get(section)
+            .and_then(|t| t.get(key))
+            .and_then(|v| v.as_table())
+            .map(|t| t.keys().map(String::as_str).collect::<Vec<_>>())
+            .unwrap_or_default();
+        if kinds.len() > 1 {
+            return Err(format!(
+                "{tagged} names {} kinds ({}), expected one: an experiment has one {what}; keep one [{tagged}.<kind>] table",
+                kinds.len(),
+                kinds.join(" and ")
+            ));
+        }
+    }
+    for (k, v) in table {
+        check_finite(v, &toml_key(k))?;
+    }
+    Ok(())
+}
+
+/// `key` as it is written in a dotted TOML path (quoted when it holds a dot or space).
+fn toml_key(key: &str) -> String {
+    if key
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        key.to_string()
+    } else {
+        format!("{key:?}")
+    }
+}
+
+/// Fails on the first float under `value` (at dotted `path`) that is NaN or infinite.
+fn check_finite(value: &toml::Value, path: &str) -> Result<(), String> {
+    match value {
+        toml::Value::Float(f) if !f.is_finite() => {
+            Err(format!("{path} is {f}, expected a finite number"))
+        }
+        toml::Value::Table(t) => t
+            .iter()
+            .try_for_each(|(k, v)| check_finite(v, &format!("{path}.{}", toml_key(k)))),
+        toml::Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, v)| check_finite(v, &format!("{path}[{i}]"))),
+        _ => Ok(()),
+    }
+}
 
 /// Merges `child` onto `base` (at dotted `path`): tables merge key by key, anything else is
 /// replaced.
@@ -496,10 +562,11 @@ fn load_table(path: &Path, seen: &mut BTreeSet<PathBuf>) -> Result<toml::Table> 
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let shown = path.display().to_string();
-    // Each file alone must fit the schema: unknown keys and wrong types keep their line/column.
-    let own: Experiment = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{shown}: {e}"))?;
     let mut table: toml::Table =
         toml::from_str(&text).map_err(|e| anyhow::anyhow!("{shown}: {e}"))?;
+    check_table(&table).map_err(|e| anyhow::anyhow!("{shown}: {e}"))?;
+    // Each file alone must fit the schema: unknown keys and wrong types keep their line/column.
+    let own: Experiment = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{shown}: {e}"))?;
     let Some(parent) = own.extends else {
         normalize_train(&mut table, OptimizerSpec::default().key(), &shown)?;
         return Ok(table);
@@ -622,7 +689,7 @@ pub fn load_all(path: &Path) -> Result<Vec<Experiment>> {
             .map_err(|e| anyhow::anyhow!("{shown}: [sweep]: {e}"))?,
         None => BTreeMap::new(),
     };
-    let mut combos: Vec<Vec<(String, toml::Value)>> = vec![Vec::new()];
+    let mut variants: u64 = 1;
     for (key, values) in &sweep {
         if values.is_empty() {
             bail!("{shown}: [sweep] {key:?} has no values");
@@ -630,6 +697,23 @@ pub fn load_all(path: &Path) -> Result<Vec<Experiment>> {
         if key.starts_with("sweep") || key == "extends" {
             bail!("{shown}: [sweep] {key:?} cannot be swept");
         }
+        variants = variants.saturating_mul(values.len() as u64);
+    }
+    if variants > MAX_VARIANTS {
+        let counts: Vec<String> = sweep.values().map(|v| v.len().to_string()).collect();
+        bail!(
+            "{shown}: [sweep] makes {} variants ({} values of {} keys), above the limit of {MAX_VARIANTS}; sweep fewer values at once",
+            if variants == u64::MAX {
+                "more than 2^64".to_string()
+            } else {
+                variants.to_string()
+            },
+            counts.join(" × "),
+            sweep.len()
+        );
+    }
+    let mut combos: Vec<Vec<(String, toml::Value)>> = vec![Vec::new()];
+    for (key, values) in &sweep {
         combos = combos
             .into_iter()
             .flat_map(|c| {
@@ -681,13 +765,14 @@ pub fn experiment_name(path: &Path) -> Result<String> {
             path.display()
         )
     })?;
-    if stem.is_empty()
+    // A plain folder name: not `.` or `..` (the results root or its parent) and not hidden.
+    if !stem.starts_with(|c: char| c.is_ascii_alphanumeric())
         || !stem
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_.=".contains(c))
     {
         bail!(
-            "{}: the file name {stem:?} must use only letters, digits, '-', '_', '.' and '=' (it names the results folder)",
+            "{}: the file name {stem:?} must start with a letter or digit and use only letters, digits, '-', '_', '.' and '=' (it names the results folder)",
             path.display()
         );
     }

@@ -46,6 +46,16 @@ impl ScheduleKind for CosineSpec {
         Ok(())
     }
 
+    fn validate_for(&self, epochs: usize) -> Result<(), String> {
+        if self.warmup > epochs as f64 {
+            return Err(format!(
+                "warmup is {} epochs, more than the run's train.epochs ({epochs}); expected at most {epochs}",
+                self.warmup
+            ));
+        }
+        Ok(())
+    }
+
     fn describe(&self) -> String {
         if self.warmup > 0.0 {
             format!("cosine, {} warm-up epochs", self.warmup)

@@ -23,6 +23,11 @@ pub trait ScheduleKind {
     fn rate(&self, base: f64, at: Progress) -> f64;
     /// Checks the settings; says which is wrong and what was expected.
     fn validate(&self) -> Result<(), String>;
+    /// Checks the settings against the run's length in epochs (a setting that would be
+    /// clamped to the run is refused, not silently shortened).
+    fn validate_for(&self, _epochs: usize) -> Result<(), String> {
+        Ok(())
+    }
     /// A few words for the report.
     fn describe(&self) -> String;
 }
