@@ -149,15 +149,22 @@ fn parts(exp: &Experiment, info: &DatasetInfo, reps: usize) -> Result<Parts> {
     })
 }
 
+/// The fewest training steps `bench` times per model (fewer measure start-up, not training).
+pub const MIN_STEPS: usize = 10;
+/// The most training steps `bench` times per model.
+pub const MAX_STEPS: usize = 1_000_000;
+
 /// Trains `steps` batches of the experiment's batch size on random data, with the experiment's
 /// optimizer and the training step every run uses, with `threads` GEMM threads; returns
-/// samples/s.
+/// samples/s. With `start`, the timed steps begin only once every worker sharing that barrier
+/// has finished its warm-up, so that parallel workers are timed while they all run.
 fn train_rate(
     exp: &Experiment,
     info: &DatasetInfo,
     steps: usize,
     seed: u64,
     threads: usize,
+    start: Option<&std::sync::Barrier>,
 ) -> Result<f64> {
     set_threads(threads);
     let mut net = Network::build(&exp.model.layers, info, &mut Rng::new(seed, 0))?;
@@ -182,6 +189,9 @@ fn train_rate(
     for i in 0..5 {
         run(&mut net, i);
     }
+    if let Some(b) = start {
+        b.wait();
+    }
     let t = Instant::now();
     for i in 0..steps {
         run(&mut net, i);
@@ -204,6 +214,32 @@ fn eval_rate(exp: &Experiment, info: &DatasetInfo, samples: usize) -> Result<f64
     Ok(done as f64 / t.elapsed().as_secs_f64())
 }
 
+/// Training samples per second of `workers` models trained at once: every sample they train
+/// over the wall time from the moment all have warmed up until the last one is done (a sum of
+/// each worker's own rate would count workers that ran one after the other as parallel).
+fn all_workers_rate(
+    exp: &Experiment,
+    info: &DatasetInfo,
+    steps: usize,
+    workers: usize,
+) -> Result<f64> {
+    let start = std::sync::Barrier::new(workers + 1);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..workers)
+            .map(|w| {
+                let start = &start;
+                s.spawn(move || train_rate(exp, info, steps, 10 + w as u64, 1, Some(start)))
+            })
+            .collect();
+        start.wait();
+        let t = Instant::now();
+        for h in handles {
+            h.join().expect("bench worker")?;
+        }
+        Ok((workers * steps * exp.train.batch_size) as f64 / t.elapsed().as_secs_f64())
+    })
+}
+
 /// Benchmarks each experiment's model: one worker alone, then `workers` in parallel.
 /// `paths.data` is asked only for the image shape of datasets not known by name.
 pub fn bench(
@@ -224,24 +260,16 @@ pub fn bench(
             .enumerate()
             .filter_map(|(i, r)| Some((i, r.algorithm?)))
             .collect();
-        let train_per_sec = train_rate(exp, info, steps, 1, 1)?;
+        let train_per_sec = train_rate(exp, info, steps, 1, 1, None)?;
         let train_per_sec_threaded = if workers > 1 {
-            train_rate(exp, info, steps, 1, workers)?
+            train_rate(exp, info, steps, 1, workers, None)?
         } else {
             train_per_sec
         };
         let eval_per_sec = eval_rate(exp, info, steps * exp.train.batch_size)?;
         let parts = parts(exp, info, steps.clamp(10, 100))?;
         let train_per_sec_all = if workers > 1 {
-            std::thread::scope(|s| {
-                let handles: Vec<_> = (0..workers)
-                    .map(|w| s.spawn(move || train_rate(exp, info, steps, 10 + w as u64, 1)))
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| h.join().expect("bench worker"))
-                    .sum::<Result<f64>>()
-            })?
+            all_workers_rate(exp, info, steps, workers)?
         } else {
             train_per_sec
         };

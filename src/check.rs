@@ -6,12 +6,15 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 
+use crate::cv::plan::{check_experiment, DataCache};
 use crate::data::dataset;
 use crate::experiment::{self, Experiment};
 use crate::files::Paths;
 
-/// The `check` table of one experiment (or the error that makes it invalid).
-pub fn describe(exp: &Experiment, paths: &Paths) -> Result<String> {
+/// The `check` table of one experiment (or the error that makes it invalid): whatever `run`
+/// would refuse before training is refused here too (its training data is loaded and checked,
+/// once per dataset, through `data`).
+pub fn describe(exp: &Experiment, paths: &Paths, data: &mut DataCache) -> Result<String> {
     let name = &exp.data.dataset;
     let info = dataset::info(&paths.dataset_dir(name), name).map_err(|e| {
         anyhow::anyhow!(
@@ -23,6 +26,8 @@ pub fn describe(exp: &Experiment, paths: &Paths) -> Result<String> {
     // `run` needs the files themselves: say now, not after the first experiments trained.
     dataset::check_present(&paths.dataset_dir(name), name, &info)
         .map_err(|e| anyhow::anyhow!("{}: dataset {name:?}: {e:#}", exp.source.display()))?;
+    check_experiment(exp, paths, data)
+        .map_err(|e| anyhow::anyhow!("{}: {e:#}", exp.source.display()))?;
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -58,11 +63,12 @@ pub fn describe(exp: &Experiment, paths: &Paths) -> Result<String> {
 pub fn check(files: &[PathBuf], paths: &Paths) -> Result<()> {
     let mut failed = 0;
     let mut all: Vec<Experiment> = Vec::new();
+    let mut data = DataCache::default();
     for f in files {
         let described = experiment::load_all(f).and_then(|variants| {
             let tables = variants
                 .iter()
-                .map(|e| describe(e, paths))
+                .map(|e| describe(e, paths, &mut data))
                 .collect::<Result<Vec<_>>>()?;
             all.extend(variants);
             Ok(tables)

@@ -1,5 +1,6 @@
 //! Where data and results live, and writing files so that a reader never sees half of one.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -25,28 +26,48 @@ impl Paths {
     }
 }
 
-/// Writes `bytes` to `path` atomically (temp file in the same folder, then rename).
+/// Writes `bytes` to `path` atomically: a temporary file in the same folder, renamed over
+/// `path` once complete (the last complete write wins; a reader never sees half a file). The
+/// temporary file (`.<name>.XXXXXX.tmp`, ignored by git) is removed when anything fails.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    // Unique per process and call, so threads and processes writing the same file never
-    // share a temp file; the rename makes the last complete write win.
-    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}-{n}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("file"),
-        std::process::id()
-    ));
-    std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))?;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let mut tmp = temp_file(dir, &format!(".{name}."))
+        .with_context(|| format!("cannot create a file in {}", dir.display()))?;
+    tmp.write_all(bytes)
+        .with_context(|| format!("cannot write {}", tmp.path().display()))?;
+    tmp.persist(path).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot rename {} to {}: {}",
+            e.file.path().display(),
+            path.display(),
+            e.error
+        )
+    })?;
     Ok(())
 }
 
+/// A new temporary file `<prefix>XXXXXX.tmp` in `dir`, removed when dropped unless persisted,
+/// readable as files written by `std::fs::write` are (0666 less the umask, not tempfile's 0600).
+fn temp_file(dir: &Path, prefix: &str) -> std::io::Result<tempfile::NamedTempFile> {
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(prefix).suffix(".tmp");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        builder.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    builder.tempfile_in(dir)
+}
+
 /// Proves that files can be written into `dir` (creating it if needed): creates, writes,
-/// renames and removes a probe file, as [`write_atomic`] will. Called before any training, so
-/// an unwritable results folder fails at once instead of after hours of work.
+/// renames and removes a probe file, as [`write_atomic`] will, leaving nothing behind when a
+/// step fails. Called before any training, so an unwritable results folder fails at once
+/// instead of after hours of work.
 pub fn probe_writable(dir: &Path) -> Result<()> {
     let fail = |what: &str, e: std::io::Error| {
         anyhow::anyhow!(
@@ -55,11 +76,14 @@ pub fn probe_writable(dir: &Path) -> Result<()> {
         )
     };
     std::fs::create_dir_all(dir).map_err(|e| fail("cannot create it", e))?;
-    let probe = dir.join(format!(".write-probe-{}", std::process::id()));
-    let moved = dir.join(format!(".write-probe-{}.renamed", std::process::id()));
-    std::fs::write(&probe, b"probe").map_err(|e| fail("cannot write a file in it", e))?;
-    let renamed = std::fs::rename(&probe, &moved);
-    let _ = std::fs::remove_file(&probe);
-    renamed.map_err(|e| fail("cannot rename a file in it", e))?;
+    let mut probe =
+        temp_file(dir, ".write-probe-").map_err(|e| fail("cannot write a file in it", e))?;
+    probe
+        .write_all(b"probe")
+        .map_err(|e| fail("cannot write a file in it", e))?;
+    let moved = dir.join(format!(".write-probe-{}.renamed.tmp", std::process::id()));
+    probe
+        .persist(&moved)
+        .map_err(|e| fail("cannot rename a file in it", e.error))?;
     std::fs::remove_file(&moved).map_err(|e| fail("cannot remove a file from it", e))
 }

@@ -144,7 +144,7 @@ impl TestScore {
 pub fn score_test(model: &mut SavedModel, data_root: &Path) -> Result<TestScore> {
     let name = &model.exp.data.dataset;
     let ds = dataset::load(&data_root.join(name), name, Split::Test)?;
-    if ds.info != model.info {
+    if ds.info.image != model.info.image || ds.info.class_names != model.info.class_names {
         bail!(
             "the model was trained on {} images of {} classes, but {} has {} images of {} classes",
             model.info.image,
@@ -178,12 +178,50 @@ pub fn score_test(model: &mut SavedModel, data_root: &Path) -> Result<TestScore>
     })
 }
 
+/// The model files `evaluate` is given (final folders or files), each once: two different
+/// models in one folder are refused, since both would write that folder's test.csv and
+/// confusion.png and the first one's scores would be lost.
+pub fn evaluation_targets(given: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let canonical = |p: &Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf());
+    let mut out: Vec<PathBuf> = Vec::new();
+    for g in given {
+        let path = model_path(g);
+        let dir = |p: &Path| {
+            canonical(
+                p.parent()
+                    .filter(|d| !d.as_os_str().is_empty())
+                    .unwrap_or(Path::new(".")),
+            )
+        };
+        if let Some(other) = out.iter().find(|o| dir(o) == dir(&path)) {
+            if canonical(other) == canonical(&path) {
+                continue;
+            }
+            bail!(
+                "{} and {} would both write test.csv and confusion.png into {}; keep each model in a folder of its own",
+                other.display(),
+                path.display(),
+                dir(&path).display()
+            );
+        }
+        out.push(path);
+    }
+    Ok(out)
+}
+
 /// Loads the model at `given` (folder or file), scores the test set and writes test.csv and
 /// confusion.png beside the model.
 pub fn evaluate(given: &Path, data_root: &Path) -> Result<TestScore> {
     let path = model_path(given);
     let mut model = io::load(&path)?;
     let score = score_test(&mut model, data_root)?;
+    if !score.loss.is_finite() {
+        bail!(
+            "{}: its test loss is {}: the model's outputs are not finite numbers (its weights overflow); nothing written",
+            path.display(),
+            score.loss
+        );
+    }
     let dir = path.parent().context("model path has no folder")?;
     write_atomic(&dir.join("test.csv"), score.to_csv().as_bytes())?;
     crate::results::plots::confusion_png(

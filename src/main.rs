@@ -203,6 +203,29 @@ fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+/// The most worker threads `--jobs` and `bench --workers` take (or the number of cores, on a
+/// machine with more): beyond that a count is a typo, not a plan.
+const MAX_WORKERS: usize = 1024;
+
+/// Checks a worker count given as `flag`: at least 1, at most [`MAX_WORKERS`] (or the cores);
+/// more than the cores is said, since workers then share them.
+fn check_workers(flag: &str, n: usize, what: &str) -> Result<()> {
+    let max = MAX_WORKERS.max(cores());
+    if n == 0 {
+        anyhow::bail!("{flag} is 0, expected at least 1 ({what})");
+    }
+    if n > max {
+        anyhow::bail!("{flag} {n} is more workers than mnist-lab starts, expected 1..={max} (this machine has {} cores)", cores());
+    }
+    if n > cores() {
+        output::eprintln(&format!(
+            "note: {flag} {n} is more than this machine's {} cores; the workers will share them",
+            cores()
+        ));
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     // A closed stdout or stderr (`mnist-lab run … | head -1`) ends the process quietly, as it
     // does other command-line tools (exit 141 in a shell), instead of a print panicking: the
@@ -212,6 +235,7 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    output::note_closed_stdout();
     mnist_lab::alloc::keep_freed_memory();
     let cli = Cli::parse();
     let result = run(cli).and_then(|()| match output::failure() {
@@ -284,15 +308,7 @@ fn run(cli: Cli) -> Result<()> {
             let exps = load_files(&args.files, args.experiment.as_deref())?;
             let only = (!args.fold.is_empty()).then_some(&args.fold[..]);
             let jobs = jobs.unwrap_or_else(cores);
-            if jobs == 0 {
-                anyhow::bail!("--jobs is 0, expected at least 1 (one fold per job)");
-            }
-            if jobs > cores() {
-                output::eprintln(&format!(
-                    "note: --jobs {jobs} is more than this machine's {} cores; folds will share them",
-                    cores()
-                ));
-            }
+            check_workers("--jobs", jobs, "one fold per job")?;
             cv::run(&exps, &paths, only, force, jobs)?;
         }
         Command::Bench {
@@ -308,13 +324,17 @@ fn run(cli: Cli) -> Result<()> {
             } else {
                 files
             };
+            let workers = workers.unwrap_or_else(cores);
+            check_workers("--workers", workers, "models trained at once")?;
+            if !(bench::MIN_STEPS..=bench::MAX_STEPS).contains(&steps) {
+                anyhow::bail!(
+                    "--steps {steps}: expected {}..={} training steps per model (fewer cannot be timed honestly)",
+                    bench::MIN_STEPS,
+                    bench::MAX_STEPS
+                );
+            }
             let exps = load_files(&files, None)?;
-            output::print(&bench::run(
-                &exps,
-                &paths,
-                steps,
-                workers.unwrap_or_else(cores),
-            )?);
+            output::print(&bench::run(&exps, &paths, steps, workers)?);
         }
         Command::Plan { files } => {
             for line in cv::plan::plan_lines(&load_files(&files, None)?, &paths)? {
@@ -326,15 +346,20 @@ fn run(cli: Cli) -> Result<()> {
             marked,
             force,
         } => {
-            for e in load_files(&files, None)?
-                .iter()
-                .filter(|e| !marked || e.final_model)
-            {
+            let exps = load_files(&files, None)?;
+            let chosen: Vec<_> = exps.iter().filter(|e| !marked || e.final_model).collect();
+            if chosen.is_empty() {
+                output::eprintln(&format!(
+                    "final --marked: none of the {} experiments is marked `final = true`; no final model to train",
+                    exps.len()
+                ));
+            }
+            for e in chosen {
                 final_model::train_final(e, &paths, force)?;
             }
         }
         Command::Evaluate { models } => {
-            for m in &models {
+            for m in &final_model::evaluation_targets(&models)? {
                 let score = final_model::evaluate(m, &paths.data)?;
                 output::println(&format!(
                     "> {:.3}  ({}, test loss {:.4})",

@@ -4,12 +4,46 @@
 //! end. (A closed pipe ends the process quietly instead: `main` restores SIGPIPE.)
 
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 static FAILED: Mutex<Option<String>> = Mutex::new(None);
 
+/// Set when the process started with its stdout closed (`>&-`).
+static STDOUT_CLOSED: AtomicBool = AtomicBool::new(false);
+
+/// Called first thing in `main`: notes whether the process started with its stdout closed
+/// (`mnist-lab predict … >&-`). Rust's runtime reopens a closed standard descriptor on
+/// /dev/null before `main` (so no file the process opens takes it), where writes vanish
+/// without an error; a stdout that is /dev/null opened for reading and writing, as only that
+/// reopening does (a shell's `>/dev/null` opens it write-only), was closed, and the first
+/// [`print`] fails as a write to `/dev/full` does.
+pub fn note_closed_stdout() {
+    #[cfg(unix)]
+    // SAFETY: fcntl(F_GETFL) and fstat/stat only read the state of a descriptor and a path
+    // into local memory.
+    unsafe {
+        let flags = libc::fcntl(1, libc::F_GETFL);
+        let closed = flags == -1 || {
+            let mut out: libc::stat = std::mem::zeroed();
+            let mut null: libc::stat = std::mem::zeroed();
+            flags & libc::O_ACCMODE == libc::O_RDWR
+                && libc::fstat(1, &mut out) == 0
+                && libc::stat(c"/dev/null".as_ptr(), &mut null) == 0
+                && out.st_mode & libc::S_IFMT == libc::S_IFCHR
+                && out.st_rdev == null.st_rdev
+        };
+        STDOUT_CLOSED.store(closed, Ordering::SeqCst);
+    }
+}
+
 /// Writes `text` to stdout; a failure is recorded for [`failure`], not raised.
 pub fn print(text: &str) {
+    if STDOUT_CLOSED.load(Ordering::SeqCst) {
+        let mut failed = FAILED.lock().unwrap_or_else(|p| p.into_inner());
+        failed.get_or_insert_with(|| "stdout is closed".to_string());
+        return;
+    }
     let mut out = std::io::stdout().lock();
     if let Err(e) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
         let mut failed = FAILED.lock().unwrap_or_else(|p| p.into_inner());

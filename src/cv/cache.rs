@@ -4,10 +4,10 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 
 use crate::files::write_atomic;
-use crate::results::csv::{history_csv, HistoryRow};
+use crate::results::csv::{history_csv, read_history, HistoryRow};
 
 /// A per-fold file of an experiment: `folds/fold-K.<ext>`.
 pub fn fold_file(dir: &Path, fold: usize, ext: &str) -> PathBuf {
@@ -15,13 +15,83 @@ pub fn fold_file(dir: &Path, fold: usize, ext: &str) -> PathBuf {
 }
 
 /// Whether fold `fold` of the experiment in `dir` has a result made under `key`.
-pub fn is_current(dir: &Path, fold: usize, key: &str) -> bool {
+fn is_current(dir: &Path, fold: usize, key: &str) -> bool {
     std::fs::read_to_string(fold_file(dir, fold, "key")).is_ok_and(|k| k.trim() == key)
 }
 
-/// Whether fold `fold` has a result under `key` and its rows are there.
-pub fn is_cached(dir: &Path, fold: usize, key: &str) -> bool {
-    is_current(dir, fold, key) && fold_file(dir, fold, "csv").is_file()
+/// What the cache holds for one fold.
+#[derive(Debug)]
+pub enum Cached {
+    /// No result under this key (none yet, or one made by another spec, split, data or code).
+    Missing,
+    /// A result under this key whose rows are not a valid result (edited or damaged): a stale
+    /// entry, to be trained again. The error says what is wrong and where.
+    Invalid(anyhow::Error),
+    /// The fold's rows, one per epoch, checked.
+    Rows(Vec<HistoryRow>),
+}
+
+/// What the cache holds for fold `fold` (of `epochs` epochs) of the experiment in `dir` under
+/// `key`: rows are trusted only if they are a result training could have written.
+pub fn cached(dir: &Path, fold: usize, key: &str, epochs: usize) -> Cached {
+    let path = fold_file(dir, fold, "csv");
+    if !is_current(dir, fold, key) || !path.is_file() {
+        return Cached::Missing;
+    }
+    match read_history(&path).and_then(|rows| check_rows(&path, fold, epochs, rows)) {
+        Ok(rows) => Cached::Rows(rows),
+        Err(e) => Cached::Invalid(e),
+    }
+}
+
+/// Whether fold `fold` has a valid result under `key` (see [`cached`]).
+pub fn is_cached(dir: &Path, fold: usize, key: &str, epochs: usize) -> bool {
+    matches!(cached(dir, fold, key, epochs), Cached::Rows(_))
+}
+
+/// Checks a fold file's rows: one per epoch in order, labelled with this fold, accuracies in
+/// [0, 1], losses finite and not negative, learning rates finite.
+fn check_rows(
+    path: &Path,
+    fold: usize,
+    epochs: usize,
+    rows: Vec<HistoryRow>,
+) -> Result<Vec<HistoryRow>> {
+    let shown = path.display();
+    if rows.len() != epochs {
+        bail!(
+            "{shown}: {} rows, expected one per epoch ({epochs})",
+            rows.len()
+        );
+    }
+    for (i, r) in rows.iter().enumerate() {
+        let line = i + 2;
+        if r.fold != fold {
+            bail!("{shown}:{line}: fold is {}, expected {fold}", r.fold);
+        }
+        if r.row.epoch != i + 1 {
+            bail!(
+                "{shown}:{line}: epoch is {}, expected {}",
+                r.row.epoch,
+                i + 1
+            );
+        }
+        let e = &r.row;
+        for (name, v) in [("train_acc", e.train_acc), ("val_acc", e.val_acc)] {
+            if !(0.0..=1.0).contains(&v) {
+                bail!("{shown}:{line}: {name} is {v}, expected a fraction in [0, 1]");
+            }
+        }
+        for (name, v) in [("train_loss", e.train_loss), ("val_loss", e.val_loss)] {
+            if !(v.is_finite() && v >= 0.0) {
+                bail!("{shown}:{line}: {name} is {v}, expected a finite number >= 0");
+            }
+        }
+        if let Some(lr) = e.lr.filter(|lr| !(lr.is_finite() && *lr >= 0.0)) {
+            bail!("{shown}:{line}: lr is {lr}, expected a finite number >= 0");
+        }
+    }
+    Ok(rows)
 }
 
 /// Writes a trained fold's files, each atomically: its rows, its timing, then its key.

@@ -1,13 +1,13 @@
 //! Merging an experiment's current per-fold files into history.csv, folds.csv and timing.csv.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
-use super::cache::{fold_file, is_current};
+use super::cache::{cached, fold_file, Cached};
 use super::lock::{merge_lock, FileLock};
 use super::plan::FoldJob;
 use crate::experiment::Experiment;
 use crate::files::{write_atomic, Paths};
-use crate::results::csv::{folds_csv, history_csv, read_history, FoldRow};
+use crate::results::csv::{folds_csv, history_csv, FoldRow};
 
 /// Merges the current (key-matching) per-fold files of an experiment into history.csv,
 /// folds.csv and timing.csv (none written when no fold is current); returns the fold scores.
@@ -20,14 +20,18 @@ pub fn merge(exp: &Experiment, all: &[FoldJob], paths: &Paths) -> Result<Vec<Fol
     let mut folds = Vec::new();
     let mut timing = String::from("fold,seconds,train_samples_per_s\n");
     for job in all {
-        if !is_current(&dir, job.fold, &job.key) {
-            continue;
-        }
-        let rows = read_history(&fold_file(&dir, job.fold, "csv"))?;
-        let last = rows
-            .iter()
-            .max_by_key(|r| r.row.epoch)
-            .with_context(|| format!("{}: no rows", fold_file(&dir, job.fold, "csv").display()))?;
+        let rows = match cached(&dir, job.fold, &job.key, exp.train.epochs) {
+            Cached::Rows(rows) => rows,
+            Cached::Missing => continue,
+            Cached::Invalid(e) => {
+                crate::output::eprintln(&format!(
+                    "warning: {e:#}: not a valid result; {} fold {} is left out of its merged files until it is trained again",
+                    exp.name, job.fold
+                ));
+                continue;
+            }
+        };
+        let last = rows.last().expect("a checked fold has a row per epoch");
         folds.push(FoldRow {
             fold: job.fold,
             val_acc: last.row.val_acc,

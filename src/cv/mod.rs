@@ -53,6 +53,16 @@ pub fn run(
             crate::files::probe_writable(&paths.exp_dir(&exp.name))?;
         }
     }
+    if !pending.is_empty() && pending.len() < workers {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if workers > cores {
+            let n = pending.len();
+            progress.eprintln(&format!(
+                "note: --jobs {workers}: {n} fold{s} to train, so {n} worker{s}",
+                s = if n == 1 { "" } else { "s" }
+            ));
+        }
+    }
     longest_first(&mut pending);
     let progress = progress.with_overall(pending.len(), pending.iter().map(|j| j.cost).sum());
     let failures = run_jobs(pending, workers, paths, &progress, &planned, force);

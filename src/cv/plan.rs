@@ -4,14 +4,15 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 
-use super::cache::is_cached;
+use super::cache::{cached, Cached};
 use super::split::FoldSplit;
 use crate::data::{dataset, Dataset, Split};
 use crate::experiment::Experiment;
 use crate::files::Paths;
 use crate::key::key;
+use crate::model::LayerSummary;
 use crate::rng::Run;
 
 /// Loads training datasets once each.
@@ -49,6 +50,28 @@ pub struct FoldJob {
     pub cost: f64,
 }
 
+/// What `run` checks of an experiment before it trains anything (and `check` with it): its
+/// training data loads (with every check of [`dataset::load`]), its network fits the data's
+/// images and classes and the limits, and the images it uses are enough for its folds.
+/// Returns the data, the network's layers and the number of images used.
+pub fn check_experiment(
+    exp: &Experiment,
+    paths: &Paths,
+    data: &mut DataCache,
+) -> Result<(Arc<Dataset>, Vec<LayerSummary>, usize)> {
+    let ds = data.train(paths, &exp.data.dataset)?;
+    let network = exp.network(&ds.info)?;
+    let n = exp.images_used(ds.len());
+    if n < exp.cv.folds {
+        bail!(
+            "{}: only {n} training images for cv.folds = {} (expected at least one image per fold)",
+            exp.name,
+            exp.cv.folds
+        );
+    }
+    Ok((ds, network, n))
+}
+
 /// Prepares the jobs of `exp`: checks its network against the data and lists folds (all, or
 /// `only`) whose cached result is missing or stale (all of them with `force`). Returns
 /// (pending, all) jobs.
@@ -59,13 +82,8 @@ pub fn plan_experiment(
     only: Option<&[usize]>,
     force: bool,
 ) -> Result<(Vec<FoldJob>, Vec<FoldJob>)> {
-    let ds = data.train(paths, &exp.data.dataset)?;
-    let network = exp.network(&ds.info)?;
+    let (ds, network, n) = check_experiment(exp, paths, data)?;
     let work: f64 = network.iter().map(|l| l.cost).sum();
-    let n = exp.images_used(ds.len());
-    if n < exp.cv.folds {
-        bail!("{}: only {n} images for {} folds", exp.name, exp.cv.folds);
-    }
     if let Some(bad) = only
         .into_iter()
         .flatten()
@@ -93,7 +111,18 @@ pub fn plan_experiment(
             key,
         };
         let wanted = only.is_none_or(|o| o.contains(&fold));
-        if wanted && (force || !is_cached(&dir, fold, &job.key)) {
+        let current = || match cached(&dir, fold, &job.key, exp.train.epochs) {
+            Cached::Rows(_) => true,
+            Cached::Missing => false,
+            Cached::Invalid(e) => {
+                crate::output::eprintln(&format!(
+                    "warning: {e:#}: not a valid result, so the cache entry is stale; {} fold {fold} is trained again",
+                    exp.name
+                ));
+                false
+            }
+        };
+        if wanted && (force || !current()) {
             pending.push(job.clone());
         }
         all.push(job);
@@ -118,12 +147,14 @@ pub fn plan_lines(exps: &[Experiment], paths: &Paths) -> Result<Vec<String>> {
         } else {
             format!(" --experiment {}", quote(&exp.name))
         };
+        let file = exp.source.to_string_lossy();
+        if !pending.is_empty() && file.contains(['\n', '\r']) {
+            bail!(
+                "{file:?}: a path with a line break cannot be written into a plan (one job per line); rename it"
+            );
+        }
         for job in pending {
-            lines.push(format!(
-                "{}{variant} --fold {}",
-                quote(&exp.source.to_string_lossy()),
-                job.fold
-            ));
+            lines.push(format!("{}{variant} --fold {}", quote(&file), job.fold));
         }
     }
     Ok(lines)
@@ -143,56 +174,11 @@ pub fn quote(arg: &str) -> String {
     }
 }
 
-/// Splits a plan line into words as a POSIX shell would (whitespace between words; single
-/// quotes, double quotes and backslashes as the shell reads them); no expansion of any kind.
+/// Splits a plan line into words as a POSIX shell would (quotes and backslashes; no expansion
+/// of any kind), with the `shlex` crate.
 pub fn split_words(line: &str) -> Result<Vec<String>> {
-    let mut words = Vec::new();
-    let mut word: Option<String> = None;
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            c if c.is_whitespace() => {
-                words.extend(word.take());
-            }
-            '\'' => {
-                let w = word.get_or_insert_with(String::new);
-                loop {
-                    match chars.next() {
-                        Some('\'') => break,
-                        Some(c) => w.push(c),
-                        None => bail!("unterminated single quote"),
-                    }
-                }
-            }
-            '"' => {
-                let w = word.get_or_insert_with(String::new);
-                loop {
-                    match chars.next() {
-                        Some('"') => break,
-                        Some('\\') => match chars.next() {
-                            Some(c @ ('"' | '\\' | '$' | '`')) => w.push(c),
-                            Some(c) => {
-                                w.push('\\');
-                                w.push(c);
-                            }
-                            None => bail!("unterminated double quote"),
-                        },
-                        Some(c) => w.push(c),
-                        None => bail!("unterminated double quote"),
-                    }
-                }
-            }
-            '\\' => {
-                let w = word.get_or_insert_with(String::new);
-                if let Some(c) = chars.next() {
-                    w.push(c);
-                }
-            }
-            c => word.get_or_insert_with(String::new).push(c),
-        }
-    }
-    words.extend(word);
-    Ok(words)
+    shlex::split(line)
+        .context("cannot split the line into words: a quote is not closed or a backslash ends it")
 }
 
 #[cfg(test)]

@@ -21,10 +21,12 @@ pub fn longest_first(jobs: &mut [FoldJob]) {
     jobs.sort_by(|a, b| b.cost.total_cmp(&a.cost));
 }
 
-/// Runs `jobs` on `workers` threads (each with single-threaded matrix products, so a fold's
-/// numbers never depend on the worker count), each fold under its lock (see [`super::lock`]):
-/// a fold another process is training is taken last, after waiting for it, and skipped when
-/// that process cached it (unless `force`). Returns the jobs that failed with their errors.
+/// Runs `jobs` on `workers` threads, at most one per job (each with single-threaded matrix
+/// products, so a fold's numbers never depend on the worker count), each fold under its lock
+/// (see [`super::lock`]): a fold another process is training is taken last, after waiting for
+/// it, and skipped when that process cached it (unless `force`). Once no fold is waiting, the
+/// running folds share the cores of idle workers (up to `workers`, never more threads than the
+/// machine's cores). Returns the jobs that failed with their errors.
 pub fn run_jobs(
     jobs: Vec<FoldJob>,
     workers: usize,
@@ -42,12 +44,14 @@ pub fn run_jobs(
     let failures = Mutex::new(Vec::new());
     // Folds run one per worker on one thread each; once no fold is waiting, a worker's fold
     // takes the cores that idle workers left (checked each epoch).
-    let workers = workers.max(1);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let budget = workers.clamp(1, cores);
+    let workers = workers.min(queue.lock().expect("queue").len()).max(1);
     let busy = AtomicUsize::new(0);
     let threads = || {
         if queue.lock().expect("queue").is_empty() {
             let busy = busy.load(Ordering::SeqCst).max(1);
-            (workers / busy).max(1)
+            (budget / busy).max(1)
         } else {
             1
         }
@@ -101,7 +105,8 @@ pub fn run_jobs(
                         }
                     };
                     // Trained by another process since this run planned it.
-                    if !force && is_cached(&paths.exp_dir(&job.exp.name), job.fold, &job.key) {
+                    let dir = paths.exp_dir(&job.exp.name);
+                    if !force && is_cached(&dir, job.fold, &job.key, job.exp.train.epochs) {
                         progress.fold_done_elsewhere(job.cost);
                         merge_now(&job);
                         continue;

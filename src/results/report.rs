@@ -90,9 +90,23 @@ pub fn discover(results: &Path, data_root: &Path) -> Result<Vec<ExperimentResult
         } else {
             Vec::new()
         };
-        let spec = std::fs::read_to_string(dir.join("spec.toml"))
-            .ok()
-            .and_then(|t| Experiment::from_resolved_toml(&name, &t).ok());
+        // Results made by hand may have no spec (their dataset is then "unknown"); a spec that
+        // is there but unreadable is an error, not a reason to file the results elsewhere.
+        let spec_path = dir.join("spec.toml");
+        let spec = if spec_path.exists() {
+            let text = std::fs::read_to_string(&spec_path)
+                .with_context(|| format!("cannot read {}", spec_path.display()))?;
+            let spec = Experiment::from_resolved_toml(&name, &text).with_context(|| {
+                format!(
+                    "{}: corrupt (re-run the experiment to rewrite it, or remove {} from the results)",
+                    spec_path.display(),
+                    dir.display()
+                )
+            })?;
+            Some(spec)
+        } else {
+            None
+        };
         let dataset = spec
             .as_ref()
             .map_or("unknown".to_string(), |s| s.data.dataset.clone());
