@@ -46,7 +46,7 @@ fn final_evaluate_predict_round_trip() {
     let imgs: Vec<GrayImage> = (0..20)
         .map(|i| GrayImage::from_raw(28, 28, ds.image(i).to_vec()).unwrap())
         .collect();
-    let in_memory = mnist_lab::predict::predict_prepared(&mut saved, &imgs);
+    let in_memory = mnist_lab::predict::predict_prepared(&mut saved, &imgs).unwrap();
     let mut paths = Vec::new();
     for (i, img) in imgs.iter().enumerate() {
         let p = d.join(format!("digit-{i}.png"));

@@ -3,6 +3,7 @@
 //! the IDX headers and its classes from the labels (see [`super::dataset::info`]).
 
 use super::dataset::ImageShape;
+use super::recipe::Recipe;
 
 /// The four files of an MNIST-format dataset, in a fixed order: training images and labels,
 /// then test images and labels.
@@ -28,6 +29,8 @@ pub struct Descriptor {
     pub image: ImageShape,
     /// Class names, by label.
     pub class_names: &'static [&'static str],
+    /// How its images were made from pictures (what `predict` does to a user's picture).
+    pub recipe: Recipe,
 }
 
 /// Every dataset known by name.
@@ -51,6 +54,7 @@ pub const KNOWN: &[Descriptor] = &[
             channels: 1,
         },
         class_names: &["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"],
+        recipe: Recipe::Digit,
     },
     // Zalando's Fashion-MNIST (MIT licence). The checksums are of the decompressed files, the
     // same whichever mirror or package the .gz came from (Debian's dataset-fashion-mnist
@@ -86,8 +90,15 @@ pub const KNOWN: &[Descriptor] = &[
             "Bag",
             "Ankle boot",
         ],
+        recipe: Recipe::Product,
     },
 ];
+
+/// How the images of dataset `name` were made: its descriptor's recipe, or [`Recipe::Fit`] for
+/// a dataset known only from its IDX files.
+pub fn recipe_of(name: &str) -> Recipe {
+    descriptor(name).map_or(Recipe::Fit, |d| d.recipe)
+}
 
 /// The descriptor of a dataset known by name.
 pub fn descriptor(name: &str) -> Option<&'static Descriptor> {

@@ -7,7 +7,8 @@ use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 
 use super::catalog::{descriptor, FILES};
-use super::idx::{read_idx_file, read_idx_header};
+use super::idx::{read_idx_file, read_idx_file_hashed, read_idx_header};
+use super::recipe::Recipe;
 
 /// Height × width × channels of every image of a dataset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,13 +56,16 @@ impl std::fmt::Display for ImageShape {
     }
 }
 
-/// What a network needs to know about a dataset: its image shape and its classes.
+/// What a network needs to know about a dataset: its image shape, its classes, and how its
+/// images were made from pictures.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DatasetInfo {
     /// Every image's shape.
     pub image: ImageShape,
     /// Class names by label (the labels themselves, "0", "1", …, when the dataset has none).
     pub class_names: Vec<String>,
+    /// How its images were made (what `predict` does to a picture).
+    pub recipe: Recipe,
 }
 
 impl DatasetInfo {
@@ -70,11 +74,13 @@ impl DatasetInfo {
         self.class_names.len()
     }
 
-    /// Names "0", "1", … for `n` classes.
+    /// Names "0", "1", … for `n` classes, of a dataset known only from its files (made by
+    /// [`Recipe::Fit`]).
     pub fn numbered(image: ImageShape, n: usize) -> Self {
         DatasetInfo {
             image,
             class_names: (0..n).map(|c| c.to_string()).collect(),
+            recipe: Recipe::Fit,
         }
     }
 }
@@ -91,9 +97,15 @@ pub enum Split {
 impl Split {
     /// The (images, labels) file names of this split.
     fn files(self) -> (&'static str, &'static str) {
+        let (i, l) = self.indices();
+        (FILES[i], FILES[l])
+    }
+
+    /// The positions of its (images, labels) files in [`FILES`].
+    fn indices(self) -> (usize, usize) {
         match self {
-            Split::Train => (FILES[0], FILES[1]),
-            Split::Test => (FILES[2], FILES[3]),
+            Split::Train => (0, 1),
+            Split::Test => (2, 3),
         }
     }
 }
@@ -135,6 +147,12 @@ pub fn find_file(dir: &Path, name: &str) -> Result<PathBuf> {
         if candidate.is_file() {
             return Ok(candidate);
         }
+        if candidate.is_dir() {
+            bail!(
+                "{} is a folder, expected the IDX file {name} (raw or .gz)",
+                candidate.display()
+            );
+        }
     }
     let dataset = dir.file_name().and_then(|n| n.to_str()).unwrap_or("NAME");
     bail!(
@@ -150,12 +168,9 @@ pub fn find_file(dir: &Path, name: &str) -> Result<PathBuf> {
 pub fn check_present(dir: &Path, name: &str, info: &DatasetInfo) -> Result<()> {
     for split in [Split::Train, Split::Test] {
         let (img_name, lbl_name) = split.files();
-        check_headers(
-            &find_file(dir, img_name)?,
-            &find_file(dir, lbl_name)?,
-            name,
-            info,
-        )?;
+        let (img_path, lbl_path) = (find_file(dir, img_name)?, find_file(dir, lbl_name)?);
+        let (images, labels) = check_headers(&img_path, &lbl_path, name, info)?;
+        check_counts(&img_path, images, &lbl_path, labels)?;
     }
     Ok(())
 }
@@ -195,6 +210,19 @@ fn check_headers(
     Ok((images[0], labels[0]))
 }
 
+/// Fails unless a file of the dataset known as `name` has its known sha256: other files under a
+/// known name (a corrupt download, or a dataset of one's own in `data/mnist`) would train and
+/// be scored as if they were that dataset.
+fn check_known(path: &Path, got: &str, want: &str, name: &str) -> Result<()> {
+    if got != want {
+        bail!(
+            "{}: sha256 of the decompressed file is {got}, not {name}'s {want}: not {name}'s file (corrupt, or another dataset under its name); fetch it again with `mnist-lab data fetch --dataset {name}` (or `make data`), or give a dataset of your own a folder name of its own",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
 /// Fails unless there is one label per image.
 fn check_counts(img_path: &Path, images: usize, lbl_path: &Path, labels: usize) -> Result<()> {
     if images != labels {
@@ -215,6 +243,7 @@ pub fn info(dir: &Path, name: &str) -> Result<DatasetInfo> {
         return Ok(DatasetInfo {
             image: d.image,
             class_names: d.class_names.iter().map(|s| s.to_string()).collect(),
+            recipe: d.recipe,
         });
     }
     let images = find_file(dir, FILES[0])?;
@@ -225,6 +254,8 @@ pub fn info(dir: &Path, name: &str) -> Result<DatasetInfo> {
             images.display()
         )
     })?;
+    crate::model::limits::check_image(image)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", images.display()))?;
     let mut classes = 0;
     for name in [FILES[1], FILES[3]] {
         let labels = read_idx_file(&find_file(dir, name)?)?;
@@ -254,8 +285,13 @@ pub fn load(dir: &Path, name: &str, split: Split) -> Result<Dataset> {
     let lbl_path = find_file(dir, lbl_name)?;
     check_headers(&img_path, &lbl_path, name, &info)?;
     // The payloads before the counts: a truncated file is the first thing to say.
-    let images = read_idx_file(&img_path)?;
-    let labels = read_idx_file(&lbl_path)?;
+    let (images, images_sha) = read_idx_file_hashed(&img_path)?;
+    let (labels, labels_sha) = read_idx_file_hashed(&lbl_path)?;
+    if let Some(d) = descriptor(name) {
+        let (i, l) = split.indices();
+        check_known(&img_path, &images_sha, d.sha256[i], name)?;
+        check_known(&lbl_path, &labels_sha, d.sha256[l], name)?;
+    }
     check_counts(&img_path, images.dims[0], &lbl_path, labels.dims[0])?;
     let classes = info.classes();
     if let Some(pos) = labels.data.iter().position(|&l| l as usize >= classes) {

@@ -3,11 +3,10 @@
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use sha2::{Digest, Sha256};
 
 use super::catalog::{descriptor, FILES};
 use super::dataset::{find_file, load, Split};
-use super::idx::maybe_gunzip;
+use super::idx::{maybe_gunzip, read_decompressed, sha256_hex};
 use crate::files::write_atomic;
 
 /// What `verify` could establish.
@@ -36,18 +35,6 @@ impl Verified {
             ),
         }
     }
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    let mut h = Sha256::new();
-    h.update(bytes);
-    format!("{:x}", h.finalize())
-}
-
-/// Reads a dataset file (raw or .gz) decompressed.
-fn read_decompressed(path: &Path) -> Result<Vec<u8>> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    maybe_gunzip(bytes, &path.display().to_string())
 }
 
 /// Checks every file of the dataset `name` in `dir` against its known sha256 (after
@@ -93,45 +80,32 @@ pub fn fetch(dir: &Path, name: &str, from: Option<&Path>, mirrors: bool) -> Resu
         return Ok(v);
     }
     let known = descriptor(name);
+    let packaged = known.map_or(&[][..], |d| d.packaged);
+    let folders: Vec<&Path> = from
+        .into_iter()
+        .chain(packaged.iter().map(Path::new).filter(|p| p.is_dir()))
+        .collect();
+    let mirrors = known.filter(|_| mirrors).map_or(&[][..], |d| d.mirrors);
     for (i, file) in FILES.iter().enumerate() {
         let dest = dir.join(file);
         let want = known.map(|d| d.sha256[i]);
-        let good = |bytes: &[u8]| want.is_none_or(|w| sha256_hex(bytes) == w);
         if let Ok(bytes) = std::fs::read(&dest) {
-            if good(&bytes) {
+            if want.is_none_or(|w| sha256_hex(&bytes) == w) {
                 continue;
             }
         }
-        let mut errors = Vec::new();
-        let mut got = None;
-        let packaged = known.map_or(&[][..], |d| d.packaged);
-        let folders = from
-            .into_iter()
-            .chain(packaged.iter().map(Path::new).filter(|p| p.is_dir()));
-        for src in folders {
-            if got.is_some() {
-                break;
-            }
-            match find_file(src, file).and_then(|p| read_decompressed(&p)) {
-                Ok(b) if good(&b) => got = Some(b),
-                Ok(_) => errors.push(format!("{}: sha256 mismatch", src.join(file).display())),
-                Err(e) => errors.push(format!("{e:#}")),
-            }
-        }
-        let urls = known.filter(|_| mirrors).map_or(&[][..], |d| d.mirrors);
-        for mirror in urls {
-            if got.is_some() {
-                break;
-            }
-            let url = format!("{mirror}{file}.gz");
-            match fetch_url(&url).and_then(|b| maybe_gunzip(b, &url)) {
-                Ok(b) if good(&b) => got = Some(b),
-                Ok(_) => errors.push(format!("{url}: sha256 mismatch")),
-                Err(e) => errors.push(format!("{e:#}")),
-            }
-        }
+        let urls: Vec<String> = mirrors.iter().map(|m| format!("{m}{file}.gz")).collect();
+        let (got, errors) = obtain(file, name, want, &folders, &urls);
         match got {
-            Some(bytes) => {
+            Some((bytes, source)) => {
+                // A source tried first that failed (a --from folder with a corrupt file) is
+                // said, with where the good file came from instead.
+                if !errors.is_empty() {
+                    crate::output::eprintln(&format!(
+                        "warning: {}; took {file} from {source} instead",
+                        errors.join("; ")
+                    ));
+                }
                 write_atomic(&dest, &bytes)?;
                 crate::output::eprintln(&format!("wrote {}", dest.display()));
             }
@@ -146,4 +120,66 @@ pub fn fetch(dir: &Path, name: &str, from: Option<&Path>, mirrors: bool) -> Resu
         }
     }
     verify(dir, name)
+}
+
+/// The first good copy of `file` of dataset `name` (decompressed; of sha256 `want` where it is
+/// known) from `folders`, then `urls`, with where it came from; and what went wrong with each
+/// source tried before it.
+fn obtain(
+    file: &str,
+    name: &str,
+    want: Option<&str>,
+    folders: &[&Path],
+    urls: &[String],
+) -> (Option<(Vec<u8>, String)>, Vec<String>) {
+    let good = |bytes: &[u8]| want.is_none_or(|w| sha256_hex(bytes) == w);
+    let mismatch = |source: &str| {
+        format!("{source}: sha256 mismatch (not {name}'s file: corrupt, or another one)")
+    };
+    let mut errors = Vec::new();
+    for src in folders {
+        match find_file(src, file).and_then(|p| Ok((read_decompressed(&p)?, p))) {
+            Ok((b, p)) if good(&b) => return (Some((b, p.display().to_string())), errors),
+            Ok((_, p)) => errors.push(mismatch(&p.display().to_string())),
+            Err(e) => errors.push(format!("{e:#}")),
+        }
+    }
+    for url in urls {
+        match fetch_url(url).and_then(|b| maybe_gunzip(b, url)) {
+            Ok(b) if good(&b) => return (Some((b, url.clone())), errors),
+            Ok(_) => errors.push(mismatch(url)),
+            Err(e) => errors.push(format!("{e:#}")),
+        }
+    }
+    (None, errors)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_corrupt_first_source_is_said_with_the_source_the_good_file_came_from() {
+        let root = std::env::temp_dir().join(format!("fetch-obtain-{}", std::process::id()));
+        let (bad, good) = (root.join("bad"), root.join("good"));
+        std::fs::create_dir_all(&bad).unwrap();
+        std::fs::create_dir_all(&good).unwrap();
+        std::fs::write(bad.join("f"), b"corrupt").unwrap();
+        std::fs::write(good.join("f"), b"the file").unwrap();
+        let want = sha256_hex(b"the file");
+        let (got, errors) = obtain("f", "demo", Some(&want), &[&bad, &good], &[]);
+        let (bytes, source) = got.unwrap();
+        assert_eq!(bytes, b"the file");
+        assert_eq!(source, good.join("f").display().to_string());
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].contains(&bad.join("f").display().to_string())
+                && errors[0].contains("sha256 mismatch"),
+            "{errors:?}"
+        );
+        // Nothing good anywhere: every source's failure is returned.
+        let (got, errors) = obtain("f", "demo", Some(&want), &[&bad], &[]);
+        assert!(got.is_none() && errors.len() == 1);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 }

@@ -30,11 +30,30 @@ pub fn maybe_gunzip(bytes: Vec<u8>, what: &str) -> Result<Vec<u8>> {
     }
 }
 
+/// The sha256 of `bytes`, in lowercase hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    format!("{:x}", Sha256::digest(bytes))
+}
+
+/// Reads a file (raw or .gz), decompressed.
+pub fn read_decompressed(path: &Path) -> Result<Vec<u8>> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    maybe_gunzip(bytes, &path.display().to_string())
+}
+
 /// Reads and parses an IDX file (raw or .gz).
 pub fn read_idx_file(path: &Path) -> Result<IdxArray> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let bytes = maybe_gunzip(bytes, &path.display().to_string())?;
-    parse_idx(&bytes).with_context(|| format!("{} is not a valid IDX file", path.display()))
+    Ok(read_idx_file_hashed(path)?.0)
+}
+
+/// Reads and parses an IDX file (raw or .gz); returns it with the sha256 of its decompressed
+/// bytes (what a known dataset's checksums are of).
+pub fn read_idx_file_hashed(path: &Path) -> Result<(IdxArray, String)> {
+    let bytes = read_decompressed(path)?;
+    let array =
+        parse_idx(&bytes).with_context(|| format!("{} is not a valid IDX file", path.display()))?;
+    Ok((array, sha256_hex(&bytes)))
 }
 
 /// Reads only the dimensions of an IDX file (raw or .gz), without its payload.

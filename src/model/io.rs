@@ -2,13 +2,14 @@
 //! experiment and the pixel scaling in its metadata, so it alone rebuilds the network.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
 use super::Network;
 use crate::data::prep::Scaler;
+use crate::data::recipe::Recipe;
 use crate::data::{dataset, DatasetInfo, ImageShape};
 use crate::experiment::Experiment;
 use crate::files::write_atomic;
@@ -29,6 +30,8 @@ pub struct SavedModel {
     pub scaler: Scaler,
     /// All metadata of the file.
     pub metadata: HashMap<String, String>,
+    /// The file it was loaded from.
+    pub path: PathBuf,
 }
 
 /// `28x28x1`
@@ -69,6 +72,7 @@ pub fn save(
         "class_names".to_string(),
         serde_json::to_string(&info.class_names)?,
     );
+    meta.insert("recipe".to_string(), info.recipe.name().to_string());
     meta.insert("scaler_mean".to_string(), format!("{:e}", scaler.mean));
     meta.insert("scaler_std".to_string(), format!("{:e}", scaler.std));
     for (k, v) in extra {
@@ -193,6 +197,7 @@ pub fn load(path: &Path) -> Result<SavedModel> {
         info,
         scaler,
         metadata,
+        path: path.to_path_buf(),
     })
 }
 
@@ -208,13 +213,31 @@ fn saved_info(
             let image = parse_shape(shape).with_context(|| {
                 format!("{shown}: metadata \"image_shape\" is {shape:?}, expected HxWxC")
             })?;
+            super::limits::check_image(image).map_err(|e| {
+                anyhow::anyhow!("{shown}: metadata \"image_shape\" is {shape:?}: {e}")
+            })?;
             let class_names: Vec<String> = serde_json::from_str(names).map_err(|e| {
                 anyhow::anyhow!("{shown}: metadata \"class_names\" is not a JSON list ({e})")
             })?;
             if class_names.len() < 2 {
                 bail!("{shown}: metadata \"class_names\" names fewer than 2 classes");
             }
-            Ok(DatasetInfo { image, class_names })
+            // Files written before recipes were recorded: their dataset's recipe.
+            let recipe = match meta.get("recipe") {
+                None => crate::data::catalog::recipe_of(&exp.data.dataset),
+                Some(name) => Recipe::from_name(name).with_context(|| {
+                    let known: Vec<&str> = Recipe::ALL.iter().map(|r| r.name()).collect();
+                    format!(
+                        "{shown}: metadata \"recipe\" is {name:?}, expected one of {}",
+                        known.join(", ")
+                    )
+                })?,
+            };
+            Ok(DatasetInfo {
+                image,
+                class_names,
+                recipe,
+            })
         }
         _ => {
             let name = &exp.data.dataset;

@@ -92,6 +92,19 @@ pub mod limits {
     pub const PARAMS: usize = 100_000_000;
     /// Estimated memory of one training step (or evaluation batch) of one worker: 8 GiB.
     pub const STEP_BYTES: f64 = 8.0 * 1024.0 * 1024.0 * 1024.0;
+
+    /// Checks that images of `shape` are within the limit of one layer's output (a network's
+    /// input is held like one): what an IDX header or a model file declares is checked before
+    /// anything of that size is allocated.
+    pub fn check_image(shape: crate::data::ImageShape) -> Result<(), String> {
+        let values = shape.height as f64 * shape.width as f64 * shape.channels as f64;
+        if values > VALUES_PER_IMAGE {
+            return Err(format!(
+                "images of {shape} are {values:.3e} values each, above the limit of {VALUES_PER_IMAGE} (2^24)"
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// One row of the network summary (`mnist-lab check`).
@@ -143,6 +156,7 @@ pub fn summarize(layers: &[LayerEntry], info: &DatasetInfo) -> Result<Vec<LayerS
     if layers.is_empty() {
         bail!("model.layers is empty: expected at least one `[[model.layers]]` entry");
     }
+    limits::check_image(info.image).map_err(|e| anyhow::anyhow!("the input: {e}"))?;
     let last = layers.len() - 1;
     let mut shape = input_shape(info);
     let mut out = Vec::with_capacity(layers.len());
