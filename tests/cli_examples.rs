@@ -79,6 +79,34 @@ fn the_committed_fashion_model_reads_drawn_clothing_and_keeps_dataset_images_as_
     for (line, path) in stdout.lines().zip(&images) {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
         let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
+        // The JSON fields the README lists, with the class's name from the model file.
+        assert_eq!(v["path"], path.display().to_string(), "{line}");
+        let p = v["probability"].as_f64().unwrap();
+        assert!(p > 0.0 && p <= 1.0, "{line}");
+        let top = v["top"].as_array().unwrap();
+        assert_eq!(top.len(), 1, "{line}");
+        assert_eq!(
+            (&top[0]["class"], &top[0]["name"]),
+            (&v["class"], &v["name"]),
+            "{line}"
+        );
+        let names = [
+            "T-shirt/top",
+            "Trouser",
+            "Pullover",
+            "Dress",
+            "Coat",
+            "Sandal",
+            "Shirt",
+            "Sneaker",
+            "Bag",
+            "Ankle boot",
+        ];
+        assert_eq!(
+            v["name"],
+            names[v["class"].as_u64().unwrap() as usize],
+            "{line}"
+        );
         if let Some(garment) = stem.strip_prefix("drawn-") {
             // What the Fashion-MNIST recipe makes of a drawing on paper: the right class.
             let want = match garment {
@@ -103,6 +131,29 @@ fn the_committed_fashion_model_reads_drawn_clothing_and_keeps_dataset_images_as_
         }
     }
     assert_eq!(drawn, 6);
+    // The text form: path, class, probability, the top classes with their names, the name.
+    let out = mnist_lab(
+        root,
+        &[
+            "predict",
+            "results/fashion-deeper/final",
+            "examples/clothing/drawn-trousers.png",
+            "--top",
+            "2",
+        ],
+    );
+    let line = String::from_utf8_lossy(&out.stdout).trim_end().to_string();
+    let fields: Vec<&str> = line.split('\t').collect();
+    assert_eq!(fields.len(), 5, "{line}");
+    assert_eq!(
+        (fields[0], fields[1], fields[4]),
+        ("examples/clothing/drawn-trousers.png", "1", "Trouser"),
+        "{line}"
+    );
+    assert!(
+        fields[3].starts_with("1 Trouser (") && fields[3].matches(" (").count() == 2,
+        "{line}"
+    );
 }
 
 /// Every MNIST and Fashion-MNIST image, train and test (140,000), made a picture of its own

@@ -121,7 +121,10 @@ fn predict_reports_bad_files_and_still_predicts_the_good_ones() {
     let t = text(&out);
     assert!(t.contains("drawing.png\t"), "{t}");
     assert!(t.contains("notes.png: not a readable"), "{t}");
-    assert!(t.contains("blank.png") && t.contains("blank"), "{t}");
+    assert!(
+        t.contains("blank.png: the image is blank (no ink stands out from the background)"),
+        "{t}"
+    );
     assert!(t.contains("2 of 3 images could not be predicted"), "{t}");
     assert!(!t.contains("panicked"), "{t}");
 
@@ -135,4 +138,42 @@ fn predict_reports_bad_files_and_still_predicts_the_good_ones() {
         "{}",
         text(&out)
     );
+}
+
+#[test]
+fn final_marked_trains_only_marked_experiments_and_force_retrains() {
+    let w = workspace("final-marked");
+    let d = w.path();
+    std::fs::write(
+        d.join("experiments/marked.toml"),
+        TINY.replace(
+            "description = \"tiny test model\"",
+            "description = \"m\"\nfinal = true",
+        ),
+    )
+    .unwrap();
+    let both = [
+        "final",
+        "--marked",
+        "experiments/tiny.toml",
+        "experiments/marked.toml",
+    ];
+    let out = mnist_lab(d, &both);
+    assert!(out.status.success(), "{}", text(&out));
+    let model = d.join("results/marked/final/model.safetensors");
+    assert!(model.is_file());
+    assert!(!d.join("results/tiny/final").exists(), "tiny is not marked");
+    let first = std::fs::read(&model).unwrap();
+    // Up to date: nothing trained again.
+    let out = mnist_lab(d, &both);
+    assert!(
+        text(&out).contains("marked: final model is up to date"),
+        "{}",
+        text(&out)
+    );
+    // --force trains it again, to the same bytes.
+    let out = mnist_lab(d, &["final", "--force", "experiments/marked.toml"]);
+    let t = text(&out);
+    assert!(out.status.success() && !t.contains("up to date"), "{t}");
+    assert_eq!(std::fs::read(&model).unwrap(), first);
 }

@@ -329,6 +329,22 @@ fn datasets_are_named_by_one_rule_and_checked_before_a_run() {
             "{args:?}: {t}"
         );
     }
+    // A path as `data.dataset` in an experiment file is refused, by check and run alike.
+    for path in ["../data/synthetic", "/tmp", "sub/folder", "."] {
+        let toml = TINY.replace("dataset = \"synthetic\"", &format!("dataset = {path:?}"));
+        std::fs::write(d.join("experiments/p.toml"), toml).unwrap();
+        for cmd in ["check", "run"] {
+            let out = mnist_lab(d, &[cmd, "experiments/p.toml"]);
+            let t = text(&out);
+            assert!(
+                !out.status.success()
+                    && t.contains(&format!(
+                        "data.dataset: dataset {path:?} is not a dataset name"
+                    )),
+                "{path} {cmd}: {t}"
+            );
+        }
+    }
     // The TOML's rule holds for --dataset too.
     for args in [
         &["data", "verify", "--dataset", "../data/synthetic"][..],
@@ -408,39 +424,71 @@ fn a_limit_above_the_data_is_a_warning() {
 
 #[test]
 fn two_runs_of_one_experiment_train_each_fold_once() {
+    use std::io::BufRead;
     let w = workspace("lock");
     let d = w.path();
-    // Long enough folds that the two processes overlap.
-    let toml = TINY
-        .replace("epochs = 2", "epochs = 12")
-        .replace("limit = 600", "limit = 700");
-    std::fs::write(d.join("experiments/tiny.toml"), toml).unwrap();
-    let spawn = || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_mnist-lab"))
+    // The two runs are made to overlap: this test holds fold 1's lock until both have said
+    // they wait for it, so each has met the other's work, whatever the timing.
+    let lock_path = d.join("results/tiny/folds/.fold-1.lock");
+    std::fs::create_dir_all(lock_path.parent().unwrap()).unwrap();
+    let held = mnist_lab::cv::lock::FileLock::acquire(&lock_path).unwrap();
+    let waiting = "tiny fold 1: another mnist-lab process is training it; waiting for its lock";
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(vec![Vec::new(), Vec::new()]));
+    let mut children = Vec::new();
+    let mut readers = Vec::new();
+    for i in 0..2 {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mnist-lab"))
             .current_dir(d)
             .args(["run", "--jobs", "1", "experiments/tiny.toml"])
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
-            .unwrap()
-    };
-    let (a, b) = (spawn(), spawn());
-    let outs = [a.wait_with_output().unwrap(), b.wait_with_output().unwrap()];
+            .unwrap();
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let lines = lines.clone();
+            readers.push(std::thread::spawn(move || {
+                for line in std::io::BufReader::new(stream).lines() {
+                    lines.lock().unwrap()[i].push(line.unwrap());
+                }
+            }));
+        }
+        children.push(child);
+    }
+    let start = std::time::Instant::now();
+    while !lines
+        .lock()
+        .unwrap()
+        .iter()
+        .all(|l| l.iter().any(|l| l.contains(waiting)))
+    {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(120),
+            "both runs should wait for fold 1: {:?}",
+            lines.lock().unwrap()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    drop(held);
+    for mut child in children {
+        assert!(
+            child.wait().unwrap().success(),
+            "{:?}",
+            lines.lock().unwrap()
+        );
+    }
+    readers.into_iter().for_each(|r| r.join().unwrap());
+    let lines = lines.lock().unwrap();
     let mut trained = 0;
-    for out in &outs {
-        let t = text(out);
-        assert!(out.status.success(), "{t}");
+    for out in lines.iter() {
+        let t = out.join("\n");
         // Each ends with both folds merged, whoever trained them.
         assert!(t.contains("n=2  (tiny)"), "{t}");
-        trained += t.lines().filter(|l| l.starts_with("> ")).count();
+        trained += out.iter().filter(|l| l.starts_with("> ")).count();
     }
-    assert_eq!(
-        trained,
-        2,
-        "each fold trained once:\n{}\n---\n{}",
-        text(&outs[0]),
-        text(&outs[1])
-    );
+    assert_eq!(trained, 2, "each fold trained once: {lines:?}");
     let folds = std::fs::read_to_string(d.join("results/tiny/folds.csv")).unwrap();
     assert_eq!(folds.lines().count(), 3, "{folds}");
 }
@@ -460,10 +508,19 @@ fn plan_lines_survive_paths_with_spaces() {
     let plan = String::from_utf8_lossy(&out.stdout).to_string();
     assert_eq!(plan.lines().count(), 2, "{plan}");
     std::fs::write(d.join("plan.txt"), &plan).unwrap();
-    for i in ["0", "1"] {
-        let out = mnist_lab(d, &["run", "--from-plan", "plan.txt", "--index", i]);
-        assert!(out.status.success(), "{plan}\n{}", text(&out));
-    }
+    let out = mnist_lab(d, &["run", "--from-plan", "plan.txt", "--index", "0"]);
+    assert!(out.status.success(), "{plan}\n{}", text(&out));
+    // A line is also what a POSIX shell reads after `mnist-lab run` (quotes and all).
+    let line = plan.lines().nth(1).unwrap();
+    let out = std::process::Command::new("sh")
+        .current_dir(d)
+        .arg("-c")
+        .arg(format!("\"$0\" run {line}"))
+        .arg(env!("CARGO_BIN_EXE_mnist-lab"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{line}\n{}", text(&out));
+    assert!(text(&out).contains("fold 2/2"), "{line}\n{}", text(&out));
     let name = "tiny-learning_rate=0.05";
     let folds = std::fs::read_to_string(d.join("results").join(name).join("folds.csv")).unwrap();
     assert_eq!(folds.lines().count(), 3, "{folds}");

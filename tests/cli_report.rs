@@ -232,7 +232,27 @@ fn diff_compares_with_an_earlier_commit() {
         "{t}"
     );
     let fail = mnist_lab(d, &["diff", "HEAD", "--fail-on-regression"]);
-    assert_eq!(fail.status.code(), Some(1), "{}", text(&fail));
+    let f = text(&fail);
+    assert_eq!(fail.status.code(), Some(1), "{f}");
+    assert!(
+        f.contains("worse (paired by fold)")
+            && f.contains("error: at least one experiment got significantly worse than at HEAD"),
+        "the diff, then why it fails: {f}"
+    );
+    // Nothing worse (deeper restored): the flag passes.
+    write_exp(
+        &r,
+        "deeper",
+        &[0.9906, 0.9915, 0.9898, 0.9911, 0.9901],
+        "aaaa",
+    );
+    let pass = mnist_lab(d, &["diff", "HEAD", "--fail-on-regression"]);
+    assert!(pass.status.success(), "{}", text(&pass));
+    assert!(
+        !text(&pass).contains("worse") && text(&pass).contains("added"),
+        "{}",
+        text(&pass)
+    );
     let bad = mnist_lab(d, &["diff", "no-such-rev"]);
     assert!(
         !bad.status.success() && text(&bad).contains("\"no-such-rev\" is not a commit"),
@@ -249,5 +269,35 @@ fn diff_compares_with_an_earlier_commit() {
         !none.status.success() && text(&none).contains("has no results/*/folds.csv"),
         "{}",
         text(&none)
+    );
+}
+
+#[test]
+fn report_baseline_names_the_experiment_everything_is_compared_with() {
+    let w = TempDir::new("report-baseline");
+    let r = w.path().join("results");
+    write_exp(
+        &r,
+        "baseline",
+        &[0.9867, 0.9863, 0.9875, 0.9859, 0.9869],
+        "aaaa",
+    );
+    write_exp(
+        &r,
+        "deeper",
+        &[0.9906, 0.9915, 0.9898, 0.9911, 0.9901],
+        "aaaa",
+    );
+    let out = mnist_lab(w.path(), &["report", "--baseline", "deeper"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let readme = std::fs::read_to_string(r.join("README.md")).unwrap();
+    // baseline is now the one compared, against deeper: the same difference, negated.
+    assert!(
+        readme.contains("| [baseline](#baseline) | 5 | 98.666 ± 0.054 | -0.396 ["),
+        "{readme}"
+    );
+    assert!(
+        !readme.contains("| [deeper](#deeper) | 5 | 99.062 ± 0.062 | +0.396 ["),
+        "{readme}"
     );
 }

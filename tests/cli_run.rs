@@ -105,11 +105,31 @@ fn one_fold_runs_alone_and_writes_only_its_rows() {
     let out = mnist_lab(d, &["run", "experiments/tiny.toml", "--fold", "2"]);
     assert!(out.status.success(), "{}", text(&out));
     let history = read(d, "results/tiny/history.csv");
+    let rows: Vec<&str> = history.lines().skip(1).collect();
+    assert_eq!(rows.len(), 2, "one row per epoch of fold 2: {history}");
+    assert!(rows.iter().all(|l| l.starts_with("2,")), "{history}");
+    let folds = read(d, "results/tiny/folds.csv");
+    assert_eq!(folds.lines().skip(1).count(), 1, "{folds}");
+    assert!(!d.join("results/tiny/folds/fold-1.csv").exists());
+    // A list of folds: the cached one is skipped, the other trained, both merged.
+    let out = mnist_lab(d, &["run", "experiments/tiny.toml", "--fold", "1,2"]);
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
     assert!(
-        history.lines().skip(1).all(|l| l.starts_with("2,")),
+        t.contains("tiny fold 1/2") && !t.contains("tiny fold 2/2"),
+        "{t}"
+    );
+    let history = read(d, "results/tiny/history.csv");
+    let folds_of = |l: &&str| l.split(',').next().unwrap().to_string();
+    assert_eq!(
+        history
+            .lines()
+            .skip(1)
+            .map(|l| folds_of(&l))
+            .collect::<Vec<_>>(),
+        ["1", "1", "2", "2"],
         "{history}"
     );
-    assert!(!d.join("results/tiny/folds/fold-1.csv").exists());
     let bad = mnist_lab(d, &["run", "experiments/tiny.toml", "--fold", "3"]);
     assert!(!bad.status.success());
     assert!(
@@ -219,5 +239,73 @@ fn data_fetch_from_a_folder_verifies_and_rejects_wrong_mnist_files() {
         text(&out).contains("not verified: no known sha256") && !text(&out).contains(": verified"),
         "{}",
         text(&out)
+    );
+}
+
+#[test]
+fn data_fetch_from_a_folder_of_gz_files_decompresses_them() {
+    use std::io::Write;
+    let w = workspace("fetch-gz");
+    let d = w.path();
+    std::fs::create_dir_all(d.join("gz")).unwrap();
+    let names = [
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    ];
+    for name in names {
+        let raw = std::fs::read(d.join("data/synthetic").join(name)).unwrap();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(&raw).unwrap();
+        std::fs::write(
+            d.join("gz").join(format!("{name}.gz")),
+            gz.finish().unwrap(),
+        )
+        .unwrap();
+    }
+    let out = mnist_lab(
+        d,
+        &[
+            "data",
+            "fetch",
+            "--dataset",
+            "zipped",
+            "--from",
+            "gz",
+            "--offline",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    for name in names {
+        assert_eq!(
+            std::fs::read(d.join("data/zipped").join(name)).unwrap(),
+            std::fs::read(d.join("data/synthetic").join(name)).unwrap(),
+            "{name}"
+        );
+    }
+}
+
+/// Debian's dataset-fashion-mnist, where it is installed (`make data` installs it as root):
+/// `data fetch` takes the files from the package's folder without a `--from`, and their
+/// checksums are Fashion-MNIST's. Run by hand: `cargo test --test cli_run -- --ignored`.
+#[test]
+#[ignore]
+fn data_fetch_takes_fashion_mnist_from_the_debian_package() {
+    let packaged = std::path::Path::new("/usr/share/datasets/fashion-mnist");
+    assert!(
+        packaged.is_dir(),
+        "install it first: apt-get install dataset-fashion-mnist"
+    );
+    let w = TempDir::new("fetch-deb");
+    let out = mnist_lab(
+        w.path(),
+        &["data", "fetch", "--dataset", "fashion-mnist", "--offline"],
+    );
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(
+        t.contains("data/fashion-mnist: verified (sha256 of all four files)"),
+        "{t}"
     );
 }

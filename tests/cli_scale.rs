@@ -129,14 +129,60 @@ fn a_run_killed_mid_fold_resumes_to_the_same_bytes() {
         "killed too late to test a resume"
     );
     // Nothing half-written is left where results are read.
-    for entry in std::fs::read_dir(d.join("results/tiny/folds")).unwrap() {
-        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
-        assert!(name.starts_with("fold-") || name.starts_with('.'), "{name}");
-    }
+    assert_nothing_half_written(&d.join("results/tiny/folds"), 40);
     let out = mnist_lab(d, &["run", "experiments/tiny.toml", "--jobs", "1"]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("of 3 folds cached"), "{}", text(&out));
     assert_eq!(files(d), files(reference.path()));
+}
+
+/// Fails unless every file in a `folds/` folder is whole: each `fold-K.csv` a complete history
+/// of fold K (`epochs` rows), each `fold-K.key` a sha256 beside its rows, each `fold-K.timing.csv`
+/// a header and one row; hidden files only the locks and the temporary files of atomic writes.
+fn assert_nothing_half_written(folds: &Path, epochs: usize) {
+    for entry in std::fs::read_dir(folds).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with('.') {
+            let lock = name.starts_with(".fold-") && name.ends_with(".lock");
+            assert!(lock || name.ends_with(".tmp"), "{name}");
+            continue;
+        }
+        let (stem, ext) = name.split_once('.').unwrap_or((&name, ""));
+        let fold: usize = stem
+            .strip_prefix("fold-")
+            .and_then(|k| k.parse().ok())
+            .unwrap_or_else(|| panic!("{name}: not a fold file"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        match ext {
+            "csv" => {
+                let rows = mnist_lab::results::csv::parse_history(&text, &path).unwrap();
+                assert_eq!(rows.len(), epochs, "{name}: {text}");
+                assert!(rows.iter().all(|r| r.fold == fold), "{name}");
+            }
+            "key" => {
+                let key = text
+                    .strip_suffix('\n')
+                    .unwrap_or_else(|| panic!("{name}: {text:?}"));
+                assert!(
+                    key.len() == 64 && key.chars().all(|c| c.is_ascii_hexdigit()),
+                    "{name}: {text:?}"
+                );
+                assert!(folds.join(format!("fold-{fold}.csv")).is_file(), "{name}");
+            }
+            "timing.csv" => assert_eq!(text.lines().count(), 2, "{name}: {text:?}"),
+            _ => panic!("{name}: not a fold file"),
+        }
+    }
+}
+
+#[test]
+#[should_panic(expected = "fold-2.csv")]
+fn the_half_written_check_finds_a_truncated_fold_file() {
+    let w = TempDir::new("half-written");
+    let full = "fold,epoch,train_loss,train_acc,val_loss,val_acc\n2,1,0.5,0.9,0.4,0.9\n2,2,0.4,0.9,0.3,0.9\n";
+    std::fs::write(w.path().join("fold-2.csv"), &full[..full.len() - 20]).unwrap();
+    assert_nothing_half_written(w.path(), 2);
 }
 
 #[test]

@@ -77,6 +77,23 @@ pub fn matmul_rows(
     a: View,
     b: View,
 ) {
+    let threads = threads_for(m, n, k);
+    matmul_on(threads, m, n, k, dst, dst_rs, accumulate, a, b);
+}
+
+/// [`matmul_rows`] on `threads` threads, whatever the product's size.
+#[allow(clippy::too_many_arguments)]
+fn matmul_on(
+    threads: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [f32],
+    dst_rs: usize,
+    accumulate: bool,
+    a: View,
+    b: View,
+) {
     assert!(dst_rs >= n, "gemm: destination rows overlap");
     assert!(
         m == 0 || n == 0 || dst.len() > (m - 1) * dst_rs + n - 1,
@@ -95,7 +112,6 @@ pub fn matmul_rows(
         return;
     }
     // Products split into depth blocks keep the thread count of the whole.
-    let threads = threads_for(m, n, k);
     if let Some(kc) = depth_blocks(m, n, k) {
         // Block by block, each added to the destination: see `depth_blocks`.
         for (i, p) in (0..k).step_by(kc).enumerate() {
@@ -299,7 +315,10 @@ mod tests {
 
     #[test]
     fn thread_count_does_not_change_a_single_bit() {
-        // The shapes of the seed's layers (forward, weight gradient, input gradient).
+        // The shapes of the seed's layers (forward, weight gradient, input gradient), each on
+        // 1, 2 and 3 threads whatever its size (in training the smaller ones stay on one: see
+        // PARALLEL_MIN_MACS); every one is above gemm's own threading threshold (48·48·256), so
+        // the threads do split it.
         for (m, n, k) in [
             (21632, 32, 9),
             (32, 100, 5408),
@@ -308,23 +327,27 @@ mod tests {
             (288, 64, 3872),
             (3872, 288, 64),
         ] {
+            assert!(m * n * k > 48 * 48 * 256);
             let mut rng = crate::rng::Rng::new(m as u64, 1);
             let a: Vec<f32> = (0..m * k).map(|_| rng.uniform(1.0)).collect();
             let b: Vec<f32> = (0..k * n).map(|_| rng.uniform(1.0)).collect();
             let product = |threads| {
                 let mut c = vec![0.0; m * n];
-                set_threads(threads);
-                matmul(m, n, k, &mut c, false, View::rows(&a, k), View::rows(&b, n));
-                set_threads(1);
-                c
+                let (a, b) = (View::rows(&a, k), View::rows(&b, n));
+                matmul_on(threads, m, n, k, &mut c, n, false, a, b);
+                c.iter().map(|v| v.to_bits()).collect::<Vec<u32>>()
             };
-            let (one, two) = (product(1), product(2));
-            assert!(
-                one.iter()
-                    .zip(&two)
-                    .all(|(x, y)| x.to_bits() == y.to_bits()),
-                "{m}×{n}×{k}"
-            );
+            let one = product(1);
+            for threads in [2, 3] {
+                assert!(one == product(threads), "{m}×{n}×{k} on {threads} threads");
+            }
         }
+        // And the larger ones do run on the threads set for them.
+        set_threads(2);
+        assert_eq!(
+            (threads_for(3872, 64, 288), threads_for(21632, 32, 9)),
+            (2, 1)
+        );
+        set_threads(1);
     }
 }

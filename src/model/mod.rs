@@ -310,21 +310,15 @@ pub(crate) fn data_of<T>(x: &Tensor<(usize, usize), f32, Cpu, T>) -> Vec<f32> {
 pub(crate) mod gradcheck {
     //! Finite-difference checks shared by the layer tests.
     use super::*;
-    use crate::model::layer::{Forward, Layer, Mode};
+    use crate::model::layer::{Layer, Mode};
 
     /// The layer's output in training mode, with the same random stream every call.
-    fn apply<L: Forward, T: Tape<f32, Cpu> + 'static>(layer: &mut L, x: Act<T>) -> Act<T> {
+    fn apply<T: NetTape>(layer: &mut dyn Layer, x: Act<T>) -> Act<T> {
         let mut rng = Rng::new(7, 7);
-        layer.forward(x, &mut Mode::Train(&mut rng))
+        T::run(layer, x, &mut Mode::Train(&mut rng))
     }
 
-    fn objective<L: Forward>(
-        layer: &mut L,
-        dev: &Cpu,
-        input: &[f32],
-        batch: usize,
-        r: &[f32],
-    ) -> f64 {
+    fn objective(layer: &mut dyn Layer, dev: &Cpu, input: &[f32], batch: usize, r: &[f32]) -> f64 {
         let t: Act = dev.tensor_from_vec(input.to_vec(), (batch, input.len() / batch));
         let y = apply(layer, t);
         y.as_vec()
@@ -334,14 +328,9 @@ pub(crate) mod gradcheck {
             .sum()
     }
 
-    /// Checks d(sum(out ⊙ r))/d(input) and /d(every parameter) against central differences.
-    pub fn check<L: Forward + Layer>(
-        layer: &mut L,
-        input: Vec<f32>,
-        batch: usize,
-        eps: f32,
-        tol: f32,
-    ) {
+    /// Checks d(sum(out ⊙ r))/d(input) and /d(every parameter) against central differences,
+    /// for a layer as a network holds it (what `build` returns) or a concrete one.
+    pub fn check(layer: &mut dyn Layer, input: Vec<f32>, batch: usize, eps: f32, tol: f32) {
         let dev = Cpu::default();
         let x: Act = dev.tensor_from_vec(input.clone(), (batch, input.len() / batch));
         let y = apply(layer, x.clone().leaky_traced());
