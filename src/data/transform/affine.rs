@@ -132,6 +132,40 @@ mod tests {
         out
     }
 
+    /// Keras 3.15.1's numbers (bench/reference_numbers.py, section affine).
+    #[allow(clippy::excessive_precision)]
+    #[test]
+    fn warp_matches_keras_affine_transform() {
+        // keras.ops.image.affine_transform(img, t, interpolation="bilinear",
+        // fill_mode="constant", fill_value=-0.25) of a 6×5 image with the matrix of this pose
+        // about the image's centre: what Keras' RandomRotation, RandomZoom and
+        // RandomTranslation apply, in one pass.
+        let shape = ImageShape {
+            height: 6,
+            width: 5,
+            channels: 1,
+        };
+        let img: Vec<f32> = (0..30).map(|i| ((i * 3) % 7) as f32 / 7.0 - 0.3).collect();
+        let pose = Pose {
+            degrees: 20.0,
+            scale: 1.1,
+            dx: 0.7,
+            dy: -0.4,
+        };
+        let want = [
+            -0.16467233, 0.204319462, 0.133957177, 0.0792165324, 0.387359679, -0.181812987,
+            0.228719234, -0.104782589, 0.0497836433, 0.0238099732, -0.123192273, 0.217502639,
+            0.194928229, 0.0385670513, 0.307460576, -0.127126992, 0.206286043, 0.449703217,
+            0.0423756428, 0.437882721, -0.206951618, 0.193566859, -0.128951401, 0.0161339082,
+            0.152578205, -0.25, 0.128294438, 0.0940607041, -0.0224724114, -0.00134345889,
+        ];
+        let mut out = vec![0.0; 30];
+        warp(&img, shape, -0.25, pose, &mut out);
+        for (g, w) in out.iter().zip(want) {
+            assert!((g - w).abs() < 1e-6, "{out:?}");
+        }
+    }
+
     #[test]
     fn zero_strength_is_the_identity() {
         let img: Vec<f32> = (0..16).map(|v| v as f32 * 0.37).collect();

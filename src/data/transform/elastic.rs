@@ -46,15 +46,22 @@ impl TransformSpec for ElasticSpec {
     }
 
     fn build(&self) -> Box<dyn Transform> {
+        Box::new(self.elastic())
+    }
+}
+
+impl ElasticSpec {
+    /// The transform, with its Gaussian kernel of radius ⌈3σ⌉ normalized to sum 1.
+    fn elastic(&self) -> Elastic {
         let r = (3.0 * self.sigma).ceil() as isize;
         let k: Vec<f32> = (-r..=r)
             .map(|i| (-((i * i) as f32) / (2.0 * self.sigma * self.sigma)).exp())
             .collect();
         let sum: f32 = k.iter().sum();
-        Box::new(Elastic {
+        Elastic {
             alpha: self.alpha,
             kernel: k.iter().map(|v| v / sum).collect(),
-        })
+        }
     }
 }
 
@@ -140,6 +147,64 @@ mod tests {
                 }
             })
             .collect()
+    }
+
+    /// scipy 1.17.1's numbers (bench/reference_numbers.py, section elastic).
+    #[allow(clippy::excessive_precision)]
+    #[test]
+    fn smoothing_and_resampling_match_scipy() {
+        // scipy.ndimage.gaussian_filter(field, 1.5, mode="constant", truncate=3.0) of a 6×7
+        // field (its radius, int(3·1.5 + 0.5) = 5, is ⌈3σ⌉ here too).
+        let (h, w) = (6, 7);
+        let mut field: Vec<f32> = (0..42).map(|i| ((i * 3) % 7) as f32 / 7.0 - 0.5).collect();
+        let smoothed = [
+            -0.0731859723, -0.0429118275, -0.00595981291, 0.00153008175, -0.0153294609,
+            -0.0289786512, -0.0245050496, -0.0976940461, -0.0572818795, -0.00795559885,
+            0.00204246624, -0.0204628976, -0.0386828459, -0.0327111517, -0.109459413,
+            -0.0641803788, -0.00891369752, 0.00228844196, -0.0229272595, -0.0433414496,
+            -0.03665058, -0.109459413, -0.0641803788, -0.00891369752, 0.00228844196,
+            -0.0229272595, -0.0433414496, -0.03665058, -0.0976940461, -0.0572818795,
+            -0.00795559885, 0.00204246624, -0.0204628976, -0.0386828459, -0.0327111517,
+            -0.0731859723, -0.0429118275, -0.00595981291, 0.00153008175, -0.0153294609,
+            -0.0289786512, -0.0245050496,
+        ];
+        let e = ElasticSpec {
+            alpha: 1.0,
+            sigma: 1.5,
+        }
+        .elastic();
+        e.smooth(&mut field, h, w, &mut [0.0; 42]);
+        for (g, want) in field.iter().zip(smoothed) {
+            assert!((g - want).abs() < 1e-6, "{field:?}");
+        }
+        // scipy.ndimage.map_coordinates(img, [ys, xs], order=1, mode="grid-constant",
+        // cval=-1): bilinear, with the background beyond the edge taking part.
+        let img: Vec<f32> = (0..42).map(|i| ((i * 5) % 9) as f32 / 9.0).collect();
+        let resampled = [
+            -0.25, -0.130512281, 0.245049312, -0.313041064, -0.529903511, -0.707466478,
+            -0.944509953, 0.491639541, 0.212707146, 0.0914305711, 0.36245189, 0.313097713,
+            0.554396726, -0.839397289, 0.403023419, 0.424763904, 0.286796549, 0.144355609,
+            0.11939717, 0.374017074, -0.762716563, 0.317518222, 0.522113304, 0.477688942,
+            0.592776598, 0.507725173, 0.547064325, -0.648096391, 0.236337861, 0.313097713,
+            0.68791386, 0.695154764, 0.539042705, 0.462177098, -0.346318753, 0.131964142,
+            0.286293589, 0.374017074, 0.28114652, 0.492637187, 0.792490686, 0.29177788,
+        ];
+        let shape = ImageShape {
+            height: h,
+            width: w,
+            channels: 1,
+        };
+        let mut out = vec![0.0; 42];
+        resample(&img, shape, -1.0, &mut out, |i, j| {
+            let (y, x) = (i as f64, j as f64);
+            (
+                (y + 0.3 * (y + x).sin() - 0.5) as f32,
+                (x + 0.7 * (y * x).cos() + 0.2) as f32,
+            )
+        });
+        for (g, want) in out.iter().zip(resampled) {
+            assert!((g - want).abs() < 1e-6, "{out:?}");
+        }
     }
 
     #[test]

@@ -469,6 +469,64 @@ mod tests {
         assert!((bn.running_var[1] - (0.99 + 0.01 * 200.0 / 3.0)).abs() < 1e-4);
     }
 
+    /// Keras 3.15.1's numbers (bench/reference_numbers.py, section batchnorm).
+    #[allow(clippy::excessive_precision)]
+    #[test]
+    fn matches_keras_in_training_and_inference() {
+        // keras.layers.BatchNormalization(momentum=0.99, epsilon=1e-3) on 4 samples of 1×2
+        // positions × 3 channels, γ, β and the moving statistics set; the gradients of
+        // sum(y ⊙ r) by tf.GradientTape.
+        let x: Vec<f32> = (0..24).map(|i| ((i * 7) % 11) as f32 / 11.0 - 0.3).collect();
+        let r: Vec<f32> = (0..24).map(|i| ((i * 5) % 13) as f32 / 13.0 - 0.5).collect();
+        let y_train = [
+            -0.921948075, 2.06533146, 0.841907978, 0.746538639, 1.4180938, 1.11286187, 0.57968986,
+            0.770856261, 1.38381588, 0.41284129, 0.123618722, 1.6547699, 0.245992571, -0.523618817,
+            -1.05476975, 0.0791439414, -1.17085636, -0.783815742, -0.0877047181, -1.81809378,
+            -0.512861848, -0.254553407, -2.46533132, -0.241907835,
+        ];
+        let dx = [
+            -0.510591507, -1.16603887, -0.744105041, -0.633536816, 0.184202731, -1.25945067,
+            -0.310647041, 1.53444421, 1.20569754, 0.0122426674, 2.88468552, 0.690352082,
+            0.33513236, -2.88468552, 0.79989481, 0.658022106, -1.53444409, 0.284549266,
+            0.980911911, -0.184202671, -0.230796218, -0.531533659, 1.16603899, -0.746141732,
+        ];
+        let dgamma = [0.529423654, 0.663833439, 0.562750578];
+        let dbeta = [-0.692307711, -0.615384638, 0.461538494];
+        let moving_mean = [0.101568177, 0.198181823, 0.29854548];
+        let moving_var = [1.4857322, 0.495433897, 1.9811157];
+        let y_eval = [
+            -0.0646694154, 0.0941788554, 0.531425297, 0.308117777, -0.09935987, 0.595997095,
+            0.270839036, -0.292898566, 0.660568893, 0.233560324, -0.486437291, 0.725140691,
+            0.196281612, -0.679975986, 0.0794228017, 0.1590029, -0.873514712, 0.1439946,
+            0.121724173, -1.06705344, 0.208566368, 0.0844454616, -1.26059222, 0.273138165,
+        ];
+        let close = |got: &[f32], want: &[f32], what: &str| {
+            assert_eq!(got.len(), want.len(), "{what}");
+            for (g, w) in got.iter().zip(want) {
+                assert!((g - w).abs() <= 2e-6 * (1.0 + w.abs()), "{what}: {got:?}");
+            }
+        };
+        let dev = Cpu::default();
+        let mut bn = BatchNorm::new(&dev, 3, 0.99, 1e-3);
+        bn.gamma.value = Arc::new(vec![0.5, 1.5, -1.0]);
+        bn.beta.value = Arc::new(vec![0.1, -0.2, 0.3]);
+        bn.running_mean = vec![0.1, 0.2, 0.3];
+        bn.running_var = vec![1.5, 0.5, 2.0];
+        let xt: Act = dev.tensor_from_vec(x.clone(), (4, 6));
+        let mut rng = Rng::new(0, 0);
+        let y = bn.forward(xt.clone().leaky_traced(), &mut Mode::Train(&mut rng));
+        close(&y.as_vec(), &y_train, "training output");
+        let rt: Act = dev.tensor_from_vec(r, (4, 6));
+        let grads = (y * rt).sum::<(), _>().backward();
+        close(&grads.get(&xt).as_vec(), &dx, "d/dx");
+        close(&grads.get(&bn.gamma.key).as_vec(), &dgamma, "d/dγ");
+        close(&grads.get(&bn.beta.key).as_vec(), &dbeta, "d/dβ");
+        close(&bn.running_mean, &moving_mean, "moving mean");
+        close(&bn.running_var, &moving_var, "moving variance");
+        let y = bn.forward(dev.tensor_from_vec(x, (4, 6)) as Act, &mut Mode::Eval);
+        close(&y.as_vec(), &y_eval, "inference output");
+    }
+
     #[test]
     fn gradients_match_finite_differences() {
         let dev = Cpu::default();
