@@ -95,7 +95,7 @@ fn parts(exp: &Experiment, info: &DatasetInfo, reps: usize) -> Result<Parts> {
     let bs = exp.train.batch_size;
     let mut rng = Rng::new(3, 3);
     let (x, _) = batch(&mut rng, bs, info);
-    let transforms = crate::data::transform::pipeline(&exp.data);
+    let transforms = crate::data::transform::pipeline(&exp.data.augment);
     let batch_info = crate::data::transform::BatchInfo {
         image: info.image,
         background: 0.0,

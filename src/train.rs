@@ -14,8 +14,7 @@ use crate::optim::{self, Optimizer};
 use crate::rng::{Rng, Streams};
 use crate::schedule::{self, Progress};
 
-/// Batch size used for evaluation (does not change any result, only speed and memory).
-pub const EVAL_BATCH: usize = 128;
+pub use crate::model::EVAL_BATCH;
 
 /// One epoch of one fold, as Keras reports it.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -162,7 +161,14 @@ pub fn train(
     streams: &Streams,
     progress: &mut dyn FnMut(Event),
 ) -> anyhow::Result<Vec<EpochRow>> {
-    train_with(net, exp, data, &pipeline(&exp.data), streams, progress)
+    train_with(
+        net,
+        exp,
+        data,
+        &pipeline(&exp.data.augment),
+        streams,
+        progress,
+    )
 }
 
 /// [`train`] with the given training-batch transforms.

@@ -10,6 +10,10 @@ use super::catalog::{descriptor, FILES};
 use super::idx::{read_idx_file, read_idx_file_hashed, read_idx_header};
 use super::recipe::Recipe;
 
+/// The most values one image may hold (2²⁴, the limit of one layer's output too: a 28×28
+/// image with 21,400 channels).
+pub const MAX_IMAGE_VALUES: f64 = 16_777_216.0;
+
 /// Height × width × channels of every image of a dataset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ImageShape {
@@ -30,6 +34,18 @@ impl ImageShape {
     /// True for a zero-sized image.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Checks that images of this shape are within [`MAX_IMAGE_VALUES`]: what an IDX header or
+    /// a model file declares is checked before anything of that size is allocated.
+    pub fn check_size(&self) -> Result<(), String> {
+        let values = self.height as f64 * self.width as f64 * self.channels as f64;
+        if values > MAX_IMAGE_VALUES {
+            return Err(format!(
+                "images of {self} are {values:.3e} values each, above the limit of {MAX_IMAGE_VALUES} (2^24)"
+            ));
+        }
+        Ok(())
     }
 
     /// Reads the shape from IDX dimensions `[N, H, W]` (gray) or `[N, H, W, C]`.
@@ -254,7 +270,8 @@ pub fn info(dir: &Path, name: &str) -> Result<DatasetInfo> {
             images.display()
         )
     })?;
-    crate::model::limits::check_image(image)
+    image
+        .check_size()
         .map_err(|e| anyhow::anyhow!("{}: {e}", images.display()))?;
     let mut classes = 0;
     for name in [FILES[1], FILES[3]] {

@@ -213,7 +213,7 @@ fn saved_info(
             let image = parse_shape(shape).with_context(|| {
                 format!("{shown}: metadata \"image_shape\" is {shape:?}, expected HxWxC")
             })?;
-            super::limits::check_image(image).map_err(|e| {
+            image.check_size().map_err(|e| {
                 anyhow::anyhow!("{shown}: metadata \"image_shape\" is {shape:?}: {e}")
             })?;
             let class_names: Vec<String> = serde_json::from_str(names).map_err(|e| {

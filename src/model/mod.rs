@@ -31,6 +31,9 @@ use activation::Activation;
 use layer::{Layer, LayerIo, Mode, NetTape, Place, Shape, StoredArray};
 use layers::LayerEntry;
 
+/// Batch size used for evaluation (does not change any result, only speed and memory).
+pub const EVAL_BATCH: usize = 128;
+
 /// An activation batch: `(batch, features)` on the CPU with tape `T`.
 pub type Act<T = NoneTape> = Tensor<(usize, usize), f32, Cpu, T>;
 
@@ -83,8 +86,9 @@ impl Param {
 /// is named with its estimate instead of aborting a run on an allocation. Documented in the
 /// README ("Limits").
 pub mod limits {
-    /// Values in one layer's output per image (2²⁴: a 28×28 image with 21,400 channels).
-    pub const VALUES_PER_IMAGE: f64 = 16_777_216.0;
+    /// Values in one layer's output per image (2²⁴: a 28×28 image with 21,400 channels), the
+    /// limit an input image has too.
+    pub const VALUES_PER_IMAGE: f64 = crate::data::dataset::MAX_IMAGE_VALUES;
     /// Forward FLOPs of one layer per image (10¹¹: ~1,000× the deepest committed model).
     pub const FLOPS_PER_IMAGE: f64 = 1e11;
     /// Parameters of the whole network (100 M: 400 MB of weights, ~1.6 GB with gradients and
@@ -92,19 +96,6 @@ pub mod limits {
     pub const PARAMS: usize = 100_000_000;
     /// Estimated memory of one training step (or evaluation batch) of one worker: 8 GiB.
     pub const STEP_BYTES: f64 = 8.0 * 1024.0 * 1024.0 * 1024.0;
-
-    /// Checks that images of `shape` are within the limit of one layer's output (a network's
-    /// input is held like one): what an IDX header or a model file declares is checked before
-    /// anything of that size is allocated.
-    pub fn check_image(shape: crate::data::ImageShape) -> Result<(), String> {
-        let values = shape.height as f64 * shape.width as f64 * shape.channels as f64;
-        if values > VALUES_PER_IMAGE {
-            return Err(format!(
-                "images of {shape} are {values:.3e} values each, above the limit of {VALUES_PER_IMAGE} (2^24)"
-            ));
-        }
-        Ok(())
-    }
 }
 
 /// One row of the network summary (`mnist-lab check`).
@@ -156,7 +147,9 @@ pub fn summarize(layers: &[LayerEntry], info: &DatasetInfo) -> Result<Vec<LayerS
     if layers.is_empty() {
         bail!("model.layers is empty: expected at least one `[[model.layers]]` entry");
     }
-    limits::check_image(info.image).map_err(|e| anyhow::anyhow!("the input: {e}"))?;
+    info.image
+        .check_size()
+        .map_err(|e| anyhow::anyhow!("the input: {e}"))?;
     let last = layers.len() - 1;
     let mut shape = input_shape(info);
     let mut out = Vec::with_capacity(layers.len());

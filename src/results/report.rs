@@ -392,7 +392,7 @@ const AUGMENTED: usize = 5;
 /// [`AUGMENTED`] versions made by its `[data.augment]` transforms (a fixed stream seeded by the
 /// experiment's seed), into `path`; false when there is nothing to draw or no data.
 fn write_augment(path: &Path, data_root: &Path, exp: &Experiment) -> Result<bool> {
-    let transforms = crate::data::transform::pipeline(&exp.data);
+    let transforms = crate::data::transform::pipeline(&exp.data.augment);
     let name = &exp.data.dataset;
     if transforms.is_empty() {
         return Ok(false);

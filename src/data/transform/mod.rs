@@ -9,7 +9,6 @@
 use serde::{Deserialize, Serialize};
 
 use crate::data::ImageShape;
-use crate::experiment::DataSpec;
 use crate::rng::Rng;
 
 /// What a transform knows about the batch it changes.
@@ -80,9 +79,9 @@ registry! {
 
 pub mod warp;
 
-/// The transforms the experiment's `[data.augment]` asks for, in the order they run.
-pub fn pipeline(data: &DataSpec) -> Vec<Box<dyn Transform>> {
-    data.augment
+/// The transforms an experiment's `[data.augment]` asks for, in the order they run.
+pub fn pipeline(augment: &AugmentSpec) -> Vec<Box<dyn Transform>> {
+    augment
         .specs()
         .into_iter()
         .map(|(_, s)| s.build())
