@@ -5,6 +5,7 @@
 pub mod alloc;
 pub mod bench;
 pub mod check;
+pub mod checkpoint;
 pub mod cv;
 pub mod data;
 pub mod experiment;

@@ -10,7 +10,7 @@ use crate::experiment::Experiment;
 use crate::model::layer::Mode;
 use crate::model::loss::{count_correct, cross_entropy, smoothed_cross_entropy};
 use crate::model::{Act, Network};
-use crate::optim::{self, Optimizer};
+use crate::optim::{self, Optimizer, OptimizerState};
 use crate::rng::{Rng, Streams};
 use crate::schedule::{self, Progress};
 
@@ -161,23 +161,59 @@ pub fn train(
     streams: &Streams,
     progress: &mut dyn FnMut(Event),
 ) -> anyhow::Result<Vec<EpochRow>> {
-    train_with(
-        net,
-        exp,
-        data,
-        &pipeline(&exp.data.augment),
-        streams,
-        progress,
-    )
+    let transforms = pipeline(&exp.data.augment);
+    let stretch = Stretch::whole(exp);
+    train_with(net, exp, data, &transforms, streams, stretch, progress)
 }
 
-/// [`train`] with the given training-batch transforms.
+/// Where a training run goes on from: the state after its first `rows.len()` epochs (the
+/// network's weights and statistics are the caller's to restore).
+#[derive(Debug, Clone)]
+pub struct Resume {
+    /// The optimizer's state after those epochs.
+    pub optimizer: OptimizerState,
+    /// Their history rows.
+    pub rows: Vec<EpochRow>,
+}
+
+/// What [`Stretch::save`] is called with after each epoch: the network, the optimizer and every
+/// row so far.
+pub type SaveState<'a> =
+    Box<dyn FnMut(&mut Network, &dyn Optimizer, &[EpochRow]) -> anyhow::Result<()> + 'a>;
+
+/// The part of a training run to train now: from the start or a [`Resume`], up to epoch
+/// `until` (the schedule and the data's order still follow the whole run, so a run trained in
+/// stretches computes the same bits as one trained at once), handing its state to `save`
+/// after every epoch.
+pub struct Stretch<'a> {
+    /// The state to go on from (none: the first epoch).
+    pub from: Option<Resume>,
+    /// The last epoch to train, at most `train.epochs`.
+    pub until: usize,
+    /// Called after each epoch trained.
+    pub save: SaveState<'a>,
+}
+
+impl Stretch<'_> {
+    /// The whole run at once, saving nothing.
+    pub fn whole(exp: &Experiment) -> Self {
+        Stretch {
+            from: None,
+            until: exp.train.epochs,
+            save: Box::new(|_, _, _| Ok(())),
+        }
+    }
+}
+
+/// [`train`] with the given training-batch transforms, over a [`Stretch`] of the run; returns
+/// every row up to its last epoch (those it resumed from included).
 pub fn train_with(
     net: &mut Network,
     exp: &Experiment,
     data: &TrainData,
     transforms: &[Box<dyn Transform>],
     streams: &Streams,
+    mut stretch: Stretch,
     progress: &mut dyn FnMut(Event),
 ) -> anyhow::Result<Vec<EpochRow>> {
     let TrainData {
@@ -193,13 +229,30 @@ pub fn train_with(
         image: ds.info.image,
         background: scaler.value(0),
     };
+    let mut rows = Vec::with_capacity(t.epochs);
+    if let Some(from) = stretch.from.take() {
+        opt.restore(from.optimizer)
+            .map_err(|e| anyhow::anyhow!("cannot resume: {e}"))?;
+        rows = from.rows;
+    }
+    let first = rows.len() + 1;
+    if stretch.until > t.epochs || first > stretch.until + 1 {
+        anyhow::bail!(
+            "cannot train epochs {first}..={} of a run of {} epochs",
+            stretch.until,
+            t.epochs
+        );
+    }
     let mut order = train_idx.to_vec();
     let batches = order.len().div_ceil(t.batch_size);
     let mut lr = base_lr;
+    // One stream orders every epoch's batches: replay the shuffles of the epochs resumed from.
     let mut shuffle = streams.shuffle();
+    for _ in 1..first {
+        shuffle.shuffle(&mut order);
+    }
     let (mut x, mut y) = (Vec::new(), Vec::new());
-    let mut rows = Vec::with_capacity(t.epochs);
-    for epoch in 1..=t.epochs {
+    for epoch in first..=stretch.until {
         shuffle.shuffle(&mut order);
         let mut layer_rng = streams.layers(epoch);
         let mut transform_rng = streams.transforms(epoch);
@@ -261,6 +314,7 @@ pub fn train_with(
         };
         progress(Event::EpochEnd(&row));
         rows.push(row);
+        (stretch.save)(net, opt.as_ref(), &rows)?;
     }
     Ok(rows)
 }
@@ -318,11 +372,125 @@ mod tests {
             },
             &transforms,
             &streams,
+            Stretch::whole(exp),
             &mut |_| {},
         )
         .unwrap();
         let calls = calls.lock().unwrap().clone();
         (rows, calls)
+    }
+
+    /// Everything a run keeps between epochs: weights, batch norm's statistics (in the
+    /// network's arrays) and the optimizer's slots and counters.
+    #[test]
+    fn a_run_trained_in_stretches_computes_the_same_bits_as_one_trained_at_once() {
+        let ds = tiny_dataset();
+        let exp = Experiment::from_resolved_toml(
+            "t",
+            r#"
+[data.augment]
+affine = { rotation = 10, shift = 0.1 }
+[[model.layers]]
+conv = { filters = 4, kernel = 3, padding = "same" }
+[[model.layers]]
+batchnorm = { activation = "relu" }
+[[model.layers]]
+dropout = { rate = 0.3 }
+[[model.layers]]
+flatten = true
+[[model.layers]]
+dense = { units = 3, activation = "softmax" }
+[train]
+epochs = 4
+batch_size = 8
+schedule = "onecycle"
+label_smoothing = 0.1
+[train.optimizer.adam]
+learning_rate = 0.01
+"#,
+        )
+        .unwrap();
+        let scaler = Scaler::new(0.0, 1.0);
+        let (train_idx, val_idx): (Vec<usize>, Vec<usize>) = (0..40).partition(|i| i % 4 != 0);
+        let data = TrainData {
+            ds: &ds,
+            scaler: &scaler,
+            train: &train_idx,
+            val: &val_idx,
+        };
+        let streams = Streams::new(exp.train.seed, Run::Fold(1));
+        let transforms = pipeline(&exp.data.augment);
+        let fresh = || Network::build(&exp.model.layers, &ds.info, &mut streams.init()).unwrap();
+        let weights = |net: &mut Network| -> Vec<Vec<u32>> {
+            net.arrays()
+                .iter()
+                .map(|a| a.values.iter().map(|v| v.to_bits()).collect())
+                .collect()
+        };
+        let mut whole = fresh();
+        let all = train_with(
+            &mut whole,
+            &exp,
+            &data,
+            &transforms,
+            &streams,
+            Stretch::whole(&exp),
+            &mut |_| {},
+        )
+        .unwrap();
+        // Two epochs, the state saved after the second (as a checkpoint would hold it)...
+        let saved = std::cell::RefCell::new(None);
+        let mut first = fresh();
+        let stretch = Stretch {
+            from: None,
+            until: 2,
+            save: Box::new(
+                |net: &mut Network, opt: &dyn Optimizer, rows: &[EpochRow]| {
+                    let arrays: Vec<Vec<f32>> =
+                        net.arrays().iter().map(|a| a.values.clone()).collect();
+                    *saved.borrow_mut() = Some((arrays, opt.state(), rows.to_vec()));
+                    Ok(())
+                },
+            ),
+        };
+        let head = train_with(
+            &mut first,
+            &exp,
+            &data,
+            &transforms,
+            &streams,
+            stretch,
+            &mut |_| {},
+        )
+        .unwrap();
+        assert_eq!(head, all[..2]);
+        // ...then a new network and optimizer restored from it train epochs 3 and 4.
+        let (arrays, optimizer, rows) = saved.into_inner().unwrap();
+        assert_eq!(rows.len(), 2);
+        let mut second = fresh();
+        for (a, v) in second.arrays().into_iter().zip(arrays) {
+            *a.values = v;
+        }
+        let stretch = Stretch {
+            from: Some(Resume { optimizer, rows }),
+            until: 4,
+            save: Box::new(|_, _, _| Ok(())),
+        };
+        let resumed = train_with(
+            &mut second,
+            &exp,
+            &data,
+            &transforms,
+            &streams,
+            stretch,
+            &mut |_| {},
+        )
+        .unwrap();
+        assert_eq!(resumed, all);
+        assert!(
+            weights(&mut second) == weights(&mut whole),
+            "weights differ"
+        );
     }
 
     #[test]

@@ -113,32 +113,57 @@ fn a_run_killed_mid_fold_resumes_to_the_same_bytes() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    let key1 = d.join("results/tiny/folds/fold-1.key");
+    // Killed once fold 2 has saved a checkpoint (after one of its epochs or more).
+    let ckpt = d.join("results/tiny/folds/fold-2.ckpt");
     let start = Instant::now();
-    while !key1.exists() {
+    while !ckpt.exists() {
         assert!(
             start.elapsed() < Duration::from_secs(120),
-            "fold 1 never finished"
+            "fold 2 never saved a checkpoint"
         );
-        std::thread::sleep(Duration::from_millis(5));
+        std::thread::sleep(Duration::from_millis(2));
     }
     child.kill().unwrap(); // SIGKILL, in the middle of fold 2
     child.wait().unwrap();
     assert!(
-        !d.join("results/tiny/folds/fold-3.key").exists(),
+        !d.join("results/tiny/folds/fold-2.key").exists() && ckpt.exists(),
         "killed too late to test a resume"
     );
     // Nothing half-written is left where results are read.
     assert_nothing_half_written(&d.join("results/tiny/folds"), 40);
     let out = mnist_lab(d, &["run", "experiments/tiny.toml", "--jobs", "1"]);
-    assert!(out.status.success(), "{}", text(&out));
-    assert!(text(&out).contains("of 3 folds cached"), "{}", text(&out));
+    let t = text(&out);
+    assert!(out.status.success(), "{t}");
+    assert!(t.contains("1 of 3 folds cached"), "{t}");
+    // Fold 2 goes on from its checkpoint: it trains only the epochs it had not finished.
+    let after: usize = t
+        .split("tiny fold 2: going on after epoch ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("fold 2 did not go on from its checkpoint: {t}"));
+    assert!((1..40).contains(&after), "{t}");
+    assert!(
+        !t.contains(&format!("tiny fold 2/3 epoch {after}/40")),
+        "{t}"
+    );
+    assert!(
+        t.contains(&format!("tiny fold 2/3 epoch {}/40", after + 1)),
+        "{t}"
+    );
+    assert!(!ckpt.exists(), "removed once the fold is done");
     assert_eq!(files(d), files(reference.path()));
+    // Every fold file byte for byte as a run that was never killed wrote it.
+    for f in ["fold-1.csv", "fold-2.csv", "fold-3.csv", "fold-2.key"] {
+        let read = |root: &Path| std::fs::read(root.join("results/tiny/folds").join(f)).unwrap();
+        assert_eq!(read(d), read(reference.path()), "{f}");
+    }
 }
 
 /// Fails unless every file in a `folds/` folder is whole: each `fold-K.csv` a complete history
 /// of fold K (`epochs` rows), each `fold-K.key` a sha256 beside its rows, each `fold-K.timing.csv`
-/// a header and one row; hidden files only the locks and the temporary files of atomic writes.
+/// a header and one row, each `fold-K.ckpt` a checkpoint that loads; hidden files only the locks
+/// and the temporary files of atomic writes.
 fn assert_nothing_half_written(folds: &Path, epochs: usize) {
     for entry in std::fs::read_dir(folds).unwrap() {
         let path = entry.unwrap().path();
@@ -153,7 +178,10 @@ fn assert_nothing_half_written(folds: &Path, epochs: usize) {
             .strip_prefix("fold-")
             .and_then(|k| k.parse().ok())
             .unwrap_or_else(|| panic!("{name}: not a fold file"));
-        let text = std::fs::read_to_string(&path).unwrap();
+        let text = match ext {
+            "ckpt" => String::new(),
+            _ => std::fs::read_to_string(&path).unwrap(),
+        };
         match ext {
             "csv" => {
                 let rows = mnist_lab::results::csv::parse_history(&text, &path).unwrap();
@@ -171,6 +199,12 @@ fn assert_nothing_half_written(folds: &Path, epochs: usize) {
                 assert!(folds.join(format!("fold-{fold}.csv")).is_file(), "{name}");
             }
             "timing.csv" => assert_eq!(text.lines().count(), 2, "{name}: {text:?}"),
+            "ckpt" => {
+                let bytes = std::fs::read(&path).unwrap();
+                let st = safetensors::SafeTensors::deserialize(&bytes)
+                    .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+                assert!(st.names().iter().any(|n| *n == "history.values"), "{name}");
+            }
             _ => panic!("{name}: not a fold file"),
         }
     }

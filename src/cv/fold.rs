@@ -4,15 +4,18 @@ use std::time::Instant;
 
 use anyhow::Result;
 
-use super::cache::write_fold;
+use super::cache::{fold_file, write_fold};
 use super::plan::FoldJob;
+use crate::checkpoint;
 use crate::data::prep::Scaler;
+use crate::data::transform::pipeline;
 use crate::files::Paths;
 use crate::model::{gemm, Network};
+use crate::optim::Optimizer;
 use crate::progress::Progress;
 use crate::results::csv::HistoryRow;
 use crate::rng::{Run, Streams};
-use crate::train::{train, Event, TrainData};
+use crate::train::{train_with, EpochRow, Event, Stretch, TrainData};
 
 /// Result of one trained fold.
 pub struct FoldOutcome {
@@ -41,6 +44,19 @@ pub fn run_fold(
     let scaler = Scaler::fit(exp.data.scaling, &job.data, &train_idx);
     let streams = Streams::new(exp.train.seed, Run::Fold(job.fold));
     let mut net = Network::build(&exp.model.layers, &job.data.info, &mut streams.init())?;
+    let dir = paths.exp_dir(&exp.name);
+    let ckpt = fold_file(&dir, job.fold, "ckpt");
+    let from = checkpoint::load(&ckpt, &job.key, &mut net)?;
+    let resumed = from.as_ref().map_or(0, |r| r.rows.len());
+    if resumed > 0 {
+        progress.eprintln(&format!(
+            "{} fold {}: going on after epoch {resumed} of {}, from {}",
+            exp.name,
+            job.fold,
+            exp.train.epochs,
+            ckpt.display()
+        ));
+    }
     let mut task = progress.task_with_cost(
         format!("{} fold {}/{}", exp.name, job.fold, exp.cv.folds),
         exp.train.epochs,
@@ -49,7 +65,20 @@ pub fn run_fold(
     let batches = train_idx.len().div_ceil(exp.train.batch_size);
     let mut train_secs = 0.0;
     let mut epoch_start = Instant::now();
-    let history = train(
+    // Saved after every epoch but the last (the fold's files then hold the result).
+    let stretch = Stretch {
+        from,
+        until: exp.train.epochs,
+        save: Box::new(
+            |net: &mut Network, opt: &dyn Optimizer, rows: &[EpochRow]| {
+                if rows.len() < exp.train.epochs {
+                    checkpoint::save(&ckpt, &job.key, net, opt, rows)?;
+                }
+                Ok(())
+            },
+        ),
+    };
+    let history = train_with(
         &mut net,
         exp,
         &TrainData {
@@ -58,7 +87,9 @@ pub fn run_fold(
             train: &train_idx,
             val: val_idx,
         },
+        &pipeline(&exp.data.augment),
         &streams,
+        stretch,
         &mut |e| {
             match &e {
                 Event::EpochStart { .. } => {
@@ -83,15 +114,15 @@ pub fn run_fold(
             row,
         })
         .collect();
-    let samples_per_sec = (train_idx.len() * exp.train.epochs) as f64 / train_secs.max(1e-9);
-    write_fold(
-        &paths.exp_dir(&exp.name),
-        job.fold,
-        &rows,
-        seconds,
-        samples_per_sec,
-        &job.key,
-    )?;
+    let trained = exp.train.epochs - resumed;
+    let samples_per_sec = (train_idx.len() * trained) as f64 / train_secs.max(1e-9);
+    write_fold(&dir, job.fold, &rows, seconds, samples_per_sec, &job.key)?;
+    // The fold is done: its checkpoint has served.
+    if let Err(e) = std::fs::remove_file(&ckpt) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            progress.eprintln(&format!("warning: cannot remove {}: {e}", ckpt.display()));
+        }
+    }
     Ok(FoldOutcome {
         rows,
         seconds,

@@ -92,6 +92,27 @@ pub struct Adam {
 }
 
 impl Optimizer for Adam {
+    fn state(&self) -> super::OptimizerState {
+        super::OptimizerState {
+            slots: vec![("m".into(), self.m.clone()), ("v".into(), self.v.clone())],
+            counters: vec![(
+                "steps".into(),
+                self.steps.iter().map(|&s| s as u64).collect(),
+            )],
+        }
+    }
+
+    fn restore(&mut self, mut state: super::OptimizerState) -> Result<(), String> {
+        self.m = state.take_slot("m")?;
+        self.v = state.take_slot("v")?;
+        let steps = state.take_counters("steps")?;
+        self.steps = steps
+            .iter()
+            .map(|&s| u32::try_from(s).map_err(|_| format!("step count {s} out of range")))
+            .collect::<Result<_, _>>()?;
+        state.finish()
+    }
+
     fn update(&mut self, index: usize, w: &mut [f32], g: &[f32], lr: f32) {
         let AdamSpec {
             beta_1: b1,

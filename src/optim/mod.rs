@@ -37,6 +37,57 @@ pub trait Optimizer: Send {
     /// Updates parameter number `index` (its position in [`Network::params_mut`]) in place from
     /// its gradient `g`, at learning rate `lr`.
     fn update(&mut self, index: usize, w: &mut [f32], g: &[f32], lr: f32);
+    /// Its whole state, for a checkpoint: training on from a restored state computes the same
+    /// bits as never stopping.
+    fn state(&self) -> OptimizerState;
+    /// Restores a state that [`Optimizer::state`] of the same kind returned.
+    fn restore(&mut self, state: OptimizerState) -> Result<(), String>;
+}
+
+/// An optimizer's state: named slots of one array per parameter index (empty until that
+/// parameter's first update) and named counters, one per parameter index.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OptimizerState {
+    /// `(name, arrays by parameter index)`.
+    pub slots: Vec<(String, Vec<Vec<f32>>)>,
+    /// `(name, values by parameter index)`.
+    pub counters: Vec<(String, Vec<u64>)>,
+}
+
+impl OptimizerState {
+    /// Removes and returns the slot `name` (an error naming it when absent).
+    pub fn take_slot(&mut self, name: &str) -> Result<Vec<Vec<f32>>, String> {
+        let i = self
+            .slots
+            .iter()
+            .position(|(n, _)| n == name)
+            .ok_or_else(|| format!("no optimizer slot {name:?}"))?;
+        Ok(self.slots.remove(i).1)
+    }
+
+    /// Removes and returns the counters `name` (an error naming them when absent).
+    pub fn take_counters(&mut self, name: &str) -> Result<Vec<u64>, String> {
+        let i = self
+            .counters
+            .iter()
+            .position(|(n, _)| n == name)
+            .ok_or_else(|| format!("no optimizer counters {name:?}"))?;
+        Ok(self.counters.remove(i).1)
+    }
+
+    /// Fails unless every slot and counter was taken (a state of another kind).
+    pub fn finish(self) -> Result<(), String> {
+        let left: Vec<&str> = self
+            .slots
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .chain(self.counters.iter().map(|(n, _)| n.as_str()))
+            .collect();
+        match left.is_empty() {
+            true => Ok(()),
+            false => Err(format!("unknown optimizer state {}", left.join(", "))),
+        }
+    }
 }
 
 /// Declares [`OptimizerSpec`]: one variant per optimizer kind, named by its TOML key, whose

@@ -86,6 +86,19 @@ pub struct RmsProp {
 }
 
 impl Optimizer for RmsProp {
+    fn state(&self) -> super::OptimizerState {
+        super::OptimizerState {
+            slots: vec![("v".into(), self.v.clone()), ("s".into(), self.s.clone())],
+            counters: Vec::new(),
+        }
+    }
+
+    fn restore(&mut self, mut state: super::OptimizerState) -> Result<(), String> {
+        self.v = state.take_slot("v")?;
+        self.s = state.take_slot("s")?;
+        state.finish()
+    }
+
     fn update(&mut self, index: usize, w: &mut [f32], g: &[f32], lr: f32) {
         let RmsPropSpec {
             rho,

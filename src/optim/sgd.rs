@@ -88,6 +88,18 @@ pub struct Sgd {
 }
 
 impl Optimizer for Sgd {
+    fn state(&self) -> super::OptimizerState {
+        super::OptimizerState {
+            slots: vec![("velocity".into(), self.velocity.clone())],
+            counters: Vec::new(),
+        }
+    }
+
+    fn restore(&mut self, mut state: super::OptimizerState) -> Result<(), String> {
+        self.velocity = state.take_slot("velocity")?;
+        state.finish()
+    }
+
     fn update(&mut self, index: usize, w: &mut [f32], g: &[f32], lr: f32) {
         if self.velocity.len() <= index {
             self.velocity.resize_with(index + 1, Vec::new);
