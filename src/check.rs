@@ -7,7 +7,9 @@ use std::path::PathBuf;
 use anyhow::{bail, Result};
 
 use crate::cv::plan::{check_experiment, DataCache};
+use crate::cv::search::{rungs, worst_fold_epochs};
 use crate::data::dataset;
+use crate::experiment::search::SearchGroup;
 use crate::experiment::{self, Experiment};
 use crate::files::Paths;
 
@@ -58,6 +60,49 @@ pub fn describe(exp: &Experiment, paths: &Paths, data: &mut DataCache) -> Result
     Ok(s)
 }
 
+/// The summary of a search that `check` prints before its variants' tables: its space, its
+/// pruning, and the most fold-epochs it can train against the same search unpruned.
+fn describe_search(g: &SearchGroup, first: &Experiment) -> String {
+    let (epochs, folds) = (first.train.epochs, first.cv.folds);
+    let mut s = format!(
+        "{}: search {} of {} variants\n",
+        first.source.display(),
+        g.name,
+        g.variants.len()
+    );
+    for (key, d) in &g.space {
+        let _ = writeln!(s, "  {key}: {d}");
+    }
+    if let Some(h) = &g.halving {
+        let r: Vec<String> = rungs(h.min_epochs, h.eta, epochs)
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        let _ = writeln!(
+            s,
+            "  successive halving: eta {}, rungs at {} epochs on folds {:?}",
+            h.eta,
+            r.join(", "),
+            h.folds
+        );
+    }
+    if let Some(r) = &g.race {
+        let _ = writeln!(
+            s,
+            "  racing over folds: after {}, alpha {}",
+            r.after, r.alpha
+        );
+    }
+    let _ = writeln!(
+        s,
+        "  at most {} fold-epochs (unpruned: {} variants × {folds} folds × {epochs} epochs = {})",
+        worst_fold_epochs(g, epochs, folds),
+        g.variants.len(),
+        g.variants.len() * folds * epochs
+    );
+    s
+}
+
 /// Checks every experiment (and sweep variant) of `files`: prints the table of each valid one
 /// and the error of each invalid file, and fails if any is invalid.
 pub fn check(files: &[PathBuf], paths: &Paths) -> Result<()> {
@@ -66,10 +111,15 @@ pub fn check(files: &[PathBuf], paths: &Paths) -> Result<()> {
     let mut data = DataCache::default();
     for f in files {
         let described = experiment::load_all(f).and_then(|variants| {
-            let tables = variants
+            let mut tables = variants
                 .iter()
                 .map(|e| describe(e, paths, &mut data))
                 .collect::<Result<Vec<_>>>()?;
+            if let Some(first) = variants.first() {
+                if let Some(g) = &first.search {
+                    tables.insert(0, describe_search(g, first));
+                }
+            }
             all.extend(variants);
             Ok(tables)
         });

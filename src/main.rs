@@ -305,11 +305,16 @@ fn run(cli: Cli) -> Result<()> {
             if args.files.is_empty() {
                 anyhow::bail!("name at least one experiment file (or --from-plan FILE --index K)");
             }
-            let exps = load_files(&args.files, args.experiment.as_deref())?;
+            // Every variant: a search's state needs its other variants' results too.
+            let only_exp = args.experiment.as_deref();
+            if only_exp.is_some() {
+                load_files(&args.files, only_exp)?;
+            }
+            let exps = load_files(&args.files, None)?;
             let only = (!args.fold.is_empty()).then_some(&args.fold[..]);
             let jobs = jobs.unwrap_or_else(cores);
             check_workers("--jobs", jobs, "one fold per job")?;
-            cv::run(&exps, &paths, only, force, jobs)?;
+            cv::run(&exps, &paths, only, only_exp, force, jobs)?;
         }
         Command::Bench {
             files,
@@ -354,7 +359,25 @@ fn run(cli: Cli) -> Result<()> {
                     exps.len()
                 ));
             }
+            let mut said = std::collections::BTreeSet::new();
             for e in chosen {
+                // Of a search, only its winner gets a final model.
+                if let Some(g) = &e.search {
+                    let winner =
+                        mnist_lab::results::search::winner_on_disk(&paths.results, &g.name)?;
+                    if said.insert(g.name.clone()) {
+                        output::eprintln(&match &winner {
+                            Some(w) => format!("{}: the final model of its winner, {w}", g.name),
+                            None => format!(
+                                "{}: no winner yet (run the search first); no final model",
+                                g.name
+                            ),
+                        });
+                    }
+                    if winner.as_deref() != Some(e.name.as_str()) {
+                        continue;
+                    }
+                }
                 final_model::train_final(e, &paths, force)?;
             }
         }

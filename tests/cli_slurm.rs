@@ -153,4 +153,32 @@ fn slurm_job_array_recipe_gives_the_same_results_as_one_run() {
             "{f}"
         );
     }
+    // A search, rung by rung: plan, run the array, plan again (docs/scaling.md).
+    let search = TINY.replace("epochs = 2", "epochs = 4").replace("folds = 2", "folds = 3")
+        + "\n[search]\n\"train.learning_rate\" = [0.001, 0.003, 0.01, 0.03]\n[search.halving]\nmin_epochs = 1\neta = 2\n";
+    for dir in [d, reference.path()] {
+        std::fs::write(dir.join("experiments/s.toml"), &search).unwrap();
+    }
+    assert!(mnist_lab(reference.path(), &["run", "experiments/s.toml"])
+        .status
+        .success());
+    let out = sh(
+        d,
+        &conf,
+        "while mnist-lab plan experiments/s.toml > jobs.txt && [ -s jobs.txt ]; do \
+           sbatch --wait --array=0-$(( $(wc -l < jobs.txt) - 1 )) --cpus-per-task=1 --chdir=\"$PWD\" --wrap \
+             \"PATH=$PATH mnist-lab run --from-plan jobs.txt --index \\$SLURM_ARRAY_TASK_ID\" || exit 1; \
+         done && mnist-lab run experiments/s.toml",
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let csv = |dir: &Path| std::fs::read_to_string(dir.join("results/s/search.csv")).unwrap();
+    assert_eq!(csv(d), csv(reference.path()));
+    let survivor = csv(d)
+        .lines()
+        .find(|l| l.ends_with(",survivor"))
+        .map(|l| l.split(',').next().unwrap().to_string())
+        .unwrap();
+    let folds =
+        |dir: &Path| std::fs::read(dir.join("results").join(&survivor).join("folds.csv")).unwrap();
+    assert_eq!(folds(d), folds(reference.path()));
 }

@@ -14,9 +14,10 @@ pub fn fold_file(dir: &Path, fold: usize, ext: &str) -> PathBuf {
     dir.join("folds").join(format!("fold-{fold}.{ext}"))
 }
 
-/// Whether fold `fold` of the experiment in `dir` has a result made under `key`.
-fn is_current(dir: &Path, fold: usize, key: &str) -> bool {
-    std::fs::read_to_string(fold_file(dir, fold, "key")).is_ok_and(|k| k.trim() == key)
+/// Whether fold `fold` of the experiment in `dir` has a result made under `key` (its key file
+/// `fold-K.<key_ext>`).
+fn is_current(dir: &Path, fold: usize, key: &str, key_ext: &str) -> bool {
+    std::fs::read_to_string(fold_file(dir, fold, key_ext)).is_ok_and(|k| k.trim() == key)
 }
 
 /// What the cache holds for one fold.
@@ -35,7 +36,7 @@ pub enum Cached {
 /// `key`: rows are trusted only if they are a result training could have written.
 pub fn cached(dir: &Path, fold: usize, key: &str, epochs: usize) -> Cached {
     let path = fold_file(dir, fold, "csv");
-    if !is_current(dir, fold, key) || !path.is_file() {
+    if !is_current(dir, fold, key, "key") || !path.is_file() {
         return Cached::Missing;
     }
     match read_history(&path).and_then(|rows| check_rows(&path, fold, epochs, rows)) {
@@ -47,6 +48,62 @@ pub fn cached(dir: &Path, fold: usize, key: &str, epochs: usize) -> Cached {
 /// Whether fold `fold` has a valid result under `key` (see [`cached`]).
 pub fn is_cached(dir: &Path, fold: usize, key: &str, epochs: usize) -> bool {
     matches!(cached(dir, fold, key, epochs), Cached::Rows(_))
+}
+
+/// The rows fold `fold` (of `epochs` epochs) of the experiment in `dir` has trained under
+/// `key` so far: all of them when the fold is done, else those of a partial run a search
+/// paused (`fold-K.partial.csv`, a prefix of the full run), else none. Rows that are not a
+/// valid result count as none (the fold is trained again).
+pub fn trained_rows(dir: &Path, fold: usize, key: &str, epochs: usize) -> Vec<HistoryRow> {
+    if let Cached::Rows(rows) = cached(dir, fold, key, epochs) {
+        return rows;
+    }
+    let path = fold_file(dir, fold, "partial.csv");
+    if !is_current(dir, fold, key, "partial.key") || !path.is_file() {
+        return Vec::new();
+    }
+    let partial = read_history(&path).and_then(|rows| {
+        let n = rows.len();
+        if n == 0 || n >= epochs {
+            bail!("{}: {n} rows, expected 1..{epochs}", path.display());
+        }
+        check_rows(&path, fold, n, rows)
+    });
+    match partial {
+        Ok(rows) => rows,
+        Err(e) => {
+            crate::output::eprintln(&format!(
+                "warning: {e:#}: not a valid partial result; the fold is trained again"
+            ));
+            Vec::new()
+        }
+    }
+}
+
+/// Writes the rows of a fold a search paused before its last epoch (rows, then key), each
+/// atomically; its checkpoint goes on from there.
+pub fn write_partial(dir: &Path, fold: usize, rows: &[HistoryRow], key: &str) -> Result<()> {
+    write_atomic(
+        &fold_file(dir, fold, "partial.csv"),
+        history_csv(rows).as_bytes(),
+    )?;
+    write_atomic(
+        &fold_file(dir, fold, "partial.key"),
+        format!("{key}\n").as_bytes(),
+    )
+}
+
+/// Removes a fold's partial result (once the whole fold is written).
+pub fn remove_partial(dir: &Path, fold: usize) -> Result<()> {
+    for ext in ["partial.csv", "partial.key"] {
+        let path = fold_file(dir, fold, ext);
+        if let Err(e) = std::fs::remove_file(&path) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                bail!("cannot remove {}: {e}", path.display());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Checks a fold file's rows: one per epoch in order, labelled with this fold, accuracies in

@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 
-use super::cache::{fold_file, write_fold};
+use super::cache::{fold_file, remove_partial, write_fold, write_partial};
 use super::plan::FoldJob;
 use crate::checkpoint;
 use crate::data::prep::Scaler;
@@ -46,7 +46,12 @@ pub fn run_fold(
     let mut net = Network::build(&exp.model.layers, &job.data.info, &mut streams.init())?;
     let dir = paths.exp_dir(&exp.name);
     let ckpt = fold_file(&dir, job.fold, "ckpt");
-    let from = checkpoint::load(&ckpt, &job.key, &mut net)?;
+    let mut from = checkpoint::load(&ckpt, &job.key, &mut net)?;
+    if from.as_ref().is_some_and(|r| r.rows.len() > job.until) {
+        // Saved beyond this stretch's end: train it from the first epoch instead.
+        from = None;
+        net = Network::build(&exp.model.layers, &job.data.info, &mut streams.init())?;
+    }
     let resumed = from.as_ref().map_or(0, |r| r.rows.len());
     if resumed > 0 {
         progress.eprintln(&format!(
@@ -58,7 +63,10 @@ pub fn run_fold(
         ));
     }
     let mut task = progress.task_with_cost(
-        format!("{} fold {}/{}", exp.name, job.fold, exp.cv.folds),
+        format!(
+            "{} fold {}/{}{}",
+            exp.name, job.fold, exp.cv.folds, job.note
+        ),
         exp.train.epochs,
         job.cost,
     );
@@ -68,7 +76,7 @@ pub fn run_fold(
     // Saved after every epoch but the last (the fold's files then hold the result).
     let stretch = Stretch {
         from,
-        until: exp.train.epochs,
+        until: job.until,
         save: Box::new(
             |net: &mut Network, opt: &dyn Optimizer, rows: &[EpochRow]| {
                 if rows.len() < exp.train.epochs {
@@ -114,13 +122,19 @@ pub fn run_fold(
             row,
         })
         .collect();
-    let trained = exp.train.epochs - resumed;
+    let trained = job.until - resumed;
     let samples_per_sec = (train_idx.len() * trained) as f64 / train_secs.max(1e-9);
-    write_fold(&dir, job.fold, &rows, seconds, samples_per_sec, &job.key)?;
-    // The fold is done: its checkpoint has served.
-    if let Err(e) = std::fs::remove_file(&ckpt) {
-        if e.kind() != std::io::ErrorKind::NotFound {
-            progress.eprintln(&format!("warning: cannot remove {}: {e}", ckpt.display()));
+    if job.until < exp.train.epochs {
+        // Paused by a search: the rows so far, and the checkpoint to go on from.
+        write_partial(&dir, job.fold, &rows, &job.key)?;
+    } else {
+        write_fold(&dir, job.fold, &rows, seconds, samples_per_sec, &job.key)?;
+        // The fold is done: its checkpoint and partial rows have served.
+        remove_partial(&dir, job.fold)?;
+        if let Err(e) = std::fs::remove_file(&ckpt) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                progress.eprintln(&format!("warning: cannot remove {}: {e}", ckpt.display()));
+            }
         }
     }
     Ok(FoldOutcome {

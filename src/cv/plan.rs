@@ -48,6 +48,10 @@ pub struct FoldJob {
     pub key: String,
     /// Relative training cost: work per image (see `LayerSpec::cost`) × images × epochs.
     pub cost: f64,
+    /// The epoch to train up to: all of them, or a search's rung.
+    pub until: usize,
+    /// What the progress display adds to the fold's label (a search's rung).
+    pub note: String,
 }
 
 /// What `run` checks of an experiment before it trains anything (and `check` with it): its
@@ -109,6 +113,8 @@ pub fn plan_experiment(
             split: split.clone(),
             cost: work * n as f64 * exp.train.epochs as f64,
             key,
+            until: exp.train.epochs,
+            note: String::new(),
         };
         let wanted = only.is_none_or(|o| o.contains(&fold));
         let current = || match cached(&dir, fold, &job.key, exp.train.epochs) {
@@ -135,8 +141,19 @@ pub fn plan_experiment(
 pub fn plan_lines(exps: &[Experiment], paths: &Paths) -> Result<Vec<String>> {
     let mut data = DataCache::default();
     let mut lines = Vec::new();
+    // A search lists the jobs of its current rung (or race fold): the next ones depend on them.
+    let searches = super::search_run::SearchRun::plan_all(exps, paths, &mut data)?;
+    let mut runnable: std::collections::BTreeMap<String, Vec<FoldJob>> = Default::default();
+    for s in &searches {
+        for job in s.runnable(paths, None, None) {
+            runnable.entry(job.exp.name.clone()).or_default().push(job);
+        }
+    }
     for exp in exps {
-        let (pending, _) = plan_experiment(exp, paths, &mut data, None, false)?;
+        let pending = match exp.search {
+            Some(_) => runnable.remove(&exp.name).unwrap_or_default(),
+            None => plan_experiment(exp, paths, &mut data, None, false)?.0,
+        };
         let stem = exp
             .source
             .file_stem()

@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use super::cache::is_cached;
+use super::cache::trained_rows;
 use super::fold::run_fold;
 use super::lock::{fold_lock, FileLock};
 use super::merge::merge;
@@ -106,7 +106,8 @@ pub fn run_jobs(
                     };
                     // Trained by another process since this run planned it.
                     let dir = paths.exp_dir(&job.exp.name);
-                    if !force && is_cached(&dir, job.fold, &job.key, job.exp.train.epochs) {
+                    let epochs = job.exp.train.epochs;
+                    if !force && trained_rows(&dir, job.fold, &job.key, epochs).len() >= job.until {
                         progress.fold_done_elsewhere(job.cost);
                         merge_now(&job);
                         continue;
@@ -123,10 +124,11 @@ pub fn run_jobs(
                                 .map(|r| r.row.val_acc * 100.0)
                                 .unwrap_or(f64::NAN);
                             progress.println(&format!(
-                                "> {last:.3}  ({} fold {}/{}, {:.0} s, {:.0} samples/s)",
+                                "> {last:.3}  ({} fold {}/{}{}, {:.0} s, {:.0} samples/s)",
                                 job.exp.name,
                                 job.fold,
                                 job.exp.cv.folds,
+                                job.note,
                                 out.seconds,
                                 out.samples_per_sec
                             ));

@@ -16,6 +16,7 @@
 
 mod describe;
 mod load;
+pub mod search;
 pub mod spec;
 mod sweep;
 mod validate;

@@ -3,10 +3,12 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize, Serializer};
 
+use super::search::SearchGroup;
 use crate::data::prep::Scaling;
 use crate::data::transform::AugmentSpec;
 use crate::model::layers::LayerEntry;
@@ -43,6 +45,16 @@ pub struct Experiment {
     /// `[sweep] "train.learning_rate" = [0.01, 0.001]`: one variant per combination of values.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub sweep: BTreeMap<String, Vec<toml::Value>>,
+    /// `[search]` as the file writes it (see [`super::search`]); a variant's is empty.
+    #[serde(rename = "search", skip_serializing_if = "Option::is_none")]
+    pub search_table: Option<toml::Table>,
+    /// The search a variant belongs to; not part of the file (nor of any cache key).
+    #[serde(skip)]
+    pub search: Option<Arc<SearchGroup>>,
+    /// A sweep's or search's variant: the dotted keys it varies and its values, as its name
+    /// shows them.
+    #[serde(skip)]
+    pub values: Vec<(String, String)>,
 }
 
 /// `[data]`

@@ -4,4 +4,5 @@ pub mod csv;
 pub mod diff;
 pub mod plots;
 pub mod report;
+pub mod search;
 pub mod stats;

@@ -183,6 +183,126 @@ pub fn diagnostics_png(path: &Path, history: &[HistoryRow], title: &str) -> Resu
     })
 }
 
+/// One variant's curve in a search plot: its name, its validation accuracy (fraction) after
+/// each epoch it trained on its first rung fold, and whether it survived.
+pub struct SearchCurve {
+    /// The variant.
+    pub name: String,
+    /// Validation accuracy after each epoch trained.
+    pub val_acc: Vec<f64>,
+    /// Whether it was cross-validated in full.
+    pub survivor: bool,
+}
+
+/// A search's plot: every variant's validation accuracy by epoch on its first rung fold,
+/// stopped variants faint gray, survivors in colour, the rungs' epochs marked.
+pub fn search_png(path: &Path, title: &str, curves: &[SearchCurve], rungs: &[usize]) -> Result<()> {
+    const COLOURS: [RGBColor; 6] = [
+        BLUE,
+        ORANGE,
+        RGBColor(44, 160, 44),
+        RGBColor(214, 39, 40),
+        RGBColor(148, 103, 189),
+        RGBColor(140, 86, 75),
+    ];
+    let epochs = curves
+        .iter()
+        .map(|c| c.val_acc.len())
+        .max()
+        .unwrap_or(1)
+        .max(2);
+    render(path, (900, 560), |root| {
+        // The upper part of the range: where the variants that matter are told apart.
+        let all: Vec<f64> = curves
+            .iter()
+            .flat_map(|c| c.val_acc.iter().map(|a| a * 100.0))
+            .collect();
+        let (_, hi) = range_of(all.iter().copied(), 0.05);
+        let mut sorted = all.clone();
+        sorted.sort_by(|a, b| a.total_cmp(b));
+        let lo = sorted
+            .get(sorted.len() / 10)
+            .copied()
+            .unwrap_or(0.0)
+            .min(hi - 1.0);
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, (FONT, 22))
+            .margin(12)
+            .margin_right(28)
+            .x_label_area_size(40)
+            .y_label_area_size(70)
+            .build_cartesian_2d(1f64..epochs as f64, lo..hi)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_labels(epochs.clamp(2, 20))
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .x_desc("epoch")
+            .y_desc("validation accuracy (%), first rung fold")
+            .label_style((FONT, 15))
+            .axis_desc_style((FONT, 16))
+            .light_line_style(WHITE.mix(0.0))
+            .draw()
+            .map_err(err)?;
+        for &r in rungs {
+            chart
+                .draw_series(LineSeries::new(
+                    [(r as f64, lo), (r as f64, hi)],
+                    BLACK.mix(0.25).stroke_width(1),
+                ))
+                .map_err(err)?;
+        }
+        let points = |c: &SearchCurve| -> Vec<(f64, f64)> {
+            c.val_acc
+                .iter()
+                .enumerate()
+                .map(|(i, a)| ((i + 1) as f64, (a * 100.0).max(lo)))
+                .collect()
+        };
+        for c in curves.iter().filter(|c| !c.survivor) {
+            chart
+                .draw_series(LineSeries::new(points(c), BLACK.mix(0.2).stroke_width(1)))
+                .map_err(err)?;
+            // A variant stopped after one epoch is a point.
+            chart
+                .draw_series(
+                    points(c)
+                        .into_iter()
+                        .map(|p| Circle::new(p, 2, BLACK.mix(0.3).filled())),
+                )
+                .map_err(err)?;
+        }
+        for (i, c) in curves.iter().filter(|c| c.survivor).enumerate() {
+            let colour = COLOURS[i % COLOURS.len()];
+            chart
+                .draw_series(
+                    points(c)
+                        .into_iter()
+                        .map(|p| Circle::new(p, 3, colour.filled())),
+                )
+                .map_err(err)?;
+            chart
+                .draw_series(LineSeries::new(points(c), colour.stroke_width(3)))
+                .map_err(err)?
+                .label(c.name.clone())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(3))
+                });
+        }
+        if curves.iter().any(|c| c.survivor) {
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::LowerRight)
+                .label_font((FONT, 14))
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK.mix(0.5))
+                .draw()
+                .map_err(err)?;
+        }
+        Ok(())
+    })
+}
+
 /// Box-plot statistics as matplotlib draws them (linear-interpolated quartiles, whiskers at the
 /// furthest data within 1.5 IQR, the rest as outliers).
 #[derive(Debug, Clone, PartialEq)]

@@ -11,6 +11,7 @@ use crate::experiment::Experiment;
 use crate::files::write_atomic;
 use crate::results::csv::{read_folds, read_history, FoldRow, HistoryRow};
 use crate::results::plots;
+use crate::results::search::{read_search, SearchInfo, SearchRow};
 use crate::results::stats::{compare, fold_percents, mean_std, Comparison};
 
 /// One experiment's results as found under results/<name>/.
@@ -471,10 +472,182 @@ pub fn write_report(
             samples.push(g.dataset.clone());
         }
     }
+    let searches = discover_searches(results)?;
+    for (info, rows) in &searches {
+        plots::search_png(
+            &results.join(&info.name).join("search.png"),
+            &format!("{}: validation accuracy of every variant", info.name),
+            &search_curves(results, info, rows)?,
+            &info.rungs,
+        )?;
+    }
     write_atomic(&results.join("summary.csv"), summary_csv(&exps).as_bytes())?;
-    write_atomic(
-        &results.join("README.md"),
-        readme(&exps, baseline, &samples).as_bytes(),
-    )?;
+    let mut text = readme(&exps, baseline, &samples);
+    if !searches.is_empty() {
+        let at = text.find("## Experiments\n").unwrap_or(text.len());
+        text.insert_str(at, &searches_section(&searches, &exps, baseline));
+    }
+    write_atomic(&results.join("README.md"), text.as_bytes())?;
     Ok(exps)
+}
+
+/// Every search under `results` (a folder with a `search.toml`), by name.
+pub fn discover_searches(results: &Path) -> Result<Vec<(SearchInfo, Vec<SearchRow>)>> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(results)
+        .with_context(|| format!("cannot read {}", results.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.join("search.toml").is_file())
+        .collect();
+    dirs.sort();
+    dirs.iter().map(|d| read_search(d)).collect()
+}
+
+/// Each variant's validation accuracy by epoch on the search's first rung fold, read from its
+/// fold file (whole) or its partial one (a run the search stopped).
+fn search_curves(
+    results: &Path,
+    info: &SearchInfo,
+    rows: &[SearchRow],
+) -> Result<Vec<plots::SearchCurve>> {
+    let fold = info.rung_folds.first().copied().unwrap_or(1);
+    rows.iter()
+        .map(|r| {
+            let folds = results.join(&r.variant).join("folds");
+            let whole = folds.join(format!("fold-{fold}.csv"));
+            let partial = folds.join(format!("fold-{fold}.partial.csv"));
+            let history = if whole.is_file() {
+                read_history(&whole)?
+            } else if partial.is_file() {
+                read_history(&partial)?
+            } else {
+                Vec::new()
+            };
+            Ok(plots::SearchCurve {
+                name: r.variant.clone(),
+                val_acc: history.iter().map(|h| h.row.val_acc).collect(),
+                survivor: r.status == "survivor",
+            })
+        })
+        .collect()
+}
+
+/// The README's section on searches: per search, its space and pruning, the compute it used
+/// against the same search unpruned, its winner with the winner's CV and Δ against its
+/// dataset's baseline, a table of every variant (stopped ones never with a CV score), and its
+/// plot.
+pub fn searches_section(
+    searches: &[(SearchInfo, Vec<SearchRow>)],
+    exps: &[ExperimentResults],
+    baseline: &str,
+) -> String {
+    let mut s = String::from("## Searches\n\n");
+    let _ = writeln!(s, "Variants are pruned from scores alone (ties by name), so a search makes the same decisions on any machine. A stopped variant's accuracy is its validation accuracy on the rung fold at the epoch it stopped; only survivors are cross-validated.\n");
+    for (info, rows) in searches {
+        let _ = writeln!(s, "### {}\n", info.name);
+        let space: Vec<String> = info
+            .space
+            .iter()
+            .map(|(k, d)| format!("`{k}` {d}"))
+            .collect();
+        let _ = write!(s, "{} variants over {}.", info.variants, space.join("; "));
+        if let Some(h) = &info.halving {
+            let rungs: Vec<String> = info.rungs.iter().map(|r| r.to_string()).collect();
+            let _ = write!(
+                s,
+                " Successive halving ({h}): rungs at {} epochs.",
+                rungs.join(", ")
+            );
+        }
+        if let Some(r) = &info.race {
+            let _ = write!(s, " Racing over folds ({r}).");
+        }
+        let _ = writeln!(
+            s,
+            " Compute: {} fold-epochs, {:.1}% of the {} the same search would train unpruned ({} variants × {} folds × {} epochs).{}\n",
+            info.fold_epochs,
+            100.0 * info.fold_epochs as f64 / info.unpruned_fold_epochs.max(1) as f64,
+            info.unpruned_fold_epochs,
+            info.variants,
+            info.folds,
+            info.epochs,
+            if info.done { "" } else { " **Not finished**: `make all` goes on from here." }
+        );
+        let cv = |name: &str| exps.iter().find(|e| e.name == name);
+        let winner = crate::results::search::winner(rows, |v| {
+            cv(v).map(|e| {
+                let f = &e.folds;
+                f.iter().map(|r| r.val_acc).sum::<f64>() / f.len().max(1) as f64
+            })
+        })
+        .and_then(cv);
+        if let Some(w) = winner {
+            let (mean, std) = mean_std(&w.scores());
+            let base = group_by_dataset(exps, baseline)
+                .into_iter()
+                .find(|g| g.dataset == w.dataset)
+                .and_then(|g| g.baseline);
+            let delta = match base {
+                Some(b) => match compare(&w.folds, &b.folds, true) {
+                    Ok(c) => {
+                        let (d, p, v) = fmt_cmp(&c);
+                        format!("; Δ vs {} {d}, p {p} ({v})", b.name)
+                    }
+                    Err(_) => format!("; not comparable with {} (different folds)", b.name),
+                },
+                None => String::new(),
+            };
+            let _ = writeln!(
+                s,
+                "Winner: [{0}](#{1}), {mean:.3} ± {std:.3} in {2}-fold CV{delta}.\n",
+                w.name,
+                github_anchor(&w.name),
+                w.folds.len()
+            );
+        }
+        let _ = writeln!(s, "| variant | values | epochs | folds | accuracy at each rung (%) | CV accuracy (%) | status |");
+        let _ = writeln!(s, "|---|---|---:|---:|---|---:|---|");
+        let mut order: Vec<&SearchRow> = rows.iter().collect();
+        order.sort_by(|a, b| {
+            let last = |r: &SearchRow| r.rung_acc.last().copied().unwrap_or(0.0);
+            (b.status == "survivor")
+                .cmp(&(a.status == "survivor"))
+                .then(b.rung_acc.len().cmp(&a.rung_acc.len()))
+                .then(last(b).total_cmp(&last(a)))
+                .then(a.variant.cmp(&b.variant))
+        });
+        for r in order {
+            let accs: Vec<String> = r
+                .rung_acc
+                .iter()
+                .map(|a| format!("{:.2}", a * 100.0))
+                .collect();
+            let cv_acc = match (r.status == "survivor", cv(&r.variant)) {
+                (true, Some(e)) => {
+                    let (m, sd) = mean_std(&e.scores());
+                    format!("{m:.3} ± {sd:.3}")
+                }
+                _ => "—".into(),
+            };
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {} | {} | {cv_acc} | {} |",
+                r.variant,
+                r.values,
+                r.epochs,
+                r.folds_done,
+                accs.join(" → "),
+                r.status
+            );
+        }
+        let _ = writeln!(
+            s,
+            "\n![{0}: every variant's validation accuracy]({0}/search.png)\n",
+            info.name
+        );
+        let _ = writeln!(
+            s,
+            "Gray: stopped variants; in colour: survivors; vertical lines: the rungs.\n"
+        );
+    }
+    s
 }
