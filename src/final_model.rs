@@ -57,8 +57,8 @@ pub fn train_final(exp: &Experiment, paths: &Paths, force: bool) -> Result<PathB
     let scaler = Scaler::fit(exp.data.scaling, &ds, &idx);
     let streams = Streams::new(exp.train.seed, Run::Final);
     let mut net = Network::build(&exp.model.layers, &ds.info, &mut streams.init())?;
-    // One model, all cores: the GEMM's bits do not depend on its thread count.
-    crate::model::gemm::set_threads(std::thread::available_parallelism().map_or(1, |n| n.get()));
+    // One model on every thread of the budget: its bits do not depend on their number.
+    crate::model::par::set_threads(crate::model::par::budget());
     let progress = Progress::new();
     let mut task = progress.task(format!("{} final", exp.name), exp.train.epochs);
     let rows = train(

@@ -21,6 +21,10 @@ struct Cli {
     /// Folder the results are written to.
     #[arg(long, global = true, default_value = "results")]
     results: PathBuf,
+    /// Threads this process may use in all (default: one per core). Folds running at once
+    /// share them, and one model alone uses them all; results do not depend on the number.
+    #[arg(long, global = true)]
+    threads: Option<usize>,
     #[command(subcommand)]
     command: Command,
 }
@@ -53,7 +57,8 @@ enum Command {
         /// The line of --from-plan to run.
         #[arg(long, requires = "from_plan")]
         index: Option<usize>,
-        /// Worker threads, one fold each (default: number of cores).
+        /// Folds trained at once (default: --threads, one per core); a fold left alone takes
+        /// the threads the others left.
         #[arg(long)]
         jobs: Option<usize>,
         /// Re-run folds even when their cached results match.
@@ -259,6 +264,10 @@ fn run(cli: Cli) -> Result<()> {
         data: cli.data_dir.clone(),
         results: cli.results.clone(),
     };
+    if let Some(t) = cli.threads {
+        check_workers("--threads", t, "threads in all")?;
+        mnist_lab::model::par::set_budget(t);
+    }
     match cli.command {
         Command::Data {
             action:
@@ -312,7 +321,7 @@ fn run(cli: Cli) -> Result<()> {
             }
             let exps = load_files(&args.files, None)?;
             let only = (!args.fold.is_empty()).then_some(&args.fold[..]);
-            let jobs = jobs.unwrap_or_else(cores);
+            let jobs = jobs.unwrap_or_else(mnist_lab::model::par::budget);
             check_workers("--jobs", jobs, "one fold per job")?;
             cv::run(&exps, &paths, only, only_exp, force, jobs)?;
         }

@@ -1,7 +1,7 @@
 //! Golden end-to-end trainings: tiny runs of the seed's three models, a modern-like one and one
 //! that uses the rest of the vocabulary, on synthetic data, each trained through the command
-//! line (`run --fold 1` and `final`) and pinned by the sha256 of its fold's history and of its
-//! final model's weights. A change that alters what training computes fails here: if it is
+//! line (`run --fold 1` and `final`, on 1, 2 and 4 threads) and pinned by the sha256 of its
+//! fold's history and of its final model's weights. A change that alters what training computes fails here: if it is
 //! meant, it bumps `NUMERICS_VERSION` (src/key.rs) and the failure prints the digests to renew;
 //! if it is not, it is a bug. The digests do not depend on the build profile or the CPU (every
 //! sum is taken in an order fixed by the shapes; see docs/speed.md).
@@ -235,33 +235,43 @@ fn sha256(path: &Path) -> String {
 }
 
 #[test]
-fn tiny_trainings_give_the_pinned_bits() {
+fn tiny_trainings_give_the_pinned_bits_on_1_2_and_4_threads() {
     let w = workspace("golden");
     let d = w.path();
     let mut wrong = Vec::new();
     for &(name, spec, numerics, history, weights) in GOLDEN {
         let file = format!("experiments/{name}.toml");
         std::fs::write(d.join(&file), format!("{DATA}{spec}")).unwrap();
-        for args in [vec!["run", &file, "--fold", "1"], vec!["final", &file]] {
-            let out = run_mnist_lab(d, &args);
-            assert!(out.status.success(), "{args:?}: {}", text(&out));
-        }
         let exp = mnist_lab::experiment::load(&d.join(&file)).unwrap();
         let info = mnist_lab::data::dataset::info(&d.join("data/synthetic"), "synthetic").unwrap();
         let now = mnist_lab::key::numerics(&exp.network(&info).unwrap());
-        let got_history = sha256(&d.join(format!("results/{name}/folds/fold-1.csv")));
-        let got_weights =
-            weights_digest(&d.join(format!("results/{name}/final/model.safetensors")));
-        if (now, got_history.as_str(), got_weights.as_str()) != (numerics, history, weights) {
-            let why = if now != numerics {
-                format!("its numerics version is now {now} (the digests were made under {numerics}): renew them")
-            } else {
-                format!("it trains other bits under the same numerics version {now}: a bug, or a change of numerics that must bump NUMERICS_VERSION (src/key.rs) before its digests are renewed")
-            };
-            wrong.push(format!(
-                "{name}: {why}\n    (\"{name}\", {}, {now}, \"{got_history}\", \"{got_weights}\"),",
-                name.to_uppercase()
-            ));
+        // One model on 1, 2 and 4 threads (the fold alone takes them all, as `final` does):
+        // the work is split differently each time, and the bits must not move. Under an
+        // emulator (the cross-CPU check, about 10× slower) on 2 threads only.
+        let emulated = std::env::var("MNIST_LAB_RUNNER").is_ok_and(|r| !r.trim().is_empty());
+        let counts: &[&str] = if emulated { &["2"] } else { &["1", "2", "4"] };
+        for &threads in counts {
+            let results = format!("results-{threads}");
+            for cmd in [vec!["run", &file, "--fold", "1"], vec!["final", &file]] {
+                let mut args = vec!["--threads", threads, "--results", &results];
+                args.extend(cmd);
+                let out = run_mnist_lab(d, &args);
+                assert!(out.status.success(), "{args:?}: {}", text(&out));
+            }
+            let got_history = sha256(&d.join(format!("{results}/{name}/folds/fold-1.csv")));
+            let got_weights =
+                weights_digest(&d.join(format!("{results}/{name}/final/model.safetensors")));
+            if (now, got_history.as_str(), got_weights.as_str()) != (numerics, history, weights) {
+                let why = if now != numerics {
+                    format!("its numerics version is now {now} (the digests were made under {numerics}): renew them")
+                } else {
+                    format!("it trains other bits under the same numerics version {now}: a bug (does a thread count change what is summed?), or a change of numerics that must bump NUMERICS_VERSION (src/key.rs) before its digests are renewed")
+                };
+                wrong.push(format!(
+                    "{name} on {threads} threads: {why}\n    (\"{name}\", {}, {now}, \"{got_history}\", \"{got_weights}\"),",
+                    name.to_uppercase()
+                ));
+            }
         }
     }
     assert!(wrong.is_empty(), "\n{}", wrong.join("\n"));

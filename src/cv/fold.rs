@@ -10,7 +10,7 @@ use crate::checkpoint;
 use crate::data::prep::Scaler;
 use crate::data::transform::pipeline;
 use crate::files::Paths;
-use crate::model::{gemm, Network};
+use crate::model::Network;
 use crate::optim::Optimizer;
 use crate::progress::Progress;
 use crate::results::csv::HistoryRow;
@@ -101,7 +101,7 @@ pub fn run_fold(
         &mut |e| {
             match &e {
                 Event::EpochStart { .. } => {
-                    gemm::set_threads(threads());
+                    crate::model::par::set_threads(threads());
                     epoch_start = Instant::now();
                 }
                 Event::Batch { done, .. } if *done == batches => {

@@ -11,7 +11,6 @@ use super::merge::merge;
 use super::plan::FoldJob;
 use crate::experiment::Experiment;
 use crate::files::Paths;
-use crate::model::gemm;
 use crate::progress::Progress;
 
 /// Orders jobs longest first (stable, so each experiment's folds keep their order): the last
@@ -25,8 +24,8 @@ pub fn longest_first(jobs: &mut [FoldJob]) {
 /// products, so a fold's numbers never depend on the worker count), each fold under its lock
 /// (see [`super::lock`]): a fold another process is training is taken last, after waiting for
 /// it, and skipped when that process cached it (unless `force`). Once no fold is waiting, the
-/// running folds share the cores of idle workers (up to `workers`, never more threads than the
-/// machine's cores). Returns the jobs that failed with their errors.
+/// running folds share the threads idle workers left (the process's `--threads` budget, one
+/// per core by default). Returns the jobs that failed with their errors.
 pub fn run_jobs(
     jobs: Vec<FoldJob>,
     workers: usize,
@@ -44,8 +43,7 @@ pub fn run_jobs(
     let failures = Mutex::new(Vec::new());
     // Folds run one per worker on one thread each; once no fold is waiting, a worker's fold
     // takes the cores that idle workers left (checked each epoch).
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let budget = workers.clamp(1, cores);
+    let budget = crate::model::par::budget();
     let workers = workers.min(queue.lock().expect("queue").len()).max(1);
     let busy = AtomicUsize::new(0);
     let threads = || {
@@ -95,7 +93,7 @@ pub fn run_jobs(
     std::thread::scope(|s| {
         for _ in 0..workers {
             s.spawn(|| {
-                gemm::set_threads(1);
+                crate::model::par::set_threads(1);
                 while let Some(next) = next() {
                     let (job, _lock) = match next {
                         Ok(j) => j,

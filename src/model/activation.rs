@@ -1,6 +1,7 @@
 //! Activation functions applied after a layer's bias (or a batch norm), forward and backward.
 //! Each backward pass reads only the forward output, so no layer keeps its pre-activation.
 
+use super::par;
 use serde::{de, Deserialize, Deserializer, Serialize, Serializer};
 
 /// Keras' default slope of `leaky_relu` (keras.activations.leaky_relu).
@@ -103,8 +104,17 @@ impl Activation {
     }
 
     /// Applies the activation in place to a layer's output (the identity for softmax, whose
-    /// logits go to the loss).
+    /// logits go to the loss); a large one by pieces on the threads.
     pub fn apply(self, y: &mut [f32]) {
+        if y.len() >= 2 * par::MIN_VALUES && par::threads() > 1 && self.needs_output() {
+            let pieces = par::row_ranges(y.len(), y.len());
+            return par::each_mut(y, 1, &pieces, |_, y| self.apply_here(y));
+        }
+        self.apply_here(y)
+    }
+
+    /// [`Activation::apply`] on the calling thread.
+    fn apply_here(self, y: &mut [f32]) {
         match self {
             Activation::Relu => y.iter_mut().for_each(|v| *v = v.max(0.0)),
             Activation::LeakyRelu(a) => y.iter_mut().for_each(|v| {
@@ -124,6 +134,15 @@ impl Activation {
     /// Turns the gradient at the activation's output `g` into the gradient at its input, given
     /// the output `y` of the forward pass.
     pub fn backward(self, g: &mut [f32], y: &[f32]) {
+        if g.len() >= 2 * par::MIN_VALUES && par::threads() > 1 && self.needs_output() {
+            let pieces = par::row_ranges(g.len(), g.len());
+            return par::each_mut(g, 1, &pieces, |r, g| self.backward_here(g, &y[r]));
+        }
+        self.backward_here(g, y)
+    }
+
+    /// [`Activation::backward`] on the calling thread.
+    fn backward_here(self, g: &mut [f32], y: &[f32]) {
         match self {
             Activation::Relu => {
                 for (g, y) in g.iter_mut().zip(y) {

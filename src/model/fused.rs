@@ -17,6 +17,7 @@ use super::layers::batchnorm::{add_channel_sums, BatchNorm, Normalized};
 use super::layers::conv::{Conv, ConvGeometry};
 use super::layers::maxpool::{pool_forward, pool_mapped, relu_pooled, unpool, MaxPool};
 use super::layers::LayerEntry;
+use super::par;
 use super::winograd::Winograd;
 use super::{data_of, put_grad, take_grad, Act, Param};
 use crate::rng::Rng;
@@ -122,23 +123,38 @@ enum Saved {
 /// Max-pools a normalized batch, normalizing each value as the pool reads it: the normalized
 /// batch is never stored. Returns the pooled values and arg-max.
 fn pool_normalized(p: &MaxPool, nm: &Normalized, z: &[f32], batch: usize) -> (Vec<f32>, Vec<u32>) {
-    let yo = batch * p.output.len();
-    let mut y = vec![f32::NEG_INFINITY; yo];
-    let mut arg = vec![0u32; yo];
-    pool_mapped(p, z, 0, batch, &mut y, &mut arg, nm);
-    (y, arg)
+    pool_pieces(p, Some(nm), z, batch, false)
 }
 
 /// Max-pools the convolution's output, then applies ReLU when `relu` (its mask then rides on
 /// the arg-max). Returns the pooled values and arg-max.
 fn pool_raw(p: &MaxPool, z: &[f32], batch: usize, relu: bool) -> (Vec<f32>, Vec<u32>) {
-    let n = batch * p.output.len();
-    let mut y = vec![f32::NEG_INFINITY; n];
-    let mut arg = vec![0u32; n];
-    pool_forward(p, z, 0, batch, &mut y, &mut arg);
-    if relu {
-        relu_pooled(p, z, batch, &mut y, &mut arg);
-    }
+    pool_pieces(p, None, z, batch, relu)
+}
+
+/// The pooling of [`pool_normalized`] (with `norm`) or [`pool_raw`], by pieces of samples on
+/// the threads (windows never span two samples).
+fn pool_pieces(
+    p: &MaxPool,
+    norm: Option<&Normalized>,
+    z: &[f32],
+    batch: usize,
+    relu: bool,
+) -> (Vec<f32>, Vec<u32>) {
+    let (zi, yo) = (p.input.len(), p.output.len());
+    let mut y = vec![f32::NEG_INFINITY; batch * yo];
+    let mut arg = vec![0u32; batch * yo];
+    let pieces = par::row_ranges(batch, batch * zi);
+    par::each_mut2(&mut y, yo, &mut arg, yo, &pieces, |r, y, arg| {
+        let z = &z[r.start * zi..r.end * zi];
+        match norm {
+            Some(nm) => pool_mapped(p, z, r.start * zi, r.len(), y, arg, nm),
+            None => pool_forward(p, z, r.start * zi, r.len(), y, arg),
+        }
+        if relu {
+            relu_pooled(p, z, r.len(), y, arg);
+        }
+    });
     (y, arg)
 }
 

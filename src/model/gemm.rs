@@ -1,29 +1,14 @@
 //! One safe entry point to the `gemm` crate for row-/column-strided f32 matrices.
+//!
+//! On several threads ([`par::threads`]) a large product is cut into pieces of rows or
+//! columns, each a product of its own on one thread: never its depth, so every output is the
+//! same chain of multiply-adds as on one thread (see [`canonical`]).
 
-use std::cell::Cell;
+use super::par;
 
-thread_local! {
-    static THREADS: Cell<usize> = const { Cell::new(1) };
-}
-
-/// Products smaller than this many multiply-adds run on one thread whatever `set_threads` says:
-/// measured with `mnist-lab bench` (1 worker, 2 GEMM threads), splitting the seed's smaller
-/// products over 2 threads made a training step 1.1–1.5× slower; above this size (deeper's
-/// conv products, 71M and 95M) 2 threads gain about 6%.
-const PARALLEL_MIN_MACS: usize = 32 << 20;
-
-/// Sets how many threads the matrix products of the calling thread may use.
-pub fn set_threads(n: usize) {
-    THREADS.with(|t| t.set(n.max(1)));
-}
-
-/// The threads an m×n×k product of the calling thread may use.
-fn threads_for(m: usize, n: usize, k: usize) -> usize {
-    match m * n * k >= PARALLEL_MIN_MACS {
-        true => THREADS.with(|t| t.get()),
-        false => 1,
-    }
-}
+/// Multiply-adds below which a piece of a product is not worth a thread of its own (waking a
+/// pool thread costs a few microseconds; a piece this size takes about 40).
+const PIECE_MIN_MACS: usize = 1 << 20;
 
 /// A matrix view: `data[i * rs + j * cs]` is element (i, j).
 #[derive(Clone, Copy)]
@@ -55,6 +40,14 @@ impl<'a> View<'a> {
         }
     }
 
+    /// The view starting `at` elements further into its slice.
+    fn offset(self, at: usize) -> Self {
+        View {
+            data: &self.data[at..],
+            ..self
+        }
+    }
+
     fn fits(&self, rows: usize, cols: usize) -> bool {
         rows == 0 || cols == 0 || (rows - 1) * self.rs + (cols - 1) * self.cs < self.data.len()
     }
@@ -77,8 +70,7 @@ pub fn matmul_rows(
     a: View,
     b: View,
 ) {
-    let threads = threads_for(m, n, k);
-    matmul_on(threads, m, n, k, dst, dst_rs, accumulate, a, b);
+    matmul_on(par::threads(), m, n, k, dst, dst_rs, accumulate, a, b);
 }
 
 /// [`matmul_rows`] on `threads` threads, whatever the product's size.
@@ -111,27 +103,138 @@ fn matmul_on(
         }
         return;
     }
-    // Products split into depth blocks keep the thread count of the whole.
-    if let Some(kc) = depth_blocks(m, n, k) {
-        // Block by block, each added to the destination: see `depth_blocks`.
-        for (i, p) in (0..k).step_by(kc).enumerate() {
-            let kb = kc.min(k - p);
-            let a = View {
-                data: &a.data[p * a.cs..],
-                ..a
-            };
-            let b = View {
-                data: &b.data[p * b.rs..],
-                ..b
-            };
-            let acc = accumulate || i > 0;
-            // SAFETY: as below; each block lies inside the full operands checked above.
-            unsafe { gemm_raw(m, n, kb, dst.as_mut_ptr(), dst_rs, acc, a, b, threads) }
-        }
-        return;
+    // SAFETY: the asserts above keep every element the kernel touches inside `dst`, which
+    // does not alias `a` or `b` (it comes from a distinct &mut).
+    unsafe { product(threads, m, n, k, dst.as_mut_ptr(), dst_rs, accumulate, a, b) }
+}
+
+/// A destination pointer that pieces of one product on other threads write through.
+#[derive(Clone, Copy)]
+struct Dst(*mut f32);
+// SAFETY: the pieces of a product write disjoint elements (see `product`).
+unsafe impl Send for Dst {}
+// SAFETY: as above.
+unsafe impl Sync for Dst {}
+
+impl Dst {
+    /// The pointer `at` elements further.
+    ///
+    /// # Safety
+    /// As [`pointer::add`]: `at` stays inside the destination.
+    unsafe fn at(&self, at: usize) -> *mut f32 {
+        // SAFETY: the caller's.
+        unsafe { self.0.add(at) }
     }
-    // SAFETY: the asserts above keep every element the kernel touches inside `dst`.
-    unsafe { gemm_raw(m, n, k, dst.as_mut_ptr(), dst_rs, accumulate, a, b, threads) }
+}
+
+/// An m×n×k product on up to `threads` threads: cut into pieces of rows (or of columns, when
+/// it has more columns than rows) when it is [`canonical`] and large enough, each piece summed
+/// in the whole product's depth blocks; else on one thread.
+///
+/// # Safety
+/// As [`gemm_raw`]; k > 0.
+#[allow(clippy::too_many_arguments)]
+unsafe fn product(
+    threads: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut f32,
+    dst_rs: usize,
+    accumulate: bool,
+    a: View,
+    b: View,
+) {
+    let kc = depth_blocks(m, n, k).unwrap_or(k);
+    let (by_rows, pieces) = pieces(threads, m, n, k);
+    if let [_] = pieces[..] {
+        // SAFETY: the caller's contract.
+        return unsafe { blocks(m, n, k, kc, dst, dst_rs, accumulate, a, b) };
+    }
+    let dst = Dst(dst);
+    par::each(&pieces, |r| {
+        let (rows, cols, at, a, b) = match by_rows {
+            true => (r.len(), n, r.start * dst_rs, a.offset(r.start * a.rs), b),
+            false => (m, r.len(), r.start, a, b.offset(r.start * b.cs)),
+        };
+        // SAFETY: each piece's outputs lie inside the whole's, and no two pieces share one:
+        // pieces are disjoint ranges of rows (or columns) of the destination.
+        unsafe { blocks(rows, cols, k, kc, dst.at(at), dst_rs, accumulate, a, b) }
+    });
+}
+
+/// An m×n×k product on one thread, summed in depth blocks of `kc` (one block when kc ≥ k),
+/// each block's sum added to the destination in order.
+///
+/// # Safety
+/// As [`gemm_raw`]; k > 0.
+#[allow(clippy::too_many_arguments)]
+unsafe fn blocks(
+    m: usize,
+    n: usize,
+    k: usize,
+    kc: usize,
+    dst: *mut f32,
+    dst_rs: usize,
+    accumulate: bool,
+    a: View,
+    b: View,
+) {
+    for (i, p) in (0..k).step_by(kc).enumerate() {
+        let kb = kc.min(k - p);
+        let acc = accumulate || i > 0;
+        // SAFETY: as the caller's; each block lies inside the full operands.
+        unsafe {
+            gemm_raw(
+                m,
+                n,
+                kb,
+                dst,
+                dst_rs,
+                acc,
+                a.offset(p * a.cs),
+                b.offset(p * b.rs),
+            )
+        }
+    }
+}
+
+/// How an m×n×k product is cut on `threads` threads: along its rows (true) or columns, into
+/// these ranges (one when it stays whole).
+fn pieces(threads: usize, m: usize, n: usize, k: usize) -> (bool, Vec<std::ops::Range<usize>>) {
+    let by_rows = m >= n;
+    let (len, across) = if by_rows { (m, n) } else { (n, m) };
+    // A piece keeps the whole's chain per output: at least 2 lines and more than 256 outputs
+    // (else `gemm` takes another path), and enough work to be worth a thread.
+    let min = (256 / across.max(1) + 1)
+        .max(2)
+        .max(PIECE_MIN_MACS.div_ceil((across * k).max(1)));
+    match threads > 1 && canonical(m, n, k) {
+        true => (by_rows, par::ranges_on(threads, len, min)),
+        false => (by_rows, par::whole(len)),
+    }
+}
+
+/// The fewest rows a piece of an m×n×k product may have for every piece of rows to compute
+/// the whole's bits (as a product of its own, on any thread), or `None` when the product
+/// must be computed whole (see [`canonical`]).
+pub fn row_piece_min(m: usize, n: usize, k: usize) -> Option<usize> {
+    // Deeper than one pass, a piece must keep the whole's balanced depth blocks: more than 64
+    // rows when the columns do not already make it so.
+    let blocks = match k > ONE_PASS_DEPTH && n <= 64 {
+        true => 65,
+        false => 1,
+    };
+    canonical(m, n, k).then(|| (256 / n.max(1) + 1).max(2).max(blocks))
+}
+
+/// Whether each output of an m×n×k product is one chain of fused multiply-adds per depth
+/// block, from zero, in order, the blocks (those of [`depth_blocks`], or one) added to the
+/// destination in order: the same on every CPU and for any piece of rows or columns that is
+/// itself at least 2×2 with more than 256 outputs. Products of at most 64×64 deeper than 512
+/// (`gemm`'s own fixed blocks) and the small paths of [`one_pass`] are left whole.
+fn canonical(m: usize, n: usize, k: usize) -> bool {
+    one_pass(m, n, k) || depth_blocks(m, n, k).is_some()
 }
 
 /// The most terms `gemm` sums in one pass on every CPU (its `kc` is at least this).
@@ -176,7 +279,6 @@ pub fn matmul_append(m: usize, n: usize, k: usize, dst: &mut Vec<f32>, a: View, 
     assert!(a.fits(m, k) && b.fits(k, n), "gemm: operand too small");
     dst.reserve(len);
     let spare = &mut dst.spare_capacity_mut()[..len];
-    let threads = threads_for(m, n, k);
     // SAFETY: `spare` holds the m×n destination and the operands fit. Without `accumulate`
     // (alpha = 0), `gemm`'s packed microkernels treat the destination as write-only: full
     // tiles store `beta × sum`, edge tiles are summed in a stack buffer and stored element by
@@ -184,12 +286,22 @@ pub fn matmul_append(m: usize, n: usize, k: usize, dst: &mut Vec<f32>, a: View, 
     // `one_pass` excludes, copies the tile in first). So every element of the block is
     // written before `set_len` exposes it.
     unsafe {
-        gemm_raw(m, n, k, spare.as_mut_ptr().cast(), n, false, a, b, threads);
+        product(
+            par::threads(),
+            m,
+            n,
+            k,
+            spare.as_mut_ptr().cast(),
+            n,
+            false,
+            a,
+            b,
+        );
         dst.set_len(at + len);
     }
 }
 
-/// `gemm` on a destination pointer, on `threads` threads; the callers check the bounds.
+/// `gemm` on a destination pointer, on one thread; the callers check the bounds.
 ///
 /// # Safety
 /// `dst[i * dst_rs + j]` for i < m, j < n must be valid for writes (and initialized when
@@ -204,13 +316,7 @@ unsafe fn gemm_raw(
     accumulate: bool,
     a: View,
     b: View,
-    threads: usize,
 ) {
-    let parallelism = if threads > 1 {
-        gemm::Parallelism::Rayon(threads)
-    } else {
-        gemm::Parallelism::None
-    };
     // SAFETY: the caller keeps every index the kernel touches inside the buffers, and dst does
     // not alias a or b (it comes from a distinct &mut).
     unsafe {
@@ -233,7 +339,7 @@ unsafe fn gemm_raw(
             false,
             false,
             false,
-            parallelism,
+            gemm::Parallelism::None,
         );
     }
 }
@@ -316,9 +422,7 @@ mod tests {
     #[test]
     fn thread_count_does_not_change_a_single_bit() {
         // The shapes of the seed's layers (forward, weight gradient, input gradient), each on
-        // 1, 2 and 3 threads whatever its size (in training the smaller ones stay on one: see
-        // PARALLEL_MIN_MACS); every one is above gemm's own threading threshold (48·48·256), so
-        // the threads do split it.
+        // 1, 2 and 3 threads.
         for (m, n, k) in [
             (21632, 32, 9),
             (32, 100, 5408),
@@ -327,7 +431,6 @@ mod tests {
             (288, 64, 3872),
             (3872, 288, 64),
         ] {
-            assert!(m * n * k > 48 * 48 * 256);
             let mut rng = crate::rng::Rng::new(m as u64, 1);
             let a: Vec<f32> = (0..m * k).map(|_| rng.uniform(1.0)).collect();
             let b: Vec<f32> = (0..k * n).map(|_| rng.uniform(1.0)).collect();
@@ -342,12 +445,13 @@ mod tests {
                 assert!(one == product(threads), "{m}×{n}×{k} on {threads} threads");
             }
         }
-        // And the larger ones do run on the threads set for them.
-        set_threads(2);
-        assert_eq!(
-            (threads_for(3872, 64, 288), threads_for(21632, 32, 9)),
-            (2, 1)
-        );
-        set_threads(1);
+        // And each is cut into pieces for the threads, which is what the comparison checks.
+        for (m, n, k) in [(21632, 32, 9), (32, 100, 5408), (3872, 64, 288)] {
+            assert_eq!(pieces(2, m, n, k).1.len(), 2, "{m}×{n}×{k}");
+            assert_eq!(pieces(3, m, n, k).1.len(), 3, "{m}×{n}×{k}");
+        }
+        // Small ones, and those `gemm` sums in its own fixed blocks, stay whole.
+        assert_eq!(pieces(2, 16, 16, 9).1.len(), 1);
+        assert_eq!(pieces(2, 64, 64, 5000).1.len(), 1);
     }
 }

@@ -16,7 +16,9 @@ pub mod io;
 pub mod layer;
 pub mod layers;
 pub mod loss;
+pub mod par;
 pub mod scratch;
+pub mod team;
 pub mod winograd;
 
 use std::fmt;

@@ -14,8 +14,9 @@
 //! not depend on the CPU, its cache sizes, or the number of threads.
 
 use super::activation::Activation;
-use super::gemm::{matmul_rows, View};
+use super::gemm::{matmul_rows, row_piece_min, View};
 use super::layers::conv::ConvGeometry;
+use super::par;
 use super::scratch;
 
 /// Positions of a transformed F(2×2, 3×3) tile (4×4).
@@ -26,6 +27,9 @@ const MAX_N: usize = 6;
 
 /// Most tiles per chunk: the weight gradient's GEMM then sums each chunk in one pass.
 const MAX_CHUNK: usize = 512;
+
+/// Fewest tiles a thread takes of a chunk.
+const MIN_PIECE_TILES: usize = 16;
 
 /// Floats of transformed input plus transformed output a chunk may hold (1 MB: well inside a
 /// 2 MB L2 cache, with room for the GEMM's packed operands).
@@ -79,6 +83,16 @@ impl Winograd {
     fn chunks(&self, tiles: usize) -> impl Iterator<Item = (usize, usize)> {
         let n = tiles.div_ceil(self.chunk()).max(1);
         (0..n).map(move |i| (i * tiles / n, (i + 1) * tiles / n - i * tiles / n))
+    }
+
+    /// A chunk of `len` tiles cut into pieces for the threads, where its GEMMs (`len` rows of
+    /// depth `k` and width `n`) come out the same piece by piece: each tile is then computed
+    /// exactly as in one pass over the chunk.
+    fn pieces(len: usize, k: usize, n: usize) -> Vec<std::ops::Range<usize>> {
+        match row_piece_min(len, n, k) {
+            Some(min) => par::ranges(len, min.max(MIN_PIECE_TILES)),
+            None => par::whole(len),
+        }
     }
 
     /// The transformed kernel `U[ξ] = G g Gᵀ`, as (m + 2)² row-major cin × cout matrices,
@@ -225,6 +239,37 @@ impl Winograd {
         }
     }
 
+    /// The output gradient's transformed tiles `first..` (as many as `gm` holds), laid out
+    /// `[tile][ξ][cout]`: gM = A gY Aᵀ, with zeros outside the output.
+    fn grad_output_tiles(&self, gz: &[f32], first: usize, gm: &mut [f32], zeros: &[f32]) {
+        let (out, m, co) = (self.geo.output, self.m, self.geo.output.c);
+        for (i, gt) in gm.chunks_exact_mut(self.xi * co).enumerate() {
+            let (b, ty, tx) = self.tile(first + i);
+            let g = |r: usize, s: usize| -> &[f32] {
+                let (oy, ox) = (m * ty + r, m * tx + s);
+                if oy < out.h && ox < out.w {
+                    let at = ((b * out.h + oy) * out.w + ox) * co;
+                    &gz[at..at + co]
+                } else {
+                    zeros
+                }
+            };
+            match m {
+                2 => grad_output_tile([g(0, 0), g(0, 1), g(1, 0), g(1, 1)], co, gt),
+                _ => {
+                    let mut gs: [&[f32]; MAX_N * MAX_N] = [&[]; MAX_N * MAX_N];
+                    for (k, s) in gs.iter_mut().take(m * m).enumerate() {
+                        *s = g(k / m, k % m);
+                    }
+                    match m {
+                        3 => F3.grad_output_tile(&gs, co, gt),
+                        _ => F4.grad_output_tile(&gs, co, gt),
+                    }
+                }
+            }
+        }
+    }
+
     /// The xi GEMMs of a chunk: `dst[ξ] = a[ξ] · b[ξ]`, where `a` and `dst` are laid out
     /// `[tile][ξ][·]` (rows of `a` hold `k` values) and `b` is xi row-major k × n matrices.
     #[allow(clippy::too_many_arguments)]
@@ -269,8 +314,13 @@ impl Winograd {
         let lens = [chunk * xis * ci, chunk * xis * co, m * m * co, m * row];
         scratch::with(lens, |[v, mm, f, rows]| {
             for (first, len) in self.chunks(tiles) {
-                self.transform_input(x, first, len, v);
-                Self::products(xis, len, ci, co, v, u, mm);
+                // Transformed and multiplied by pieces of tiles on the threads.
+                let (vs, ms) = (&mut v[..len * xis * ci], &mut mm[..len * xis * co]);
+                let pieces = Self::pieces(len, ci, co);
+                par::each_mut2(vs, xis * ci, ms, xis * co, &pieces, |r, v, mm| {
+                    self.transform_input(x, first + r.start, r.len(), v);
+                    Self::products(xis, r.len(), ci, co, v, u, mm);
+                });
                 for i in 0..len {
                     let (_, ty, tx) = self.tile(first + i);
                     let t = &mm[i * xis * co..(i + 1) * xis * co];
@@ -319,59 +369,49 @@ impl Winograd {
         let lens = [chunk * xis * ci, chunk * xis * co, gv_len, xis * ci];
         scratch::with(lens, |[v, gm, gv, patch]| {
             for (first, len) in self.chunks(tiles) {
-                self.transform_input(x, first, len, v);
-                // The output gradient's tiles: gM = A gY Aᵀ (zero outside the output).
-                for (i, gt) in gm.chunks_exact_mut(xis * co).take(len).enumerate() {
-                    let (b, ty, tx) = self.tile(first + i);
-                    let g = |r: usize, s: usize| -> &[f32] {
-                        let (oy, ox) = (m * ty + r, m * tx + s);
-                        if oy < out.h && ox < out.w {
-                            let at = ((b * out.h + oy) * out.w + ox) * co;
-                            &gz[at..at + co]
-                        } else {
-                            &zeros
-                        }
-                    };
-                    match m {
-                        2 => grad_output_tile([g(0, 0), g(0, 1), g(1, 0), g(1, 1)], co, gt),
-                        _ => {
-                            let mut gs: [&[f32]; MAX_N * MAX_N] = [&[]; MAX_N * MAX_N];
-                            for (k, s) in gs.iter_mut().take(m * m).enumerate() {
-                                *s = g(k / m, k % m);
-                            }
-                            match m {
-                                3 => F3.grad_output_tile(&gs, co, gt),
-                                _ => F4.grad_output_tile(&gs, co, gt),
-                            }
-                        }
+                let (vs, gms) = (&mut v[..len * xis * ci], &mut gm[..len * xis * co]);
+                // Tiles are independent: the input's and the output gradient's transforms by
+                // pieces of tiles on the threads.
+                let tile_pieces = par::ranges(len, MIN_PIECE_TILES);
+                par::each_mut2(vs, xis * ci, gms, xis * co, &tile_pieces, |r, v, gm| {
+                    self.transform_input(x, first + r.start, r.len(), v);
+                    self.grad_output_tiles(gz, first + r.start, gm, &zeros);
+                });
+                let (v, gm) = (&*vs, &*gms);
+                // gU[ξ] += V[ξ]ᵀ · gM[ξ]: one pass over the chunk's tiles, the positions ξ on
+                // the threads (each sums its own, in the same order).
+                par::each_mut(&mut gu, ci * co, &par::ranges(xis, 1), |r, gu| {
+                    for (xi, gu) in r.zip(gu.chunks_exact_mut(ci * co)) {
+                        matmul_rows(
+                            ci,
+                            co,
+                            len,
+                            gu,
+                            co,
+                            true,
+                            View {
+                                data: &v[xi * ci..],
+                                rs: 1,
+                                cs: xis * ci,
+                            },
+                            View {
+                                data: &gm[xi * co..],
+                                rs: xis * co,
+                                cs: 1,
+                            },
+                        );
                     }
-                }
-                // gU[ξ] += V[ξ]ᵀ · gM[ξ]: one pass over the chunk's tiles.
-                for xi in 0..xis {
-                    matmul_rows(
-                        ci,
-                        co,
-                        len,
-                        &mut gu[xi * ci * co..(xi + 1) * ci * co],
-                        co,
-                        true,
-                        View {
-                            data: &v[xi * ci..],
-                            rs: 1,
-                            cs: xis * ci,
-                        },
-                        View {
-                            data: &gm[xi * co..],
-                            rs: xis * co,
-                            cs: 1,
-                        },
-                    );
-                }
+                });
                 let (Some(gx), Some(ut)) = (gx.as_deref_mut(), &ut) else {
                     continue;
                 };
-                // gV[ξ] = gM[ξ] · U[ξ]ᵀ, then the patch gradient B gV Bᵀ, added back.
-                Self::products(xis, len, co, ci, gm, ut, gv);
+                // gV[ξ] = gM[ξ] · U[ξ]ᵀ by pieces of tiles on the threads, then the patch
+                // gradient B gV Bᵀ, added back.
+                let gvs = &mut gv[..len * xis * ci];
+                par::each_mut(gvs, xis * ci, &Self::pieces(len, co, ci), |r, gv| {
+                    let gm = &gm[r.start * xis * co..r.end * xis * co];
+                    Self::products(xis, r.len(), co, ci, gm, ut, gv);
+                });
                 for (i, gt) in gv.chunks_exact(xis * ci).take(len).enumerate() {
                     match m {
                         2 => grad_input_tile(gt, ci, patch),

@@ -11,6 +11,7 @@ use crate::model::activation::Activation;
 use crate::model::affine::add_column_sums;
 use crate::model::layer::{Forward, Layer, LayerIo, LayerSpec, Mode, Place, Shape, StoredArray};
 use crate::model::layers::maxpool::PoolMap;
+use crate::model::par;
 use crate::model::{data_of, put_grad, take_grad, Act, Param};
 use crate::rng::Rng;
 
@@ -153,11 +154,13 @@ impl BatchNorm {
             });
             let mean: Vec<f32> = mean.iter().map(|m| (m / n as f64) as f32).collect();
             let mut var = vec![0.0f64; c];
-            for row in v.chunks_exact(c) {
-                for ((s, x), m) in var.iter_mut().zip(row).zip(&mean) {
-                    *s += ((x - m) as f64).powi(2);
+            par::each_mut(&mut var, 1, &par::channel_ranges(c, v.len()), |r, var| {
+                for row in v.chunks_exact(c) {
+                    for ((s, x), m) in var.iter_mut().zip(&row[r.clone()]).zip(&mean[r.clone()]) {
+                        *s += ((x - m) as f64).powi(2);
+                    }
                 }
-            }
+            });
             let var: Vec<f32> = var.iter().map(|s| (s / n as f64) as f32).collect();
             let m = self.momentum;
             for i in 0..c {
@@ -267,11 +270,14 @@ impl Layer for BatchNorm {
 /// Adds each row of `v` (one pixel's channels) to the per-channel sums, in row order, in f64:
 /// the first pass of a batch's mean.
 pub(crate) fn add_channel_sums(sums: &mut [f64], v: &[f32]) {
-    for row in v.chunks_exact(sums.len()) {
-        for (m, x) in sums.iter_mut().zip(row) {
-            *m += *x as f64;
+    let c = sums.len();
+    par::each_mut(sums, 1, &par::channel_ranges(c, v.len()), |r, sums| {
+        for row in v.chunks_exact(c) {
+            for (m, x) in sums.iter_mut().zip(&row[r.clone()]) {
+                *m += *x as f64;
+            }
         }
-    }
+    });
 }
 
 /// The per-channel maps of one normalized batch: x̂ = (x − mean)·inv, y = γ·x̂ + β. x̂ is
@@ -291,26 +297,22 @@ pub(crate) struct Normalized {
 }
 
 impl Normalized {
-    /// Appends y for the rows of `x` to `y`.
-    pub(crate) fn apply_into(&self, x: &[f32], y: &mut Vec<f32>) {
-        let c = self.inv.len();
-        let (mean, inv, gamma, beta) = (&self.mean, &self.inv, &self.gamma, &self.beta);
-        for row in x.chunks_exact(c) {
-            y.extend(
-                row.iter()
-                    .zip(mean)
-                    .zip(inv)
-                    .zip(gamma.iter().zip(beta))
-                    .map(|(((x, m), i), (g, b))| g * ((x - m) * i) + b),
-            );
-        }
-    }
-
-    /// y for the rows of `x`.
+    /// y for the rows of `x`, by pieces of rows on the threads.
     pub(crate) fn apply(&self, x: &[f32]) -> Vec<f32> {
-        let mut y = Vec::with_capacity(x.len());
-        self.apply_into(x, &mut y);
-        y
+        let c = self.inv.len();
+        let rows = x.len() / c;
+        let (mean, inv, gamma, beta) = (&self.mean, &self.inv, &self.gamma, &self.beta);
+        let f = |r: std::ops::Range<usize>, y: &mut [std::mem::MaybeUninit<f32>]| {
+            let x = &x[r.start * c..r.end * c];
+            for (xrow, yrow) in x.chunks_exact(c).zip(y.chunks_exact_mut(c)) {
+                let per_channel = mean.iter().zip(inv).zip(gamma.iter().zip(beta));
+                for ((x, y), ((m, i), (g, b))) in xrow.iter().zip(yrow).zip(per_channel) {
+                    y.write(g * ((x - m) * i) + b);
+                }
+            }
+        };
+        // SAFETY: `f` writes each row of its part in full.
+        unsafe { par::build(rows, c, &par::row_ranges(rows, x.len()), f) }
     }
 
     /// Adds the input gradient for output gradient `gy` at input `x` to `gx`; returns (dγ, dβ).
@@ -372,6 +374,9 @@ impl Normalized {
     ) -> (Vec<f32>, Vec<f32>) {
         let relu_mask = before.zero_grad_at_nonpositive();
         let c = self.inv.len();
+        if par::channel_ranges(c, g.len()).len() > 1 {
+            return self.backward_in_place_par(g, x, before, sums, bias);
+        }
         let (mean, gamma, inv, n) = (&self.mean, &self.gamma, &self.inv, self.n);
         let GradSums { dgamma, dbeta } = sums.unwrap_or_else(|| {
             let mut sums = self.grad_sums();
@@ -423,7 +428,83 @@ impl Normalized {
     }
 }
 
-/// y = γ·((x − mean)·inv) + β as [`Normalized::apply_into`] computes it, for a max-pool that
+impl Normalized {
+    /// [`Normalized::backward_in_place`] on the threads, each value computed as there: the
+    /// sums by pieces of channels (each channel's in row order), the element-wise pass by
+    /// pieces of rows, then the bias's sums by channels.
+    fn backward_in_place_par(
+        &self,
+        g: &mut [f32],
+        x: &[f32],
+        before: Activation,
+        sums: Option<GradSums>,
+        bias: Option<&mut [f32]>,
+    ) -> (Vec<f32>, Vec<f32>) {
+        let relu_mask = before.zero_grad_at_nonpositive();
+        let c = self.inv.len();
+        let (mean, gamma, inv, n) = (&self.mean, &self.gamma, &self.inv, self.n);
+        let channels = par::channel_ranges(c, g.len());
+        let GradSums { dgamma, dbeta } = sums.unwrap_or_else(|| {
+            let mut sums = self.grad_sums();
+            let gr: &[f32] = g;
+            par::each_mut2(&mut sums.dgamma, 1, &mut sums.dbeta, 1, &channels, |r, dg, db| {
+                for (grow, xrow) in gr.chunks_exact(c).zip(x.chunks_exact(c)) {
+                    let (grow, xrow) = (&grow[r.clone()], &xrow[r.clone()]);
+                    let stats = mean[r.clone()].iter().zip(&inv[r.clone()]);
+                    for ((((db, dg), &g), &x), (&m, &i)) in
+                        db.iter_mut().zip(dg.iter_mut()).zip(grow).zip(xrow).zip(stats)
+                    {
+                        let h = (x - m) * i;
+                        *db += g;
+                        *dg += g * h;
+                    }
+                }
+            });
+            sums
+        });
+        let k: Vec<f32> = if self.training {
+            gamma.iter().zip(inv).map(|(g, i)| g * i / n).collect()
+        } else {
+            gamma.iter().zip(inv).map(|(g, i)| g * i).collect()
+        };
+        let rows = g.len() / c;
+        par::each_mut(g, c, &par::row_ranges(rows, rows * c), |r, g| {
+            let xs = &x[r.start * c..r.end * c];
+            for (grow, xrow) in g.chunks_exact_mut(c).zip(xs.chunks_exact(c)) {
+                let per_channel = k.iter().zip(mean).zip(inv).zip(dbeta.iter().zip(&dgamma));
+                let cells = grow.iter_mut().zip(xrow);
+                if self.training {
+                    for ((g, &x), (((&k, &m), &i), (&db, &dg))) in cells.zip(per_channel) {
+                        let h = (x - m) * i;
+                        let d = 0.0 + k * (n * *g - db - h * dg);
+                        *g = if relu_mask && x <= 0.0 { 0.0 } else { d };
+                    }
+                } else {
+                    for ((g, &x), (((&k, _), _), _)) in cells.zip(per_channel) {
+                        let d = 0.0 + k * *g;
+                        *g = if relu_mask && x <= 0.0 { 0.0 } else { d };
+                    }
+                }
+            }
+            if !relu_mask {
+                before.backward(g, xs);
+            }
+        });
+        if let Some(b) = bias {
+            let gr: &[f32] = g;
+            par::each_mut(b, 1, &channels, |r, b| {
+                for row in gr.chunks_exact(c) {
+                    for (b, v) in b.iter_mut().zip(&row[r.clone()]) {
+                        *b += v;
+                    }
+                }
+            });
+        }
+        (dgamma, dbeta)
+    }
+}
+
+/// y = γ·((x − mean)·inv) + β as [`Normalized::apply`] computes it, for a max-pool that
 /// normalizes what it reads.
 impl PoolMap for Normalized {
     #[inline(always)]
