@@ -188,10 +188,11 @@ impl Winograd {
     }
 
     /// Adds an (m + 2)²×cin patch gradient back onto the input positions of tile `t` (padding
-    /// takes nothing back).
-    fn scatter_add(&self, patch: &[f32], t: usize, gx: &mut [f32]) {
+    /// takes nothing back), in `gx` holding the samples from `origin` on.
+    fn scatter_add(&self, patch: &[f32], t: usize, origin: usize, gx: &mut [f32]) {
         let (inp, c, n) = (self.geo.input, self.geo.input.c, self.n);
         let (b, (r0, iy, nr), (s0, ix, ns)) = self.window(t);
+        let b = b - origin;
         for r in r0..r0 + nr {
             let dst = ((b * inp.h + iy + r - r0) * inp.w + ix) * c;
             let src = (r * n + s0) * c;
@@ -366,8 +367,8 @@ impl Winograd {
         let mut gu = vec![0.0; xis * ci * co];
         let zeros = vec![0.0; co];
         let gv_len = if gx.is_some() { chunk * xis * ci } else { 0 };
-        let lens = [chunk * xis * ci, chunk * xis * co, gv_len, xis * ci];
-        scratch::with(lens, |[v, gm, gv, patch]| {
+        let lens = [chunk * xis * ci, chunk * xis * co, gv_len];
+        scratch::with(lens, |[v, gm, gv]| {
             for (first, len) in self.chunks(tiles) {
                 let (vs, gms) = (&mut v[..len * xis * ci], &mut gm[..len * xis * co]);
                 // Tiles are independent: the input's and the output gradient's transforms by
@@ -412,14 +413,28 @@ impl Winograd {
                     let gm = &gm[r.start * xis * co..r.end * xis * co];
                     Self::products(xis, r.len(), co, ci, gm, ut, gv);
                 });
-                for (i, gt) in gv.chunks_exact(xis * ci).take(len).enumerate() {
-                    match m {
-                        2 => grad_input_tile(gt, ci, patch),
-                        3 => F3.grad_input_tile(gt, ci, patch),
-                        _ => F4.grad_input_tile(gt, ci, patch),
-                    }
-                    self.scatter_add(patch, first + i, gx);
-                }
+                // Added back by pieces of whole samples on the threads (no two samples share an
+                // input position; each sample's tiles are added in order, as on one thread).
+                let per = self.th * self.tw;
+                let (s0, s1) = (first / per, (first + len - 1) / per + 1);
+                let inl = self.geo.input.len();
+                let gv: &[f32] = gv;
+                let samples = par::ranges(s1 - s0, 1);
+                par::each_mut(&mut gx[s0 * inl..s1 * inl], inl, &samples, |r, gx| {
+                    let (a, b) = ((s0 + r.start) * per, (s0 + r.end) * per);
+                    let tiles = a.max(first)..b.min(first + len);
+                    scratch::with([xis * ci], |[patch]| {
+                        for t in tiles {
+                            let gt = &gv[(t - first) * xis * ci..(t - first + 1) * xis * ci];
+                            match m {
+                                2 => grad_input_tile(gt, ci, patch),
+                                3 => F3.grad_input_tile(gt, ci, patch),
+                                _ => F4.grad_input_tile(gt, ci, patch),
+                            }
+                            self.scatter_add(patch, t, s0 + r.start, gx);
+                        }
+                    });
+                });
             }
         });
         self.kernel_grad(&gu)
