@@ -156,7 +156,7 @@ pub const MIN_STEPS: usize = 10;
 pub const MAX_STEPS: usize = 1_000_000;
 
 /// Trains `steps` batches of the experiment's batch size on random data, with the experiment's
-/// optimizer and the training step every run uses, with `threads` GEMM threads; returns
+/// optimizer and the training step every run uses, on `threads` threads; returns
 /// samples/s. With `start`, the timed steps begin only once every worker sharing that barrier
 /// has finished its warm-up, so that parallel workers are timed while they all run.
 fn train_rate(
@@ -305,7 +305,7 @@ pub fn table(rows: &[ModelBench], workers: usize, peak1: f64, peak_all: f64) -> 
     let _ = writeln!(s, "GEMM peak (1024³, f32): {peak1:.1} GFLOP/s on 1 thread, {peak_all:.1} GFLOP/s on {workers} threads\n");
     let _ = writeln!(
         s,
-        "| model | MFLOP/sample (fwd) | train samples/s (1 worker) | train GFLOP/s | % of 1-thread peak | eval samples/s | s/epoch (1 worker) | train samples/s ({workers} workers) | s/epoch, {workers} folds at once (per fold-epoch) | train samples/s (1 worker, {workers} GEMM threads) |"
+        "| model | MFLOP/sample (fwd) | train samples/s (1 worker) | train GFLOP/s | % of 1-thread peak | eval samples/s | s/epoch (1 worker) | train samples/s ({workers} workers) | s/epoch, {workers} folds at once (per fold-epoch) | train samples/s (1 model on {workers} threads) |"
     );
     let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in rows {

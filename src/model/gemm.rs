@@ -6,8 +6,9 @@
 
 use super::par;
 
-/// Multiply-adds below which a piece of a product is not worth a thread of its own (waking a
-/// pool thread costs a few microseconds; a piece this size takes about 40).
+/// Multiply-adds below which a piece of a product is not worth a thread of its own (handing a
+/// piece to a helper costs about a microsecond, more when it sleeps; a piece this size takes
+/// about 40).
 const PIECE_MIN_MACS: usize = 1 << 20;
 
 /// A matrix view: `data[i * rs + j * cs]` is element (i, j).
