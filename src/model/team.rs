@@ -3,8 +3,9 @@
 //!
 //! Each thread that trains a model owns its team (thread-local), of as many helpers as it has
 //! asked for so far; the caller runs piece 0 itself and helper i runs piece i + 1. A helper
-//! spins for a while after each piece before it sleeps, so the next region of the same step
-//! finds it awake: waking a sleeping thread costs 10–50 µs, which made a general pool (rayon,
+//! stays awake for a while after each piece (a few microseconds spinning, then yielding its
+//! core to anyone who wants it) before it sleeps, so the next region of the same step finds it
+//! awake: waking a sleeping thread costs 10–50 µs, which made a general pool (rayon,
 //! whose calling thread also waits idle) slower on 2 threads than on one for the seed's models.
 //! Which thread runs a piece never changes what it computes (see [`super::par`]).
 
@@ -14,9 +15,13 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// How long a helper (or a caller waiting for one) spins before it sleeps (yields): about the
-/// gap between two parallel regions of a step.
+/// How long a helper stays awake after a piece before it sleeps: about the gap between two
+/// parallel regions of a step.
 const SPIN: Duration = Duration::from_millis(2);
+
+/// Turns of a busy loop (a few microseconds) before a waiting thread yields its core on each
+/// turn instead, so that a machine with more threads than cores is not slowed by spinning.
+const SPIN_TURNS: u32 = 2048;
 
 /// A piece of work: the region's function (its lifetime erased: the caller waits for every
 /// piece before the function goes out of scope) and the piece's index.
@@ -91,8 +96,11 @@ fn serve(slot: &Slot) {
                 return;
             }
             spins = spins.wrapping_add(1);
-            if !spins.is_multiple_of(256) || since.elapsed() < SPIN {
+            if spins < SPIN_TURNS {
                 std::hint::spin_loop();
+            } else if !spins.is_multiple_of(64) || since.elapsed() < SPIN {
+                // Awake, but giving the core to any other thread that wants it.
+                std::thread::yield_now();
             } else {
                 std::thread::park_timeout(Duration::from_millis(50));
             }
@@ -161,13 +169,10 @@ struct Wait<'a>(&'a [Helper]);
 impl Drop for Wait<'_> {
     fn drop(&mut self) {
         for h in self.0 {
-            let since = Instant::now();
             let mut spins = 0u32;
             while h.slot.done.load(Ordering::Acquire) != h.slot.posted.load(Ordering::Relaxed) {
-                // The clock is read once every 256 turns: reading it each turn was most of
-                // the wait.
                 spins = spins.wrapping_add(1);
-                if !spins.is_multiple_of(256) || since.elapsed() < SPIN {
+                if spins < SPIN_TURNS {
                     std::hint::spin_loop();
                 } else {
                     std::thread::yield_now();
