@@ -64,6 +64,16 @@ fn temp_file(dir: &Path, prefix: &str) -> std::io::Result<tempfile::NamedTempFil
     builder.tempfile_in(dir)
 }
 
+/// Removes the file at `path` if there is one.
+pub fn remove_if_present(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            anyhow::bail!("cannot remove {}: {e}", path.display())
+        }
+        _ => Ok(()),
+    }
+}
+
 /// Proves that files can be written into `dir` (creating it if needed): creates, writes,
 /// renames and removes a probe file, as [`write_atomic`] will, leaving nothing behind when a
 /// step fails. Called before any training, so an unwritable results folder fails at once

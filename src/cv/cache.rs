@@ -96,12 +96,7 @@ pub fn write_partial(dir: &Path, fold: usize, rows: &[HistoryRow], key: &str) ->
 /// Removes a fold's partial result (once the whole fold is written).
 pub fn remove_partial(dir: &Path, fold: usize) -> Result<()> {
     for ext in ["partial.csv", "partial.key"] {
-        let path = fold_file(dir, fold, ext);
-        if let Err(e) = std::fs::remove_file(&path) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                bail!("cannot remove {}: {e}", path.display());
-            }
-        }
+        crate::files::remove_if_present(&fold_file(dir, fold, ext))?;
     }
     Ok(())
 }

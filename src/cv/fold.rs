@@ -131,10 +131,8 @@ pub fn run_fold(
         write_fold(&dir, job.fold, &rows, seconds, samples_per_sec, &job.key)?;
         // The fold is done: its checkpoint and partial rows have served.
         remove_partial(&dir, job.fold)?;
-        if let Err(e) = std::fs::remove_file(&ckpt) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                progress.eprintln(&format!("warning: cannot remove {}: {e}", ckpt.display()));
-            }
+        if let Err(e) = crate::files::remove_if_present(&ckpt) {
+            progress.eprintln(&format!("warning: {e}"));
         }
     }
     Ok(FoldOutcome {

@@ -141,12 +141,11 @@ impl SearchRun {
             });
             if matches!(v.status, Status::Stopped { .. } | Status::RacedOut { .. }) {
                 for f in 1..=self.folds {
-                    let ckpt = fold_file(&paths.exp_dir(&v.name), f, "ckpt");
-                    if let Err(e) = std::fs::remove_file(&ckpt) {
-                        if e.kind() != std::io::ErrorKind::NotFound {
-                            bail!("cannot remove {}: {e}", ckpt.display());
-                        }
-                    }
+                    crate::files::remove_if_present(&fold_file(
+                        &paths.exp_dir(&v.name),
+                        f,
+                        "ckpt",
+                    ))?;
                 }
             }
         }

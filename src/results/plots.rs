@@ -6,6 +6,7 @@ use std::path::Path;
 use std::sync::Once;
 
 use anyhow::Result;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
@@ -31,6 +32,37 @@ fn register_font() {
 
 fn err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
     anyhow::anyhow!("drawing failed: {e:?}")
+}
+
+/// A chart over epochs 1..=`epochs` (at least 2) and `lo..hi`, with the mesh, labels and
+/// fonts every epoch plot here shares.
+fn epoch_chart<'a, 'b>(
+    area: &'a DrawingArea<BitMapBackend<'b>, plotters::coord::Shift>,
+    caption: String,
+    epochs: usize,
+    (lo, hi): (f64, f64),
+    ylabel: &str,
+) -> Result<ChartContext<'a, BitMapBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>> {
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, (FONT, 22))
+        .margin(12)
+        .margin_right(28)
+        .x_label_area_size(40)
+        .y_label_area_size(70)
+        .build_cartesian_2d(1f64..(epochs.max(2)) as f64, lo..hi)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_labels(epochs.clamp(2, 20))
+        .x_label_formatter(&|x| format!("{x:.0}"))
+        .x_desc("epoch")
+        .y_desc(ylabel)
+        .label_style((FONT, 15))
+        .axis_desc_style((FONT, 16))
+        .light_line_style(WHITE.mix(0.0))
+        .draw()
+        .map_err(err)?;
+    Ok(chart)
 }
 
 /// Renders into an RGB buffer with `draw`, then writes it as PNG atomically.
@@ -97,25 +129,13 @@ pub fn diagnostics_png(path: &Path, history: &[HistoryRow], title: &str) -> Resu
                 }),
                 0.05,
             );
-            let mut chart = ChartBuilder::on(area)
-                .caption(format!("{title}: {caption}"), (FONT, 22))
-                .margin(12)
-                .margin_right(28)
-                .x_label_area_size(40)
-                .y_label_area_size(70)
-                .build_cartesian_2d(1f64..(epochs.max(2)) as f64, lo..hi)
-                .map_err(err)?;
-            chart
-                .configure_mesh()
-                .x_labels(epochs.clamp(2, 20))
-                .x_label_formatter(&|x| format!("{x:.0}"))
-                .x_desc("epoch")
-                .y_desc(ylabel)
-                .label_style((FONT, 15))
-                .axis_desc_style((FONT, 16))
-                .light_line_style(WHITE.mix(0.0))
-                .draw()
-                .map_err(err)?;
+            let mut chart = epoch_chart(
+                area,
+                format!("{title}: {caption}"),
+                epochs,
+                (lo, hi),
+                ylabel,
+            )?;
             for (which, color) in [(0usize, BLUE), (1, ORANGE)] {
                 let pick = |r: &HistoryRow| if which == 0 { get(r).0 } else { get(r).1 };
                 for (i, f) in folds.iter().enumerate() {
@@ -225,25 +245,8 @@ pub fn search_png(path: &Path, title: &str, curves: &[SearchCurve], rungs: &[usi
             .copied()
             .unwrap_or(0.0)
             .min(hi - 1.0);
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, (FONT, 22))
-            .margin(12)
-            .margin_right(28)
-            .x_label_area_size(40)
-            .y_label_area_size(70)
-            .build_cartesian_2d(1f64..epochs as f64, lo..hi)
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .x_labels(epochs.clamp(2, 20))
-            .x_label_formatter(&|x| format!("{x:.0}"))
-            .x_desc("epoch")
-            .y_desc("validation accuracy (%), first rung fold")
-            .label_style((FONT, 15))
-            .axis_desc_style((FONT, 16))
-            .light_line_style(WHITE.mix(0.0))
-            .draw()
-            .map_err(err)?;
+        let ylabel = "validation accuracy (%), first rung fold";
+        let mut chart = epoch_chart(&root, title.to_string(), epochs, (lo, hi), ylabel)?;
         for &r in rungs {
             chart
                 .draw_series(LineSeries::new(
