@@ -12,7 +12,7 @@ Each section prints the numbers of one test, named by its file and function, in 
 test holds them; a section the test's numbers no longer match means the library changed (say
 which version the test's comment names) or the test's problem did. Sections: optimizers, conv,
 maxpool, avgpool, activations, loss, schedules, batchnorm, dropout, affine, elastic, stats,
-onecycle. Last checked: Keras 3.15.1, TensorFlow 2.21, scipy 1.17.1, every section matching.
+onecycle, crop, flip, residual. Last checked: Keras 3.15.1, TensorFlow 2.21, scipy 1.17.1, every section matching.
 """
 import math
 import os
@@ -240,8 +240,52 @@ def onecycle():
     show("onecycle", rates)
 
 
+def crop():
+    """src/data/transform/crop.rs, crop_after_padding_matches_keras: ZeroPadding2D then
+    RandomCrop (one position per batch in Keras), and the position it chose."""
+    k = keras()
+    img = np.array([(v % 7) / 7 - 0.4 for v in range(1, 41)], dtype=np.float32).reshape(1, 4, 5, 2)
+    padded = np.array(k.layers.ZeroPadding2D(2)(img))
+    y = np.array(k.layers.RandomCrop(4, 5, seed=3)(padded, training=True))
+    at = [(t, l) for t in range(5) for l in range(5) if np.array_equal(padded[:, t:t + 4, l:l + 5], y)]
+    print(f"crop: at {at}")
+    show("crop", y)
+
+
+def flip():
+    """src/data/transform/flip.rs, flips_match_keras: the images Keras' RandomFlip mirrored
+    in a batch of 8 copies of a 3×4×2 image (pixel (i, j, ch) = 100 i + 10 j + ch)."""
+    k = keras()
+    img = np.array([[[100 * i + 10 * j + ch for ch in range(2)] for j in range(4)] for i in range(3)],
+                   dtype=np.float32)
+    for mode in ["horizontal", "vertical"]:
+        y = np.array(k.layers.RandomFlip(mode, seed=5)(np.stack([img] * 8), training=True))
+        changed = [i for i in range(8) if not np.array_equal(y[i], img)]
+        print(f"flip {mode}: mirrored {len(changed)} of 8")
+        show(f"flip {mode}", y[changed[0]])
+
+
+def residual():
+    """src/model/layers/residual.rs, a_projected_block_matches_keras_add: conv.rs's problem
+    through Conv2D(3, 3, same) and a 1×1 Conv2D(3) projection, Add, ReLU."""
+    k = keras()
+    x, kernel = keras_problem()
+    proj = np.array([(v % 3) / 3 - 0.3 for v in range(6)], dtype=np.float32).reshape(1, 1, 2, 3)
+    bias = np.array([0.1, -0.2, 0.05], dtype=np.float32)
+    inp = k.Input((5, 5, 2))
+    a = k.layers.Conv2D(3, 3, padding="same", use_bias=False)
+    b = k.layers.Conv2D(3, 1)
+    y = k.layers.Activation("relu")(k.layers.Add()([a(inp), b(inp)]))
+    model = k.Model(inp, y)
+    a.set_weights([kernel])
+    b.set_weights([proj, bias])
+    show("residual: first 15", np.array(model(x)).ravel()[:15])
+    show("residual: last 15", np.array(model(x)).ravel()[-15:])
+
+
 SECTIONS = {f.__name__: f for f in [optimizers, conv, maxpool, avgpool, activations, loss, schedules,
-                                     batchnorm, dropout, affine, elastic, stats, onecycle]}
+                                     batchnorm, dropout, affine, elastic, stats, onecycle, crop, flip,
+                                     residual]}
 
 if __name__ == "__main__":
     for name in sys.argv[1:] or SECTIONS:

@@ -67,8 +67,8 @@ pub struct ModelBench {
     /// input gradient).
     pub train_flops: f64,
     /// How each layer with a choice (the convolutions) is computed: (index in
-    /// `model.layers`, algorithm).
-    pub algorithms: Vec<(usize, &'static str)>,
+    /// `model.layers`, or its path inside a block, and algorithm).
+    pub algorithms: Vec<(String, &'static str)>,
 }
 
 /// A random batch of `n` images of `info`'s shape with random labels.
@@ -100,6 +100,7 @@ fn parts(exp: &Experiment, info: &DatasetInfo, reps: usize) -> Result<Parts> {
     let batch_info = crate::data::transform::BatchInfo {
         image: info.image,
         background: 0.0,
+        foreground: 1.0,
     };
     let time = |f: &mut dyn FnMut()| {
         let t = Instant::now();
@@ -258,8 +259,8 @@ pub fn bench(
         let algorithms = exp
             .network(info)?
             .iter()
-            .enumerate()
-            .filter_map(|(i, r)| Some((i, r.algorithm?)))
+            .flat_map(|r| r.all())
+            .filter_map(|r| Some((r.path.clone(), r.algorithm?)))
             .collect();
         let train_per_sec = train_rate(exp, info, steps, 1, 1, None)?;
         let train_per_sec_threaded = if workers > 1 {

@@ -46,11 +46,12 @@ pub fn describe(exp: &Experiment, paths: &Paths, data: &mut DataCache) -> Result
     );
     let _ = writeln!(
         s,
-        "  {:<4} {:<20} {:<16} {:>10}  algorithm",
+        "  {:<8} {:<26} {:<16} {:>10}  algorithm",
         "#", "layer", "output shape", "params"
     );
-    for (i, r) in rows.iter().enumerate() {
-        let _ = writeln!(s, "  {i:<4} {r}");
+    // A block's rows follow it, indented; its own row counts their parameters.
+    for r in rows.iter().flat_map(|r| r.all()) {
+        let _ = writeln!(s, "  {:<8} {r}", r.path);
     }
     let total: usize = rows.iter().map(|r| r.params).sum();
     let _ = writeln!(s, "  total params: {total}");

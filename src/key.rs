@@ -24,6 +24,7 @@ pub const NUMERICS_VERSION: u32 = 3;
 pub fn numerics(network: &[LayerSummary]) -> u32 {
     let touched = network
         .iter()
+        .flat_map(|l| l.all())
         .any(|l| matches!(l.algorithm, Some("winograd3" | "winograd4")));
     if touched {
         NUMERICS_VERSION

@@ -228,6 +228,7 @@ pub fn train_with(
     let batch_info = BatchInfo {
         image: ds.info.image,
         background: scaler.value(0),
+        foreground: scaler.value(255),
     };
     let mut rows = Vec::with_capacity(t.epochs);
     if let Some(from) = stretch.from.take() {

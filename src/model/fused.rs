@@ -69,19 +69,19 @@ pub fn build(
     rng: &mut Rng,
 ) -> Box<dyn Layer> {
     let (conv, bn, pool) = match unit {
-        Unit::Single(i) => return layers[i].spec().build(io[i], dev, rng),
+        Unit::Single(i) => return layers[i].spec().build(&io[i], dev, rng),
         Unit::Block { conv, bn, pool } => (conv, bn, pool),
     };
     let LayerEntry::Conv(c) = &layers[conv] else {
         unreachable!("plan() starts blocks at convolutions")
     };
-    let conv = c.build_conv(io[conv], dev, rng);
+    let conv = c.build_conv(&io[conv], dev, rng);
     let bn = bn.map(|i| match &layers[i] {
-        LayerEntry::Batchnorm(b) => b.build_bn(io[i], dev),
+        LayerEntry::Batchnorm(b) => b.build_bn(&io[i], dev),
         _ => unreachable!("plan() puts only batch norms here"),
     });
     let pool = pool.map(|i| match &layers[i] {
-        LayerEntry::Maxpool(p) => p.build_pool(io[i]),
+        LayerEntry::Maxpool(p) => p.build_pool(&io[i]),
         _ => unreachable!("plan() puts only max-pools here"),
     });
     Box::new(ConvBlock::new(conv, bn, pool))

@@ -77,21 +77,33 @@ pub struct Place {
 }
 
 /// What building one layer needs to know.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LayerIo {
-    /// 0-based position in `model.layers` (names its arrays in the model file).
+    /// 0-based position in its layer list (`model.layers`, or a block's `layers`).
     pub index: usize,
+    /// Where it sits in the network (see [`crate::model::LayerSummary::path`]): names its
+    /// arrays in the model file.
+    pub path: String,
     /// Input shape per sample.
     pub input: Shape,
     /// Output shape per sample (from [`LayerSpec::output_shape`]).
     pub output: Shape,
+    /// Whether the layer must pass a gradient to its input (false for the network's first
+    /// layer, and inside a block that is: nothing is trained below it).
+    pub input_grad: bool,
 }
 
 impl LayerIo {
-    /// Whether the layer must pass a gradient to its input (not the first layer: nothing is
-    /// trained below it).
-    pub fn input_grad(&self) -> bool {
-        self.index > 0
+    /// The shapes of a layer at `path` whose input needs a gradient, for tests.
+    #[cfg(test)]
+    pub fn at(index: usize, input: Shape, output: Shape) -> Self {
+        LayerIo {
+            index,
+            path: index.to_string(),
+            input,
+            output,
+            input_grad: index > 0,
+        }
     }
 }
 
@@ -125,8 +137,13 @@ pub trait LayerSpec {
     }
     /// A few words for the report ("conv 3×3×32 relu").
     fn describe(&self) -> String;
+    /// The rows of the layers it holds, for a block (`check` prints them indented under its
+    /// own); `path` is its own row's. Called only for an input `output_shape` accepted.
+    fn inner(&self, _input: Shape, _path: &str) -> Vec<crate::model::LayerSummary> {
+        Vec::new()
+    }
     /// The layer, with fresh weights drawn from `rng` (layers without weights draw nothing).
-    fn build(&self, io: LayerIo, dev: &Cpu, rng: &mut Rng) -> Box<dyn Layer>;
+    fn build(&self, io: &LayerIo, dev: &Cpu, rng: &mut Rng) -> Box<dyn Layer>;
 }
 
 /// Training or evaluation, as a layer's forward pass sees it.
@@ -192,8 +209,9 @@ impl NetTape for Traced {
 
 /// One array a layer stores in the model file, named `layers.<layer>.<name>`.
 pub struct StoredArray<'a> {
-    /// Index of the layer in `model.layers`.
-    pub layer: usize,
+    /// Where the layer sits ([`LayerIo::path`]): its index in `model.layers`, or its path
+    /// inside a block.
+    pub layer: String,
     /// Name within the layer (`weight`, `bias`, `gamma`, `running_mean`, …).
     pub name: &'static str,
     /// Its shape as stored (Keras' layout).

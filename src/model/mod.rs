@@ -103,6 +103,9 @@ pub mod limits {
 /// One row of the network summary (`mnist-lab check`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct LayerSummary {
+    /// Where it sits: its index in `model.layers` ("3"), or inside a block, the block's path,
+    /// the repetition and the inner index ("3.0.1"; the shortcut's layers "3.0.s0").
+    pub path: String,
     /// Layer kind as Keras names it.
     pub kind: &'static str,
     /// Input shape per sample.
@@ -120,14 +123,31 @@ pub struct LayerSummary {
     pub scratch: f64,
     /// How it is computed, where there is a choice (see [`layer::LayerSpec::algorithm`]).
     pub algorithm: Option<&'static str>,
+    /// The rows of the layers a block holds (see [`layer::LayerSpec::inner`]); empty for a
+    /// plain layer.
+    pub inner: Vec<LayerSummary>,
+}
+
+impl LayerSummary {
+    /// This row and every row nested in it, depth first.
+    pub fn all(&self) -> Vec<&LayerSummary> {
+        let mut out = vec![self];
+        for r in &self.inner {
+            out.extend(r.all());
+        }
+        out
+    }
 }
 
 impl fmt::Display for LayerSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Rows inside blocks are indented by their depth.
+        let depth = self.path.matches('.').count() / 2;
+        let kind = format!("{}{}", "  ".repeat(depth), self.kind);
         write!(
             f,
-            "{:<20} {:<16} {:>10}",
-            self.kind,
+            "{:<26} {:<16} {:>10}",
+            kind,
             self.output.to_string(),
             self.params
         )?;
@@ -152,54 +172,9 @@ pub fn summarize(layers: &[LayerEntry], info: &DatasetInfo) -> Result<Vec<LayerS
     info.image
         .check_size()
         .map_err(|e| anyhow::anyhow!("the input: {e}"))?;
+    let out = chain(layers, input_shape(info), true, "", "model.")
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let last = layers.len() - 1;
-    let mut shape = input_shape(info);
-    let mut out = Vec::with_capacity(layers.len());
-    for (i, entry) in layers.iter().enumerate() {
-        let spec = entry.spec();
-        let place = Place { last: i == last };
-        let at = || format!("model.layers[{i}] ({})", entry.key());
-        let output = spec
-            .output_shape(shape, place)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", at()))?;
-        // Checked in f64 before anything multiplies sizes in usize (param_count does).
-        let values = output.h as f64 * output.w as f64 * output.c as f64;
-        if values > limits::VALUES_PER_IMAGE {
-            bail!(
-                "{}: its output {output} is {values:.3e} values per image, above the limit of {} (2^24); make it smaller",
-                at(),
-                limits::VALUES_PER_IMAGE
-            );
-        }
-        let flops = spec.flops(shape, output);
-        if flops > limits::FLOPS_PER_IMAGE {
-            bail!(
-                "{}: {flops:.3e} FLOPs per image, above the limit of {:.0e}; make it smaller",
-                at(),
-                limits::FLOPS_PER_IMAGE
-            );
-        }
-        let params = spec.param_count(shape);
-        let total = out.iter().map(|l: &LayerSummary| l.params).sum::<usize>() + params;
-        if total > limits::PARAMS {
-            bail!(
-                "{}: {params} parameters, {total} in the network so far, above the limit of {}; make it smaller",
-                at(),
-                limits::PARAMS
-            );
-        }
-        out.push(LayerSummary {
-            kind: spec.keras_name(),
-            input: shape,
-            output,
-            params,
-            flops,
-            cost: spec.cost(shape, output),
-            scratch: spec.scratch(shape, output),
-            algorithm: spec.algorithm(shape, output),
-        });
-        shape = output;
-    }
     let classes = info.classes();
     match &layers[last] {
         LayerEntry::Dense(d) if d.units == classes && d.activation == Activation::Softmax => {}
@@ -209,6 +184,87 @@ pub fn summarize(layers: &[LayerEntry], info: &DatasetInfo) -> Result<Vec<LayerS
         ),
     }
     Ok(out)
+}
+
+/// Every layer's row for `layers` chained from `input`, or which layer cannot take its input
+/// and why, named `{name}layers[i] (kind)`. `ends` when the last of them is the network's
+/// last layer; `path` prefixes each row's path (empty at the top, "3.0." inside a block).
+/// Blocks call it for the layers they hold.
+pub fn chain(
+    layers: &[LayerEntry],
+    input: Shape,
+    ends: bool,
+    path: &str,
+    name: &str,
+) -> Result<Vec<LayerSummary>, String> {
+    let last = layers.len().saturating_sub(1);
+    let mut shape = input;
+    let mut out = Vec::with_capacity(layers.len());
+    for (i, entry) in layers.iter().enumerate() {
+        let spec = entry.spec();
+        let place = Place {
+            last: ends && i == last,
+        };
+        let at = || format!("{name}layers[{i}] ({})", entry.key());
+        let output = spec
+            .output_shape(shape, place)
+            .map_err(|e| format!("{}: {e}", at()))?;
+        // Checked in f64 before anything multiplies sizes in usize (param_count does).
+        let values = output.h as f64 * output.w as f64 * output.c as f64;
+        if values > limits::VALUES_PER_IMAGE {
+            return Err(format!(
+                "{}: its output {output} is {values:.3e} values per image, above the limit of {} (2^24); make it smaller",
+                at(),
+                limits::VALUES_PER_IMAGE
+            ));
+        }
+        let flops = spec.flops(shape, output);
+        if flops > limits::FLOPS_PER_IMAGE {
+            return Err(format!(
+                "{}: {flops:.3e} FLOPs per image, above the limit of {:.0e}; make it smaller",
+                at(),
+                limits::FLOPS_PER_IMAGE
+            ));
+        }
+        let params = spec.param_count(shape);
+        let total = out.iter().map(|l: &LayerSummary| l.params).sum::<usize>() + params;
+        if total > limits::PARAMS {
+            return Err(format!(
+                "{}: {params} parameters, {total} in the network so far, above the limit of {}; make it smaller",
+                at(),
+                limits::PARAMS
+            ));
+        }
+        let path = format!("{path}{i}");
+        out.push(LayerSummary {
+            kind: spec.keras_name(),
+            input: shape,
+            output,
+            params,
+            flops,
+            cost: spec.cost(shape, output),
+            scratch: spec.scratch(shape, output),
+            algorithm: spec.algorithm(shape, output),
+            inner: spec.inner(shape, &path),
+            path,
+        });
+        shape = output;
+    }
+    Ok(out)
+}
+
+/// Builds `layers` (whose shapes are `io`) as the units the fusion plan groups them into,
+/// drawing weights from `rng` layer by layer, in order: a network's layer list, or a block's.
+pub fn build_layers(
+    layers: &[LayerEntry],
+    io: &[LayerIo],
+    dev: &Cpu,
+    rng: &mut Rng,
+) -> Vec<Box<dyn Layer>> {
+    fused::plan(layers)
+        .into_iter()
+        .map(|unit| fused::build(unit, layers, io, dev, rng))
+        .collect()
 }
 
 /// Estimated bytes one worker needs for a training step of `batch` images (or an evaluation
@@ -254,17 +310,17 @@ impl Network {
             .enumerate()
             .map(|(index, s)| LayerIo {
                 index,
+                path: s.path.clone(),
                 input: s.input,
                 output: s.output,
+                // Nothing is trained below the first layer.
+                input_grad: index > 0,
             })
             .collect();
         // dfdx's allocation cache stays off: measured here it grew a worker's peak RSS from
         // 96 MB to 1.4 GB and made a step slower (buffers of every size pile up unreused).
         let dev = Cpu::default();
-        let built = fused::plan(layers)
-            .into_iter()
-            .map(|unit| fused::build(unit, layers, &io, &dev, rng))
-            .collect();
+        let built = build_layers(layers, &io, &dev, rng);
         Ok(Network {
             layers: built,
             dev,

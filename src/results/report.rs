@@ -405,6 +405,7 @@ fn write_augment(path: &Path, data_root: &Path, exp: &Experiment) -> Result<bool
     let info = crate::data::transform::BatchInfo {
         image: shape,
         background: 0.0,
+        foreground: 1.0,
     };
     let mut rng = crate::rng::Rng::new(exp.train.seed, 0xa11_6e47);
     let (mut images, mut captions) = (Vec::new(), Vec::new());

@@ -174,6 +174,7 @@ mod tests {
         let info = BatchInfo {
             image: SHAPE,
             background: 0.0,
+            foreground: 1.0,
         };
         Affine(AffineSpec::default()).apply(&mut batch, &info, &mut Rng::new(1, 1));
         assert_eq!(batch, img.repeat(3));

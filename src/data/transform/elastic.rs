@@ -212,6 +212,7 @@ mod tests {
         let info = BatchInfo {
             image: SHAPE,
             background: 0.0,
+            foreground: 1.0,
         };
         let mut b = digit();
         ElasticSpec {
@@ -239,6 +240,7 @@ mod tests {
         let info = BatchInfo {
             image: SHAPE,
             background: f32::NAN,
+            foreground: 1.0,
         };
         let warped = |coordinate: fn(usize) -> usize| {
             let mut b: Vec<f32> = (0..784).map(|p| coordinate(p) as f32 / 27.0).collect();

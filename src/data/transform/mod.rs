@@ -19,6 +19,8 @@ pub struct BatchInfo {
     /// The input value of a background (zero) pixel after scaling: what uncovered areas of a
     /// moved image should hold.
     pub background: f32,
+    /// The input value of a full-intensity (255) pixel after scaling.
+    pub foreground: f32,
 }
 
 /// A change to a batch of scaled training images, drawing its randomness from `rng` (a stream
@@ -75,6 +77,9 @@ macro_rules! registry {
 registry! {
     affine => AffineSpec,
     elastic => ElasticSpec,
+    flip => FlipSpec,
+    crop => CropSpec,
+    erasing => ErasingSpec,
 }
 
 pub mod warp;

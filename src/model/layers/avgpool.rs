@@ -36,7 +36,7 @@ impl LayerSpec for AvgPoolSpec {
         format!("avgpool {}", self.0.describe())
     }
 
-    fn build(&self, io: LayerIo, _dev: &Cpu, _rng: &mut Rng) -> Box<dyn Layer> {
+    fn build(&self, io: &LayerIo, _dev: &Cpu, _rng: &mut Rng) -> Box<dyn Layer> {
         Box::new(AvgPool {
             windows: self.0.windows(io.input, io.output),
             input: io.input,

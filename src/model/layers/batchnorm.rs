@@ -44,9 +44,9 @@ impl Default for BatchNormSpec {
 
 impl BatchNormSpec {
     /// A fresh layer for these shapes.
-    pub fn build_bn(&self, io: LayerIo, dev: &Cpu) -> BatchNorm {
+    pub fn build_bn(&self, io: &LayerIo, dev: &Cpu) -> BatchNorm {
         let mut bn = BatchNorm::new(dev, io.input.c, self.momentum, self.epsilon);
-        bn.index = io.index;
+        bn.path = io.path.clone();
         bn.act = self.activation;
         bn
     }
@@ -84,7 +84,7 @@ impl LayerSpec for BatchNormSpec {
         }
     }
 
-    fn build(&self, io: LayerIo, dev: &Cpu, _rng: &mut Rng) -> Box<dyn Layer> {
+    fn build(&self, io: &LayerIo, dev: &Cpu, _rng: &mut Rng) -> Box<dyn Layer> {
         Box::new(self.build_bn(io, dev))
     }
 }
@@ -92,8 +92,8 @@ impl LayerSpec for BatchNormSpec {
 /// A batch-normalization layer.
 #[derive(Debug, Clone)]
 pub struct BatchNorm {
-    /// Position in `model.layers`.
-    pub index: usize,
+    /// Where it sits in the network ([`LayerIo::path`]).
+    pub path: String,
     /// Channels normalized separately (the input's last axis).
     pub channels: usize,
     /// Running-statistics momentum.
@@ -116,7 +116,7 @@ impl BatchNorm {
     /// A fresh layer over `channels` channels.
     pub fn new(dev: &Cpu, channels: usize, momentum: f32, epsilon: f32) -> Self {
         BatchNorm {
-            index: 0,
+            path: "0".into(),
             channels,
             momentum,
             epsilon,
@@ -237,28 +237,28 @@ impl Layer for BatchNorm {
     }
 
     fn arrays(&mut self) -> Vec<StoredArray<'_>> {
-        let (layer, c) = (self.index, self.channels);
+        let (layer, c) = (&self.path, self.channels);
         vec![
             StoredArray {
-                layer,
+                layer: layer.clone(),
                 name: "gamma",
                 shape: vec![c],
                 values: std::sync::Arc::make_mut(&mut self.gamma.value),
             },
             StoredArray {
-                layer,
+                layer: layer.clone(),
                 name: "beta",
                 shape: vec![c],
                 values: std::sync::Arc::make_mut(&mut self.beta.value),
             },
             StoredArray {
-                layer,
+                layer: layer.clone(),
                 name: "running_mean",
                 shape: vec![c],
                 values: &mut self.running_mean,
             },
             StoredArray {
-                layer,
+                layer: layer.clone(),
                 name: "running_var",
                 shape: vec![c],
                 values: &mut self.running_var,

@@ -160,16 +160,16 @@ impl Padding {
 
 impl ConvSpec {
     /// The convolution with fresh weights drawn from `rng`.
-    pub fn build_conv(&self, io: LayerIo, dev: &Cpu, rng: &mut Rng) -> Conv {
+    pub fn build_conv(&self, io: &LayerIo, dev: &Cpu, rng: &mut Rng) -> Conv {
         let k = self.kernel;
         let kd = k * k * io.input.c;
         let geo = ConvGeometry::new(io.input, io.output, k, self.stride, self.padding);
         Conv {
-            index: io.index,
+            path: io.path.clone(),
             geo,
             winograd: self.algorithm.winograd_tile(&geo).map(|m| Winograd::new(geo, m)),
             act: self.activation,
-            input_grad: io.input_grad(),
+            input_grad: io.input_grad,
             w: self
                 .init
                 .weights(dev, kd * self.filters, kd, k * k * self.filters, rng),
@@ -260,7 +260,7 @@ impl LayerSpec for ConvSpec {
         d
     }
 
-    fn build(&self, io: LayerIo, dev: &Cpu, rng: &mut Rng) -> Box<dyn Layer> {
+    fn build(&self, io: &LayerIo, dev: &Cpu, rng: &mut Rng) -> Box<dyn Layer> {
         Box::new(ConvBlock::new(self.build_conv(io, dev, rng), None, None))
     }
 }
@@ -563,8 +563,8 @@ fn push_run(col: &mut Vec<f32>, src: &[f32]) {
 /// kernel order).
 #[derive(Debug, Clone)]
 pub struct Conv {
-    /// Position in `model.layers`.
-    pub index: usize,
+    /// Where it sits in the network ([`LayerIo::path`]).
+    pub path: String,
     /// Shapes and kernel size.
     pub geo: ConvGeometry,
     /// Its Winograd tiling, when Winograd computes it (else im2col + GEMM).
@@ -603,13 +603,13 @@ impl Conv {
         let g = self.geo;
         vec![
             StoredArray {
-                layer: self.index,
+                layer: self.path.clone(),
                 name: "weight",
                 shape: vec![g.kernel, g.kernel, g.input.c, g.output.c],
                 values: Arc::make_mut(&mut self.w.value),
             },
             StoredArray {
-                layer: self.index,
+                layer: self.path.clone(),
                 name: "bias",
                 shape: vec![g.output.c],
                 values: Arc::make_mut(&mut self.b.value),
@@ -704,7 +704,7 @@ pub(crate) mod tests {
         let (w, _) = padding.side(inp.w, k, stride).unwrap();
         let output = Shape::image(h, w, cout);
         Conv {
-            index: 1,
+            path: "1".into(),
             geo: ConvGeometry::new(inp, output, k, stride, padding),
             winograd: None,
             act,

@@ -63,14 +63,14 @@ impl LayerSpec for DenseSpec {
         }
     }
 
-    fn build(&self, io: LayerIo, dev: &Cpu, rng: &mut Rng) -> Box<dyn Layer> {
+    fn build(&self, io: &LayerIo, dev: &Cpu, rng: &mut Rng) -> Box<dyn Layer> {
         let n_in = io.input.len();
         Box::new(Dense {
-            index: io.index,
+            path: io.path.clone(),
             inputs: n_in,
             units: self.units,
             act: self.activation,
-            input_grad: io.input_grad(),
+            input_grad: io.input_grad,
             w: self
                 .init
                 .weights(dev, n_in * self.units, n_in, self.units, rng),
@@ -82,8 +82,8 @@ impl LayerSpec for DenseSpec {
 /// A dense layer. Weights are laid out `[input][unit]` (Keras' kernel order).
 #[derive(Debug, Clone)]
 pub struct Dense {
-    /// Position in `model.layers`.
-    pub index: usize,
+    /// Where it sits in the network ([`LayerIo::path`]).
+    pub path: String,
     /// Input size.
     pub inputs: usize,
     /// Output size.
@@ -160,13 +160,13 @@ impl Layer for Dense {
     fn arrays(&mut self) -> Vec<StoredArray<'_>> {
         vec![
             StoredArray {
-                layer: self.index,
+                layer: self.path.clone(),
                 name: "weight",
                 shape: vec![self.inputs, self.units],
                 values: Arc::make_mut(&mut self.w.value),
             },
             StoredArray {
-                layer: self.index,
+                layer: self.path.clone(),
                 name: "bias",
                 shape: vec![self.units],
                 values: Arc::make_mut(&mut self.b.value),
@@ -184,7 +184,7 @@ mod tests {
         let dev = Cpu::default();
         let mut rng = Rng::new(8, 0);
         Dense {
-            index: 1,
+            path: "1".into(),
             inputs: n_in,
             units: n_out,
             act,

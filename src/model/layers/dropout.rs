@@ -46,7 +46,7 @@ impl LayerSpec for DropoutSpec {
         format!("dropout {}", self.rate)
     }
 
-    fn build(&self, _io: LayerIo, _dev: &Cpu, _rng: &mut Rng) -> Box<dyn Layer> {
+    fn build(&self, _io: &LayerIo, _dev: &Cpu, _rng: &mut Rng) -> Box<dyn Layer> {
         Box::new(Dropout { rate: self.rate })
     }
 }

@@ -39,7 +39,7 @@ impl LayerSpec for FlattenSpec {
         "flatten".into()
     }
 
-    fn build(&self, _io: LayerIo, _dev: &Cpu, _rng: &mut Rng) -> Box<dyn Layer> {
+    fn build(&self, _io: &LayerIo, _dev: &Cpu, _rng: &mut Rng) -> Box<dyn Layer> {
         Box::new(Flatten)
     }
 }

@@ -44,7 +44,7 @@ impl LayerSpec for GlobalAvgPoolSpec {
         "global avgpool".into()
     }
 
-    fn build(&self, io: LayerIo, _dev: &Cpu, _rng: &mut Rng) -> Box<dyn Layer> {
+    fn build(&self, io: &LayerIo, _dev: &Cpu, _rng: &mut Rng) -> Box<dyn Layer> {
         // One window over the whole image: the values per sample are laid out as 1×1×c.
         let (i, o) = (io.input, Shape::image(1, 1, io.input.c));
         let window = PoolSpec::Table {
@@ -73,12 +73,8 @@ mod tests {
         let spec = GlobalAvgPoolSpec { on: true };
         let output = spec.output_shape(input, Place { last: false }).unwrap();
         assert_eq!(output, Shape::vector(2));
-        let io = LayerIo {
-            index: 1,
-            input,
-            output,
-        };
-        let mut layer = spec.build(io, &Cpu::default(), &mut Rng::new(0, 0));
+        let io = LayerIo::at(1, input, output);
+        let mut layer = spec.build(&io, &Cpu::default(), &mut Rng::new(0, 0));
         // Channel 0 holds 0..20, channel 1 is constant 3.
         let x: Vec<f32> = (0..20).flat_map(|i| [i as f32, 3.0]).collect();
         let t: Act = Cpu::default().tensor_from_vec(x, (1, 40));

@@ -19,7 +19,7 @@ pub struct MaxPoolSpec(pub PoolSpec);
 
 impl MaxPoolSpec {
     /// The pooling layer for these shapes.
-    pub fn build_pool(&self, io: LayerIo) -> MaxPool {
+    pub fn build_pool(&self, io: &LayerIo) -> MaxPool {
         let (k, stride, padding) = self.0.parts();
         let plain = stride == k && padding == Padding::Valid;
         MaxPool {
@@ -48,7 +48,7 @@ impl LayerSpec for MaxPoolSpec {
         format!("maxpool {}", self.0.describe())
     }
 
-    fn build(&self, io: LayerIo, _dev: &Cpu, _rng: &mut Rng) -> Box<dyn Layer> {
+    fn build(&self, io: &LayerIo, _dev: &Cpu, _rng: &mut Rng) -> Box<dyn Layer> {
         Box::new(self.build_pool(io))
     }
 }
@@ -332,11 +332,7 @@ mod tests {
             padding: Padding::Same,
         });
         let output = spec.output_shape(input, Place { last: false }).unwrap();
-        spec.build_pool(LayerIo {
-            index: 0,
-            input,
-            output,
-        })
+        spec.build_pool(&LayerIo::at(0, input, output))
     }
 
     #[test]

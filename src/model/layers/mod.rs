@@ -50,4 +50,5 @@ registry! {
     dropout => Dropout(DropoutSpec),
     avgpool => Avgpool(AvgPoolSpec),
     globalavgpool => Globalavgpool(GlobalAvgPoolSpec),
+    residual => Residual(ResidualSpec),
 }
