@@ -81,11 +81,11 @@ bench: build
 EXP ?= modern
 TWIN_EPOCHS ?= 2
 KERAS_VENV ?= .venv-keras
-twin: build data-mnist
+twin: build data
 	@[ -f $(RESULTS)/$(EXP)/spec.toml ] || { echo "error: $(RESULTS)/$(EXP)/spec.toml not found; run the experiment first (make run)" >&2; exit 1; }
 	@[ -x $(KERAS_VENV)/bin/python ] || { python3 -m venv $(KERAS_VENV) && $(KERAS_VENV)/bin/pip install -q tensorflow-cpu==2.21.0; }
 	$(BIN) --data-dir $(DATA_DIR) bench experiments/$(EXP).toml
-	MNIST_DIR=$(DATA_DIR)/mnist TF_CPP_MIN_LOG_LEVEL=2 $(KERAS_VENV)/bin/python bench/keras_twin.py $(RESULTS)/$(EXP)/spec.toml $(TWIN_EPOCHS) $$(nproc)
+	DATA_DIR=$(DATA_DIR) TF_CPP_MIN_LOG_LEVEL=2 $(KERAS_VENV)/bin/python bench/keras_twin.py $(RESULTS)/$(EXP)/spec.toml $(TWIN_EPOCHS) $$(nproc)
 
 # Plots, summary.csv and README.md from results/ alone.
 report: build

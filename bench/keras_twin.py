@@ -4,8 +4,10 @@ same data and protocol (48,000 training + 12,000 validation images of the IDX fi
 batch size). A measuring tool for `bench`, not part of the product.
 
 Usage:
-    MNIST_DIR=data/mnist TF_CPP_MIN_LOG_LEVEL=2 /tmp/tfenv/bin/python bench/keras_twin.py \
+    DATA_DIR=data TF_CPP_MIN_LOG_LEVEL=2 .venv-keras/bin/python bench/keras_twin.py \
         results/modern/spec.toml [EPOCHS] [THREADS]
+
+The images are the spec's dataset's, read from DATA_DIR/<dataset>.
 
 Prints the Keras model summary, then each epoch's seconds (validation included; the first
 epoch also pays graph tracing) and accuracy. Setup: ../shared/bench/README.md (Keras 3 on
@@ -51,12 +53,13 @@ def pool_args(p):
     return dict(pool_size=p["pool"], strides=p.get("stride", p["pool"]), padding=p.get("padding", "valid"))
 
 
-def layers(spec, shape, augment):
-    out = [keras.Input(shape)]
+def augmentation(augment):
+    """Keras layers for mnist-lab's `[data.augment]`, active in training only."""
+    out = []
     aff = augment.get("affine")
     if aff:
         # The same draws as mnist-lab's affine transform: rotation ±deg, shift ±fraction,
-        # zoom ±fraction, bilinear, zeros outside; active in training only.
+        # zoom ±fraction, bilinear, zeros outside.
         if aff.get("rotation"):
             out.append(keras.layers.RandomRotation(aff["rotation"] / 360.0, fill_mode="constant"))
         if aff.get("shift"):
@@ -65,39 +68,97 @@ def layers(spec, shape, augment):
             out.append(keras.layers.RandomZoom(aff["zoom"], fill_mode="constant"))
     if augment.get("elastic"):
         print("note: Keras has no elastic distortion; the twin trains without it", file=sys.stderr)
-    for entry in spec["model"]["layers"]:
+    if augment.get("flip"):
+        out.append(keras.layers.RandomFlip(augment["flip"]))
+    crop = augment.get("crop")
+    if crop:
+        # Keras crops a whole batch at one position; mnist-lab draws one per image.
+        out.append(keras.layers.ZeroPadding2D(crop["padding"]))
+        out.append("crop")
+    er = augment.get("erasing")
+    if er:
+        # Keras' RandomErasing draws its rectangles its own way (no aspect range); the
+        # closest settings: the same probability, areas and fill.
+        p = er.get("probability", 0.5)
+        fill = 0.0 if er.get("fill", "background") == "background" else None
+        out.append(keras.layers.RandomErasing(factor=(p, p), scale=tuple(er.get("area", (0.02, 0.33))),
+                                              fill_value=fill, value_range=(0, 1)))
+    return out
+
+
+def keras_layers(kind, s):
+    """The Keras layers of one mnist-lab layer entry (not a block)."""
+    out, extra = [], None
+    if kind == "conv":
+        act, extra = activation(s.get("activation"))
+        out.append(keras.layers.Conv2D(s["filters"], s["kernel"], strides=s.get("stride", 1),
+                                       padding=s.get("padding", "valid"), activation=act,
+                                       kernel_initializer=s.get("init", "glorot_uniform")))
+    elif kind == "dense":
+        act, extra = activation(s.get("activation"))
+        out.append(keras.layers.Dense(s["units"], activation=act,
+                                      kernel_initializer=s.get("init", "glorot_uniform")))
+    elif kind == "maxpool":
+        out.append(keras.layers.MaxPooling2D(**pool_args(s)))
+    elif kind == "avgpool":
+        out.append(keras.layers.AveragePooling2D(**pool_args(s)))
+    elif kind == "globalavgpool":
+        out.append(keras.layers.GlobalAveragePooling2D())
+    elif kind == "flatten":
+        out.append(keras.layers.Flatten())
+    elif kind == "dropout":
+        out.append(keras.layers.Dropout(s["rate"]))
+    elif kind == "batchnorm":
+        out.append(keras.layers.BatchNormalization(momentum=s.get("momentum", 0.99),
+                                                   epsilon=s.get("epsilon", 1e-3)))
+        act, extra = activation(s.get("activation"))
+        if act not in (None, "linear"):
+            out.append(keras.layers.Activation(act))
+    else:
+        sys.exit(f"error: layer kind {kind!r} has no Keras twin here")
+    if extra is not None:
+        out.append(extra)
+    return out
+
+
+def apply(x, entries):
+    """Applies mnist-lab layer entries to the Keras tensor x (functional API)."""
+    for entry in entries:
         (kind, s), = entry.items()
-        extra = None
-        if kind == "conv":
-            act, extra = activation(s.get("activation"))
-            out.append(keras.layers.Conv2D(s["filters"], s["kernel"], strides=s.get("stride", 1),
-                                           padding=s.get("padding", "valid"), activation=act,
-                                           kernel_initializer=s.get("init", "glorot_uniform")))
-        elif kind == "dense":
-            act, extra = activation(s.get("activation"))
-            out.append(keras.layers.Dense(s["units"], activation=act,
-                                          kernel_initializer=s.get("init", "glorot_uniform")))
-        elif kind == "maxpool":
-            out.append(keras.layers.MaxPooling2D(**pool_args(s)))
-        elif kind == "avgpool":
-            out.append(keras.layers.AveragePooling2D(**pool_args(s)))
-        elif kind == "globalavgpool":
-            out.append(keras.layers.GlobalAveragePooling2D())
-        elif kind == "flatten":
-            out.append(keras.layers.Flatten())
-        elif kind == "dropout":
-            out.append(keras.layers.Dropout(s["rate"]))
-        elif kind == "batchnorm":
-            out.append(keras.layers.BatchNormalization(momentum=s.get("momentum", 0.99),
-                                                       epsilon=s.get("epsilon", 1e-3)))
-            act, extra = activation(s.get("activation"))
-            if act not in (None, "linear"):
-                out.append(keras.layers.Activation(act))
-        else:
-            sys.exit(f"error: layer kind {kind!r} has no Keras twin here")
-        if extra is not None:
-            out.append(extra)
-    return keras.Sequential(out)
+        if kind == "residual":
+            x = residual(x, s)
+            continue
+        for layer in keras_layers(kind, s):
+            x = layer(x)
+    return x
+
+
+def residual(x, s):
+    """A residual block as Keras' ResNets build it: inner path, shortcut (identity, or a 1×1
+    Conv2D with the inner path's stride and a BatchNormalization), Add, activation."""
+    for _ in range(s.get("repeat", 1)):
+        y = apply(x, s["layers"])
+        mode = s.get("shortcut", "auto")
+        if mode != "none":
+            short = x
+            if mode == "projection" or tuple(y.shape[1:]) != tuple(x.shape[1:]):
+                stride = math.ceil(x.shape[1] / y.shape[1])
+                short = keras.layers.Conv2D(y.shape[-1], 1, strides=stride)(x)
+                if s.get("projection_batchnorm", True):
+                    short = keras.layers.BatchNormalization(momentum=0.99, epsilon=1e-3)(short)
+            y = keras.layers.Add()([y, short])
+        act, extra = activation(s.get("activation", "relu"))
+        y = keras.layers.Activation(act)(y)
+        x = extra(y) if extra is not None else y
+    return x
+
+
+def layers(spec, shape, augment):
+    inp = keras.Input(shape)
+    x = inp
+    for layer in augmentation(augment):
+        x = keras.layers.RandomCrop(shape[0], shape[1])(x) if layer == "crop" else layer(x)
+    return keras.Model(inp, apply(x, spec["model"]["layers"]))
 
 
 class OneCycle(keras.optimizers.schedules.LearningRateSchedule):
@@ -167,7 +228,8 @@ def main():
     threads = int(sys.argv[3]) if len(sys.argv) > 3 else 2
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
-    d = os.environ.get("MNIST_DIR", "data/mnist").rstrip("/") + "/"
+    dataset = spec.get("data", {}).get("dataset", "mnist")
+    d = os.path.join(os.environ.get("DATA_DIR", "data"), dataset) + "/"
     x = idx(d + "train-images-idx3-ubyte").astype("float32") / 255.0
     y = idx(d + "train-labels-idx1-ubyte").astype("int64")
     if x.ndim == 3:

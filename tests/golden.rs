@@ -1,10 +1,11 @@
-//! Golden end-to-end trainings: tiny runs of the seed's three models, a modern-like one and one
-//! that uses the rest of the vocabulary, on synthetic data, each trained through the command
-//! line (`run --fold 1` and `final`, on 1, 2 and 4 threads) and pinned by the sha256 of its
-//! fold's history and of its final model's weights. A change that alters what training computes fails here: if it is
-//! meant, it bumps `NUMERICS_VERSION` (src/key.rs) and the failure prints the digests to renew;
-//! if it is not, it is a bug. The digests do not depend on the build profile or the CPU (every
-//! sum is taken in an order fixed by the shapes; see docs/speed.md).
+//! Golden end-to-end trainings: tiny runs of the seed's three models, a modern-like one, one
+//! that uses the rest of the vocabulary and a residual one, on synthetic data, each trained
+//! through the command line (`run --fold 1` and `final`, on 1, 2 and 4 threads) and pinned by
+//! the sha256 of its fold's history and of its final model's weights. A change that alters
+//! what training computes fails here: if it is meant, it bumps `NUMERICS_VERSION` (src/key.rs)
+//! and the failure prints the digests to renew; if it is not, it is a bug. The digests do not
+//! depend on the build profile or the CPU (every sum is taken in an order fixed by the shapes;
+//! see docs/speed.md).
 
 mod common;
 use common::*;
@@ -153,6 +154,53 @@ momentum = 0.5
 weight_decay = 0.01
 "#;
 
+/// Residual blocks (projected with a stride, identity repeated, and without a shortcut, one
+/// holding a max-pool) and the augmentations for clothing: flips both ways, crops after
+/// padding, random erasing with random fill; AdamW.
+const RESIDUAL: &str = r#"
+[data.augment]
+flip = "horizontal_and_vertical"
+crop = { padding = 2 }
+erasing = { probability = 0.5, fill = "random" }
+[[model.layers]]
+conv = { filters = 8, kernel = 3, padding = "same", init = "he_uniform" }
+[[model.layers]]
+batchnorm = { activation = "relu" }
+[[model.layers]]
+[model.layers.residual]
+repeat = 2
+[[model.layers.residual.layers]]
+conv = { filters = 8, kernel = 3, padding = "same", init = "he_uniform" }
+[[model.layers.residual.layers]]
+batchnorm = { activation = "relu" }
+[[model.layers.residual.layers]]
+conv = { filters = 8, kernel = 3, padding = "same", init = "he_uniform" }
+[[model.layers.residual.layers]]
+batchnorm = {}
+[[model.layers]]
+[model.layers.residual]
+[[model.layers.residual.layers]]
+conv = { filters = 16, kernel = 3, stride = 2, padding = "same", init = "he_uniform" }
+[[model.layers.residual.layers]]
+batchnorm = { activation = "relu" }
+[[model.layers.residual.layers]]
+conv = { filters = 16, kernel = 3, padding = "same", init = "he_uniform" }
+[[model.layers]]
+[model.layers.residual]
+shortcut = "none"
+activation = "linear"
+[[model.layers.residual.layers]]
+maxpool = 2
+[[model.layers]]
+globalavgpool = true
+[[model.layers]]
+dense = { units = 10, activation = "softmax" }
+[train]
+epochs = 2
+[train.optimizer.adamw]
+learning_rate = 0.003
+"#;
+
 /// (name, layers and training, the numerics version the digests were made under, sha256 of
 /// `results/<name>/folds/fold-1.csv`, sha256 of the final model's weights).
 const GOLDEN: &[(&str, &str, u32, &str, &str)] = &[
@@ -190,6 +238,13 @@ const GOLDEN: &[(&str, &str, u32, &str, &str)] = &[
         3,
         "efcbbe4288fb7b23b3f35aa3a3835dd801d3d69d906eb887dea0f72c469bc017",
         "6fa85011e04794e1ff53b0c0dd3e39bfdc9942ff9613e2c08f7ea8f290725e62",
+    ),
+    (
+        "residual",
+        RESIDUAL,
+        3,
+        "d0e9c6e87854268bb99e8ca0ba6d4e3220059e66f48ff79ec3fdf70a1631bd23",
+        "70f730ba5e3fad98f0382f4cf0276d511f30bedbd2f6166b06ef395279bb6dd8",
     ),
 ];
 

@@ -12,10 +12,11 @@ use dfdx::prelude::*;
 
 use super::activation::Activation;
 use super::affine::{add_column_sums, affine_append};
+use super::geometry::ConvGeometry;
 use super::layer::{Forward, Layer, LayerIo, Mode, StoredArray};
 use super::layers::batchnorm::{add_channel_sums, BatchNorm, Normalized};
-use super::layers::conv::{Conv, ConvGeometry};
-use super::layers::maxpool::{pool_forward, pool_mapped, relu_pooled, unpool, MaxPool};
+use super::layers::conv::Conv;
+use super::layers::maxpool::{pool_forward, pool_mapped, relu_pooled, unpool, MaxPool, PoolMap};
 use super::layers::LayerEntry;
 use super::par;
 use super::winograd::Winograd;
@@ -118,6 +119,19 @@ enum Saved {
     Unfolded(Vec<f32>),
     /// The input and the transformed kernel, for Winograd.
     Input(Winograd, Vec<f32>, Vec<f32>),
+}
+
+/// A max-pool after a batch norm normalizes each value as it reads it.
+impl PoolMap for Normalized {
+    #[inline(always)]
+    fn block(&self, ch: usize, xs: &[f32; 16]) -> [f32; 16] {
+        self.normalize_block(ch, xs)
+    }
+
+    #[inline(always)]
+    fn one(&self, ch: usize, x: f32) -> f32 {
+        self.normalize_one(ch, x)
+    }
 }
 
 /// Max-pools a normalized batch, normalizing each value as the pool reads it: the normalized
@@ -425,6 +439,15 @@ impl Forward for ConvBlock {
             Ok(())
         });
         out_t.put_tape(tape)
+    }
+}
+
+/// A convolution on its own: a block of one (what the plan builds for it; this is the tape op
+/// of one built outside the plan, as a layer's tests do).
+impl Forward for Conv {
+    fn forward<T: Tape<f32, Cpu> + 'static>(&mut self, x: Act<T>, mode: &mut Mode) -> Act<T> {
+        // Cloning a convolution shares its weights (`Arc`) and their tape keys.
+        ConvBlock::new(self.clone(), None, None).forward(x, mode)
     }
 }
 

@@ -261,6 +261,12 @@ batchnorm = {}
 [[model.layers]]
 maxpool = 2
 [[model.layers]]
+[model.layers.residual]
+[[model.layers.residual.layers]]
+conv = { filters = 4, kernel = 3, padding = "same" }
+[[model.layers.residual.layers]]
+batchnorm = { activation = "relu" }
+[[model.layers]]
 flatten = true
 [[model.layers]]
 dense = { units = 10, activation = "softmax" }
@@ -275,9 +281,11 @@ dense = { units = 10, activation = "softmax" }
         let mut net = Network::build(&exp.model.layers, &mnist(), &mut Rng::new(seed, 0)).unwrap();
         // Running statistics that differ from a fresh layer's, so loading must restore them.
         for a in net.arrays() {
+            // (Inside the residual block too: its own batch norm's and its projection's.)
+            let n = a.values.len();
             match a.name {
-                "running_mean" => *a.values = vec![0.1, 0.2, 0.3],
-                "running_var" => *a.values = vec![1.5, 0.5, 2.0],
+                "running_mean" => *a.values = (0..n).map(|i| 0.1 * (i + 1) as f32).collect(),
+                "running_var" => *a.values = (0..n).map(|i| 0.5 + i as f32).collect(),
                 _ => {}
             }
         }

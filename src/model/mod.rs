@@ -11,6 +11,7 @@ pub mod activation;
 pub mod affine;
 pub mod fused;
 pub mod gemm;
+pub mod geometry;
 pub mod init;
 pub mod io;
 pub mod layer;
@@ -172,8 +173,8 @@ pub fn summarize(layers: &[LayerEntry], info: &DatasetInfo) -> Result<Vec<LayerS
     info.image
         .check_size()
         .map_err(|e| anyhow::anyhow!("the input: {e}"))?;
-    let out = chain(layers, input_shape(info), true, "", "model.")
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let out =
+        chain(layers, input_shape(info), true, "", "model.").map_err(|e| anyhow::anyhow!("{e}"))?;
     let last = layers.len() - 1;
     let classes = info.classes();
     match &layers[last] {

@@ -15,7 +15,7 @@
 
 use super::activation::Activation;
 use super::gemm::{matmul_rows, row_piece_min, View};
-use super::layers::conv::ConvGeometry;
+use super::geometry::ConvGeometry;
 use super::par;
 use super::scratch;
 
@@ -883,11 +883,11 @@ mod tests {
     use dfdx::prelude::*;
 
     use super::*;
-    use crate::model::fused::ConvBlock;
+    use crate::model::geometry::Padding;
     use crate::model::gradcheck::{check, random};
     use crate::model::layer::{Forward, Mode, Shape};
     use crate::model::layers::conv::tests::strided;
-    use crate::model::layers::conv::{Conv, Padding};
+    use crate::model::layers::conv::Conv;
     use crate::model::Act;
     use crate::rng::Rng;
 
@@ -897,7 +897,7 @@ mod tests {
         let dev = Cpu::default();
         let mut c = c.clone();
         c.winograd = tile.map(|m| Winograd::new(c.geo, m));
-        let mut block = ConvBlock::new(c, None, None);
+        let mut block = c;
         let xt: Act = dev.tensor_from_vec(x.to_vec(), (batch, x.len() / batch));
         let mut rng = Rng::new(0, 0);
         let y = block.forward(xt.clone().leaky_traced(), &mut Mode::Train(&mut rng));
@@ -907,8 +907,8 @@ mod tests {
         vec![
             out,
             grads.get(&xt).as_vec(),
-            grads.get(&block.conv.w.key).as_vec(),
-            grads.get(&block.conv.b.key).as_vec(),
+            grads.get(&block.w.key).as_vec(),
+            grads.get(&block.b.key).as_vec(),
         ]
     }
 
@@ -976,13 +976,7 @@ mod tests {
         ] {
             let mut c = strided(Shape::image(5, 6, 2), 3, 3, Activation::Linear, 1, padding);
             c.winograd = Some(Winograd::new(c.geo, m));
-            check(
-                &mut ConvBlock::new(c, None, None),
-                random(2 * 5 * 6 * 2, 70 + seed),
-                2,
-                1e-2,
-                2e-3,
-            );
+            check(&mut c, random(2 * 5 * 6 * 2, 70 + seed), 2, 1e-2, 2e-3);
         }
     }
 
@@ -1024,8 +1018,8 @@ mod golden {
     use sha2::{Digest, Sha256};
 
     use super::*;
+    use crate::model::geometry::{ConvGeometry, Padding};
     use crate::model::layer::Shape;
-    use crate::model::layers::conv::{ConvGeometry, Padding};
     use crate::rng::Rng;
 
     fn digest(arrays: &[&[f32]]) -> String {

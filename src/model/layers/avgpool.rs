@@ -109,7 +109,7 @@ impl Layer for AvgPool {
 mod tests {
     use super::*;
     use crate::model::gradcheck::{check, random};
-    use crate::model::layers::conv::Padding;
+    use crate::model::geometry::Padding;
 
     fn layer(spec: PoolSpec, input: Shape) -> AvgPool {
         let output = spec.output_shape(input, "average").unwrap();

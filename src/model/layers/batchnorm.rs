@@ -10,7 +10,6 @@ use serde::{Deserialize, Serialize};
 use crate::model::activation::Activation;
 use crate::model::affine::add_column_sums;
 use crate::model::layer::{Forward, Layer, LayerIo, LayerSpec, Mode, Place, Shape, StoredArray};
-use crate::model::layers::maxpool::PoolMap;
 use crate::model::par;
 use crate::model::{data_of, put_grad, take_grad, Act, Param};
 use crate::rng::Rng;
@@ -504,18 +503,20 @@ impl Normalized {
     }
 }
 
-/// y = γ·((x − mean)·inv) + β as [`Normalized::apply`] computes it, for a max-pool that
-/// normalizes what it reads.
-impl PoolMap for Normalized {
+/// y = γ·((x − mean)·inv) + β as [`Normalized::apply`] computes it, a value or 16 channels at
+/// a time (for a kernel that normalizes values as it reads them).
+impl Normalized {
+    /// Channels `ch..ch + 16` of one cell, normalized.
     #[inline(always)]
-    fn block(&self, ch: usize, xs: &[f32; 16]) -> [f32; 16] {
+    pub(crate) fn normalize_block(&self, ch: usize, xs: &[f32; 16]) -> [f32; 16] {
         let at = |v: &[f32]| -> [f32; 16] { v[ch..ch + 16].try_into().expect("16") };
         let (m, i, g, b) = (at(&self.mean), at(&self.inv), at(&self.gamma), at(&self.beta));
         std::array::from_fn(|l| g[l] * ((xs[l] - m[l]) * i[l]) + b[l])
     }
 
+    /// Channel `ch` of one cell, normalized.
     #[inline(always)]
-    fn one(&self, ch: usize, x: f32) -> f32 {
+    pub(crate) fn normalize_one(&self, ch: usize, x: f32) -> f32 {
         self.gamma[ch] * ((x - self.mean[ch]) * self.inv[ch]) + self.beta[ch]
     }
 }

@@ -6,7 +6,7 @@
 use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::conv::Padding;
+use crate::model::geometry::Padding;
 use super::pooling::{PoolSpec, Windows};
 use crate::model::layer::{Forward, Layer, LayerIo, LayerSpec, Mode, Place, Shape, StoredArray};
 use crate::model::{data_of, put_grad, take_grad, Act, Param};

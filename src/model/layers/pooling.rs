@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::conv::Padding;
+use crate::model::geometry::Padding;
 use crate::model::layer::Shape;
 
 /// Window, stride and padding of a pooling layer: `N` or `{ pool, stride, padding }`.

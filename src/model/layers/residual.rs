@@ -19,9 +19,10 @@ use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::batchnorm::BatchNormSpec;
-use super::conv::{Algorithm, ConvSpec, Padding};
+use super::conv::{Algorithm, ConvSpec};
 use super::LayerEntry;
 use crate::model::activation::Activation;
+use crate::model::geometry::Padding;
 use crate::model::init::Init;
 use crate::model::layer::{
     DynForward, Layer, LayerIo, LayerSpec, Mode, NetTape, Place, Shape, StoredArray, Traced,
