@@ -202,6 +202,14 @@ impl ResidualSpec {
     fn planned(&self, input: Shape, path: &str) -> Vec<CopyPlan> {
         self.plan(input, path).unwrap_or_default()
     }
+
+    /// The rows of every copy's layers (inner path and shortcut), for an accepted input.
+    fn layer_rows(&self, input: Shape) -> Vec<LayerSummary> {
+        self.planned(input, "")
+            .into_iter()
+            .flat_map(|c| c.rows.into_iter().chain(c.shortcut_rows))
+            .collect()
+    }
 }
 
 impl LayerSpec for ResidualSpec {
@@ -215,19 +223,11 @@ impl LayerSpec for ResidualSpec {
     }
 
     fn param_count(&self, input: Shape) -> usize {
-        self.planned(input, "")
-            .iter()
-            .flat_map(|c| c.rows.iter().chain(&c.shortcut_rows))
-            .map(|r| r.params)
-            .sum()
+        self.layer_rows(input).iter().map(|r| r.params).sum()
     }
 
     fn flops(&self, input: Shape, _output: Shape) -> f64 {
-        self.planned(input, "")
-            .iter()
-            .flat_map(|c| c.rows.iter().chain(&c.shortcut_rows))
-            .map(|r| r.flops)
-            .sum()
+        self.layer_rows(input).iter().map(|r| r.flops).sum()
     }
 
     fn scratch(&self, input: Shape, _output: Shape) -> f64 {
