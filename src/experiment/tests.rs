@@ -304,3 +304,99 @@ fn trained_toml_leaves_out_only_what_changes_no_number() {
     f.cv.seed = 2;
     assert_ne!(e.trained_toml(), f.trained_toml());
 }
+
+/// A residual network whose block is varied from outside: by a `[sweep]` key and a `[search]`
+/// key that reach through `model.layers.N.residual.layers.M`.
+const RESIDUAL: &str = r#"
+description = "residual"
+[[model.layers]]
+conv = { filters = 8, kernel = 3, padding = "same", init = "he_uniform" }
+[[model.layers]]
+[model.layers.residual]
+[[model.layers.residual.layers]]
+conv = { filters = 8, kernel = 3, padding = "same", init = "he_uniform" }
+[[model.layers.residual.layers]]
+batchnorm = { activation = "relu" }
+[[model.layers.residual.layers]]
+dropout = { rate = 0.1 }
+[[model.layers]]
+globalavgpool = true
+[[model.layers]]
+dense = { units = 10, activation = "softmax" }
+"#;
+
+/// The (path, output channels) of every conv in a variant's network on MNIST.
+fn convs(e: &Experiment) -> Vec<(String, usize)> {
+    let rows = e.network(&mnist()).unwrap();
+    rows.iter()
+        .flat_map(|r| r.all())
+        .filter(|r| r.kind == "conv2d")
+        .map(|r| (r.path.clone(), r.output.c))
+        .collect()
+}
+
+#[test]
+fn sweeps_and_searches_reach_inside_residual_blocks() {
+    let d = Dir::new("block-keys");
+    d.write("res.toml", RESIDUAL);
+    let p = d.write(
+        "res-sweep.toml",
+        "extends = \"res\"\n[sweep]\n\"model.layers.1.residual.layers.0.conv.filters\" = [8, 16]\n\"model.layers.1.residual.repeat\" = [1, 2]\n",
+    );
+    let all = load_all(&p).unwrap();
+    let names: Vec<&str> = all.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(
+        names,
+        vec![
+            "res-sweep-filters=8-repeat=1",
+            "res-sweep-filters=8-repeat=2",
+            "res-sweep-filters=16-repeat=1",
+            "res-sweep-filters=16-repeat=2"
+        ]
+    );
+    // 16 filters inside the block: the shortcut needs a projection, so a 1×1 conv appears.
+    assert_eq!(convs(&all[0]), vec![("0".into(), 8), ("1.0.0".into(), 8)]);
+    assert_eq!(
+        convs(&all[1]),
+        vec![("0".into(), 8), ("1.0.0".into(), 8), ("1.1.0".into(), 8)]
+    );
+    assert_eq!(
+        convs(&all[3]),
+        vec![
+            ("0".into(), 8),
+            ("1.0.0".into(), 16),
+            ("1.0.s0".into(), 16),
+            ("1.1.0".into(), 16)
+        ]
+    );
+
+    let s = d.write(
+        "res-search.toml",
+        "extends = \"res\"\n[search]\ntrials = 3\nseed = 1\n\"model.layers.1.residual.layers.2.dropout.rate\" = { uniform = [0.2, 0.4] }\n",
+    );
+    let drawn = load_all(&s).unwrap();
+    assert_eq!(drawn.len(), 3);
+    for e in &drawn {
+        let toml: toml::Table = toml::from_str(&e.to_toml()).unwrap();
+        let rate = toml["model"]["layers"][1]["residual"]["layers"][2]["dropout"]["rate"]
+            .as_float()
+            .unwrap();
+        assert!((0.2..=0.4).contains(&rate), "{} drew {rate}", e.name);
+        assert!(
+            e.name.contains(&format!("rate={}", e.values[0].1)),
+            "{}",
+            e.name
+        );
+    }
+
+    let bad = d.write(
+        "res-bad.toml",
+        "extends = \"res\"\n[sweep]\n\"model.layers.1.residual.layers.5.conv.filters\" = [4]\n",
+    );
+    let e = format!("{:#}", load_all(&bad).unwrap_err());
+    assert!(
+        e.contains("model.layers.1.residual.layers.5.conv.filters")
+            && e.contains("index 5 is beyond the list's 3 entries"),
+        "{e}"
+    );
+}
