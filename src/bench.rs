@@ -131,11 +131,12 @@ fn parts(exp: &Experiment, info: &DatasetInfo, reps: usize) -> Result<Parts> {
     });
     let rows = exp.network(info)?;
     let mut dropout = 0.0;
-    for (i, layer) in exp.model.layers.iter().enumerate() {
-        let LayerEntry::Dropout(d) = layer else {
+    // Every dropout row, inside blocks too (each copy of a repeated block has rows of its own).
+    for row in rows.iter().flat_map(|r| r.all()) {
+        let Some(LayerEntry::Dropout(d)) = entry_at(&exp.model.layers, &row.path) else {
             continue;
         };
-        let n = rows[i].input.len();
+        let n = row.input.len();
         let mut layer = crate::model::layers::dropout::Dropout { rate: d.rate };
         let x: Act = net.dev.tensor_from_vec(vec![0.5; bs * n], (bs, n));
         dropout += time(&mut || {
@@ -149,6 +150,24 @@ fn parts(exp: &Experiment, info: &DatasetInfo, reps: usize) -> Result<Parts> {
         optimizer,
         dropout,
     })
+}
+
+/// The entry a row's path names: `3` is `layers[3]`; inside a block, `3.1.2` is the block's
+/// inner entry 2 (in its copy 1). Shortcut and join rows (`3.0.s0`, `3.0.+`) name no entry.
+fn entry_at<'a>(
+    layers: &'a [crate::model::layers::LayerEntry],
+    path: &str,
+) -> Option<&'a crate::model::layers::LayerEntry> {
+    use crate::model::layers::LayerEntry;
+    let mut parts = path.split('.');
+    let mut entry = layers.get(parts.next()?.parse::<usize>().ok()?)?;
+    while let Some(_copy) = parts.next() {
+        let LayerEntry::Residual(block) = entry else {
+            return None;
+        };
+        entry = block.layers.get(parts.next()?.parse::<usize>().ok()?)?;
+    }
+    Some(entry)
 }
 
 /// The fewest training steps `bench` times per model (fewer measure start-up, not training).
@@ -389,5 +408,35 @@ mod tests {
         // 2·(26·26·32·9) + 2·5408·100 + 2·100·10 = 389,376 + 1,081,600 + 2,000
         assert_eq!(f, 1_472_976.0);
         assert_eq!(first, 389_376.0);
+    }
+
+    #[test]
+    fn every_dropout_row_finds_its_entry_inside_repeated_blocks() {
+        use crate::model::layers::LayerEntry;
+        let exp = Experiment::from_resolved_toml(
+            "r",
+            "[[model.layers]]\nconv = { filters = 4, kernel = 3, padding = \"same\" }\n[[model.layers]]\n[model.layers.residual]\nrepeat = 2\n[[model.layers.residual.layers]]\nconv = { filters = 4, kernel = 3, padding = \"same\" }\n[[model.layers.residual.layers]]\ndropout = { rate = 0.2 }\n[[model.layers]]\ndropout = { rate = 0.4 }\n[[model.layers]]\nglobalavgpool = true\n[[model.layers]]\ndense = { units = 10, activation = \"softmax\" }\n",
+        )
+        .unwrap();
+        let mnist = dataset::info(std::path::Path::new(""), "mnist").unwrap();
+        let rows = exp.network(&mnist).unwrap();
+        let found: Vec<(String, f32)> = rows
+            .iter()
+            .flat_map(|r| r.all())
+            .filter_map(|r| match entry_at(&exp.model.layers, &r.path) {
+                Some(LayerEntry::Dropout(d)) => Some((r.path.clone(), d.rate)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            found,
+            vec![
+                ("1.0.1".to_string(), 0.2),
+                ("1.1.1".to_string(), 0.2),
+                ("2".to_string(), 0.4)
+            ]
+        );
+        assert!(entry_at(&exp.model.layers, "1.0.+").is_none());
+        assert!(entry_at(&exp.model.layers, "9").is_none());
     }
 }
