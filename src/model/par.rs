@@ -33,9 +33,10 @@ thread_local! {
     static THREADS: Cell<usize> = const { Cell::new(1) };
 }
 
-/// Sets how many threads the training step of the calling thread may use.
+/// Sets how many threads the training step of the calling thread may use (at most
+/// [`super::team::MAX_PIECES`]: a batch of a few dozen samples gains nothing from more).
 pub fn set_threads(n: usize) {
-    THREADS.with(|t| t.set(n.max(1)));
+    THREADS.with(|t| t.set(n.clamp(1, super::team::MAX_PIECES)));
 }
 
 /// How many threads the training step of the calling thread may use.

@@ -2,15 +2,21 @@
 //! of a training step (a step of the seed's models has hundreds, some of 20 µs).
 //!
 //! Each thread that trains a model owns its team (thread-local), of as many helpers as it has
-//! asked for so far; the caller runs piece 0 itself and helper i runs piece i + 1. A helper
-//! stays awake for a while after each piece (a few microseconds spinning, then yielding its
-//! core to anyone who wants it) before it sleeps, so the next region of the same step finds it
-//! awake: waking a sleeping thread costs 10–50 µs, which made a general pool (rayon,
-//! whose calling thread also waits idle) slower on 2 threads than on one for the seed's models.
-//! Which thread runs a piece never changes what it computes (see [`super::par`]).
+//! asked for so far. Piece 0 of a region is the caller's and piece i + 1 helper i's, so the
+//! same thread keeps working on the same part of the data from one region to the next (its
+//! caches hold it), but a piece is claimed, not handed over: a thread that has finished its own
+//! takes any piece not yet claimed. So a helper that is not on a core (asleep, or preempted on
+//! a machine whose cores other programs use too) never holds the caller up: the caller does its
+//! piece itself. (Waiting for it made one model on 2 threads 5× slower than on one thread
+//! beside two busy programs.) A helper stays awake for a while after a region (a few
+//! microseconds spinning, then yielding its core to anyone who wants it) before it sleeps, so
+//! the next region of the same step finds it awake: waking a sleeping thread costs 10–50 µs,
+//! which made a general pool (rayon, whose calling thread also waits idle) slower on 2 threads
+//! than on one for the seed's models. Which thread runs a piece never changes what it computes
+//! (see [`super::par`]).
 
 use std::cell::{RefCell, UnsafeCell};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -23,76 +29,113 @@ const SPIN: Duration = Duration::from_millis(2);
 /// turn instead, so that a machine with more threads than cores is not slowed by spinning.
 const SPIN_TURNS: u32 = 2048;
 
-/// A piece of work: the region's function (its lifetime erased: the caller waits for every
-/// piece before the function goes out of scope) and the piece's index.
-type Job = (*const (dyn Fn(usize) + Sync), usize);
+/// A region's function, its lifetime erased: the caller waits for every piece before the
+/// function goes out of scope.
+type Job = *const (dyn Fn(usize) + Sync);
 
-/// What a caller and one helper share.
-struct Slot {
-    /// Pieces posted to this helper so far.
-    posted: AtomicUsize,
-    /// Pieces it has finished.
-    done: AtomicUsize,
-    /// Whether a piece it ran panicked.
+/// `f` with its lifetime erased.
+///
+/// # Safety
+/// The caller must keep `f` alive as long as the pointer is dereferenced.
+unsafe fn erase(f: &(dyn Fn(usize) + Sync)) -> Job {
+    // SAFETY: only the lifetime changes; the caller keeps `f` alive.
+    unsafe { std::mem::transmute::<&(dyn Fn(usize) + Sync), &'static (dyn Fn(usize) + Sync)>(f) }
+}
+
+/// The most pieces of one region (one bit each in the state's claim mask).
+pub const MAX_PIECES: usize = 32;
+
+/// A region's state in one word: generation (bits 32–63) and which pieces are claimed (bits
+/// 0–31; the bits of pieces past the region's last are set when it starts). A piece is claimed
+/// by a compare-and-swap of the whole word, so a thread that read the state of an earlier
+/// region can never claim a piece of a later one.
+fn pack(generation: u32, claimed: u32) -> u64 {
+    (generation as u64) << 32 | claimed as u64
+}
+
+fn generation(state: u64) -> u32 {
+    (state >> 32) as u32
+}
+
+/// The claim mask of a region of `pieces` pieces none of which is claimed yet.
+fn unclaimed(pieces: usize) -> u32 {
+    match pieces {
+        MAX_PIECES => 0,
+        n => u32::MAX << n,
+    }
+}
+
+/// What a caller and its helpers share.
+struct Shared {
+    /// The current region (see [`pack`]).
+    state: AtomicU64,
+    /// Pieces of the current region finished.
+    finished: AtomicUsize,
+    /// Whether a piece of the current region panicked.
     panicked: AtomicBool,
     /// Set when the team is dropped.
     stop: AtomicBool,
-    /// The piece posted last; written by the caller only while the helper is idle
-    /// (`done == posted`), read by the helper once it sees `posted` grow.
+    /// The current region's function; written by the caller only between regions (every
+    /// piece of the last one finished), read by a thread only after it claimed a piece.
     job: UnsafeCell<Option<Job>>,
 }
 
-// SAFETY: `job` is handed over through `posted`/`done` (release/acquire): the caller writes it
-// only while `done == posted` (the helper is not reading it), the helper reads it only after
-// seeing `posted` grow. The function it points to is `Sync`.
-unsafe impl Sync for Slot {}
+// SAFETY: `job` is written by the caller only while no piece of a region is unfinished, so no
+// thread is between claiming a piece and finishing it; it is published by the release store of
+// the next region's state and read only after a successful claim (acquire) of that state. The
+// function it points to is `Sync`.
+unsafe impl Sync for Shared {}
 // SAFETY: as above.
-unsafe impl Send for Slot {}
+unsafe impl Send for Shared {}
 
-struct Helper {
-    slot: Arc<Slot>,
-    handle: Option<JoinHandle<()>>,
-}
-
-impl Helper {
-    fn start() -> Self {
-        let slot = Arc::new(Slot {
-            posted: AtomicUsize::new(0),
-            done: AtomicUsize::new(0),
-            panicked: AtomicBool::new(false),
-            stop: AtomicBool::new(false),
-            job: UnsafeCell::new(None),
-        });
-        let s = Arc::clone(&slot);
-        let handle = std::thread::Builder::new()
-            .name("mnist-lab-helper".into())
-            .spawn(move || serve(&s))
-            .expect("starting a helper thread");
-        Helper {
-            slot,
-            handle: Some(handle),
+impl Shared {
+    /// Claims and runs pieces of region `generation_seen` until none is left unclaimed, piece
+    /// `own` first when it is still free; returns how many this thread ran.
+    fn work(&self, generation_seen: u32, own: usize) -> usize {
+        let mut ran = 0;
+        let mut state = self.state.load(Ordering::Acquire);
+        loop {
+            let free = !(state as u32);
+            if generation(state) != generation_seen || free == 0 {
+                return ran;
+            }
+            let piece = match own < MAX_PIECES && free & (1 << own) != 0 {
+                true => own,
+                false => free.trailing_zeros() as usize,
+            };
+            match self.state.compare_exchange_weak(
+                state,
+                state | 1 << piece,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    // SAFETY: the claim succeeded, so the region is unfinished and its caller
+                    // keeps `job` and the function alive until this piece is finished.
+                    let f = unsafe { &*(*self.job.get()).expect("a posted job") };
+                    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(piece))).is_err()
+                    {
+                        self.panicked.store(true, Ordering::Release);
+                    }
+                    ran += 1;
+                    self.finished.fetch_add(1, Ordering::Release);
+                    state = self.state.load(Ordering::Acquire);
+                }
+                Err(now) => state = now,
+            }
         }
     }
 }
 
-impl Drop for Helper {
-    fn drop(&mut self) {
-        self.slot.stop.store(true, Ordering::Release);
-        if let Some(h) = self.handle.take() {
-            h.thread().unpark();
-            let _ = h.join();
-        }
-    }
-}
-
-/// A helper's loop: wait for a piece (spinning, then parked), run it, say it is done.
-fn serve(slot: &Slot) {
-    let mut seen = 0;
+/// Helper `own - 1`'s loop: wait for a new region (spinning, then parked), take its pieces
+/// (piece `own` first) while any is left.
+fn serve(shared: &Shared, own: usize) {
+    let mut seen = generation(shared.state.load(Ordering::Acquire));
     loop {
         let since = Instant::now();
         let mut spins = 0u32;
-        while slot.posted.load(Ordering::Acquire) == seen {
-            if slot.stop.load(Ordering::Acquire) {
+        while generation(shared.state.load(Ordering::Acquire)) == seen {
+            if shared.stop.load(Ordering::Acquire) {
                 return;
             }
             spins = spins.wrapping_add(1);
@@ -105,25 +148,48 @@ fn serve(slot: &Slot) {
                 std::thread::park_timeout(Duration::from_millis(50));
             }
         }
-        // SAFETY: `posted` grew, so the caller wrote `job` before it (release/acquire) and
-        // does not touch it until `done` catches up.
-        let (f, i) = unsafe { (*slot.job.get()).expect("a posted job") };
-        // SAFETY: the caller keeps the function alive until this piece is done.
-        let f = unsafe { &*f };
-        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(i))).is_err() {
-            slot.panicked.store(true, Ordering::Release);
+        seen = generation(shared.state.load(Ordering::Acquire));
+        shared.work(seen, own);
+    }
+}
+
+/// A training thread's helpers and what they share with it.
+struct Team {
+    shared: Arc<Shared>,
+    helpers: Vec<JoinHandle<()>>,
+}
+
+impl Team {
+    fn new() -> Self {
+        Team {
+            shared: Arc::new(Shared {
+                state: AtomicU64::new(pack(0, u32::MAX)),
+                finished: AtomicUsize::new(0),
+                panicked: AtomicBool::new(false),
+                stop: AtomicBool::new(false),
+                job: UnsafeCell::new(None),
+            }),
+            helpers: Vec::new(),
         }
-        seen += 1;
-        slot.done.store(seen, Ordering::Release);
+    }
+}
+
+impl Drop for Team {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Release);
+        for h in self.helpers.drain(..) {
+            h.thread().unpark();
+            let _ = h.join();
+        }
     }
 }
 
 thread_local! {
-    static TEAM: RefCell<Vec<Helper>> = const { RefCell::new(Vec::new()) };
+    static TEAM: RefCell<Option<Team>> = const { RefCell::new(None) };
 }
 
-/// Runs `f(0)`, …, `f(pieces - 1)`: piece 0 on the calling thread, the others on its helpers
-/// (started on first need), and returns once every piece is done.
+/// Runs `f(0)`, …, `f(pieces - 1)` on the calling thread and its helpers (started on first
+/// need, `pieces - 1` of them), each piece once, and returns once every piece is done.
 pub fn run(pieces: usize, f: &(dyn Fn(usize) + Sync)) {
     if pieces <= 1 {
         if pieces == 1 {
@@ -131,55 +197,51 @@ pub fn run(pieces: usize, f: &(dyn Fn(usize) + Sync)) {
         }
         return;
     }
+    assert!(pieces <= MAX_PIECES, "team: {pieces} pieces in one region");
     TEAM.with(|team| {
         let mut team = team.borrow_mut();
-        while team.len() < pieces - 1 {
-            team.push(Helper::start());
+        let team = team.get_or_insert_with(Team::new);
+        while team.helpers.len() < pieces - 1 {
+            let s = Arc::clone(&team.shared);
+            let own = team.helpers.len() + 1;
+            team.helpers.push(
+                std::thread::Builder::new()
+                    .name("mnist-lab-helper".into())
+                    .spawn(move || serve(&s, own))
+                    .expect("starting a helper thread"),
+            );
         }
-        // SAFETY (lifetime): `Wait` below blocks until every posted piece is done, also when
-        // `f(0)` panics, so no helper uses `f` after this call returns.
-        let erased: *const (dyn Fn(usize) + Sync) = unsafe {
-            std::mem::transmute::<&(dyn Fn(usize) + Sync), &'static (dyn Fn(usize) + Sync)>(f)
-        };
-        let helpers = &team[..pieces - 1];
-        for (i, h) in helpers.iter().enumerate() {
-            // SAFETY: the helper is idle (the last region waited for it), so it does not read
-            // `job` until `posted` grows below.
-            unsafe { *h.slot.job.get() = Some((erased, i + 1)) };
-            h.slot.posted.fetch_add(1, Ordering::Release);
-            if let Some(handle) = &h.handle {
-                handle.thread().unpark();
+        let shared = &*team.shared;
+        // SAFETY (lifetime): this call returns only once every piece is finished (also when a
+        // piece panics: each is caught), and a thread dereferences `job` only after claiming an
+        // unfinished piece, so no thread uses `f` after this call returns.
+        let erased = unsafe { erase(f) };
+        let generation = generation(shared.state.load(Ordering::Relaxed)).wrapping_add(1);
+        // SAFETY: every piece of the last region is finished (this thread waited for them), so
+        // no thread reads `job` until the store of the new state below publishes it.
+        unsafe { *shared.job.get() = Some(erased) };
+        shared.finished.store(0, Ordering::Relaxed);
+        shared.panicked.store(false, Ordering::Relaxed);
+        shared
+            .state
+            .store(pack(generation, unclaimed(pieces)), Ordering::Release);
+        for h in &team.helpers[..pieces - 1] {
+            h.thread().unpark();
+        }
+        shared.work(generation, 0);
+        let mut spins = 0u32;
+        while shared.finished.load(Ordering::Acquire) != pieces {
+            spins = spins.wrapping_add(1);
+            if spins < SPIN_TURNS {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
             }
         }
-        let wait = Wait(helpers);
-        f(0);
-        drop(wait);
-        if helpers
-            .iter()
-            .any(|h| h.slot.panicked.load(Ordering::Acquire))
-        {
-            panic!("a helper thread's piece of work panicked");
+        if shared.panicked.load(Ordering::Acquire) {
+            panic!("a piece of a parallel region panicked");
         }
     });
-}
-
-/// Waits, when dropped, for the helpers to finish the pieces posted to them.
-struct Wait<'a>(&'a [Helper]);
-
-impl Drop for Wait<'_> {
-    fn drop(&mut self) {
-        for h in self.0 {
-            let mut spins = 0u32;
-            while h.slot.done.load(Ordering::Acquire) != h.slot.posted.load(Ordering::Relaxed) {
-                spins = spins.wrapping_add(1);
-                if spins < SPIN_TURNS {
-                    std::hint::spin_loop();
-                } else {
-                    std::thread::yield_now();
-                }
-            }
-        }
-    }
 }
 
 #[cfg(test)]
@@ -196,11 +258,45 @@ mod tests {
             });
         }
         assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1000));
-        // Fewer pieces than helpers: the others stay idle.
+        // Fewer pieces than helpers: each piece still runs once.
         let count = AtomicU64::new(0);
         run(2, &|_| {
             count.fetch_add(1, Ordering::Relaxed);
         });
         assert_eq!(count.load(Ordering::Relaxed), 2);
+    }
+
+    /// A region's pieces as a thread claims them when no helper is on a core: the caller
+    /// alone takes every piece; a thread that saw an earlier region claims none of this one.
+    #[test]
+    fn a_caller_whose_helpers_are_away_runs_every_piece_itself() {
+        let shared = Shared {
+            state: AtomicU64::new(pack(7, u32::MAX)),
+            finished: AtomicUsize::new(0),
+            panicked: AtomicBool::new(false),
+            stop: AtomicBool::new(false),
+            job: UnsafeCell::new(None),
+        };
+        let order = std::sync::Mutex::new(Vec::new());
+        let f = |i: usize| order.lock().unwrap().push(i);
+        let f: &(dyn Fn(usize) + Sync) = &f;
+        // SAFETY: no other thread sees `shared`; `f` outlives every use below.
+        unsafe { *shared.job.get() = Some(erase(f)) };
+        shared.state.store(pack(8, unclaimed(4)), Ordering::Release);
+        assert_eq!(shared.work(7, 0), 0, "a stale generation claims nothing");
+        assert_eq!(shared.work(8, 2), 4);
+        assert_eq!(shared.finished.load(Ordering::Acquire), 4);
+        // Its own piece first, then the others in order.
+        assert_eq!(*order.lock().unwrap(), vec![2, 0, 1, 3]);
+        assert_eq!(shared.work(8, 0), 0, "nothing is left to claim");
+        // A piece that panics is counted finished and reported.
+        let g = |i: usize| assert!(i != 1, "piece 1 fails");
+        let g: &(dyn Fn(usize) + Sync) = &g;
+        // SAFETY: as above.
+        unsafe { *shared.job.get() = Some(erase(g)) };
+        shared.finished.store(0, Ordering::Relaxed);
+        shared.state.store(pack(9, unclaimed(3)), Ordering::Release);
+        assert_eq!(shared.work(9, 0), 3);
+        assert!(shared.panicked.load(Ordering::Acquire));
     }
 }
