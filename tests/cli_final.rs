@@ -171,9 +171,40 @@ fn final_marked_trains_only_marked_experiments_and_force_retrains() {
         "{}",
         text(&out)
     );
-    // --force trains it again, to the same bytes.
+    // A new description changes no bit of the model: still up to date, and the folder's
+    // spec.toml takes the new words.
+    let spec = d.join("results/marked/final/spec.toml");
+    assert!(std::fs::read_to_string(&spec)
+        .unwrap()
+        .contains("description = \"m\""));
+    let file = d.join("experiments/marked.toml");
+    let text_now = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(
+        &file,
+        text_now.replace("description = \"m\"", "description = \"n\""),
+    )
+    .unwrap();
+    let out = mnist_lab(d, &both);
+    assert!(
+        text(&out).contains("marked: final model is up to date"),
+        "{}",
+        text(&out)
+    );
+    assert!(std::fs::read_to_string(&spec)
+        .unwrap()
+        .contains("description = \"n\""));
+    assert!(
+        std::fs::read(&model).unwrap() == first,
+        "the model file was rewritten"
+    );
+    // --force trains it again, to the same bytes (the file holds the spec it was trained with:
+    // the first description again).
+    std::fs::write(&file, text_now).unwrap();
     let out = mnist_lab(d, &["final", "--force", "experiments/marked.toml"]);
     let t = text(&out);
     assert!(out.status.success() && !t.contains("up to date"), "{t}");
-    assert_eq!(std::fs::read(&model).unwrap(), first);
+    assert!(
+        std::fs::read(&model).unwrap() == first,
+        "retrained to other bytes"
+    );
 }
