@@ -71,6 +71,9 @@ struct Shared {
     state: AtomicU64,
     /// Pieces of the current region finished.
     finished: AtomicUsize,
+    /// Pieces of the current region (a helper without a piece of its own in it stays out, so
+    /// that it takes no piece from the thread whose part of the data that piece is).
+    pieces: AtomicUsize,
     /// Whether a piece of the current region panicked.
     panicked: AtomicBool,
     /// Set when the team is dropped.
@@ -149,7 +152,9 @@ fn serve(shared: &Shared, own: usize) {
             }
         }
         seen = generation(shared.state.load(Ordering::Acquire));
-        shared.work(seen, own);
+        if own < shared.pieces.load(Ordering::Relaxed) {
+            shared.work(seen, own);
+        }
     }
 }
 
@@ -165,6 +170,7 @@ impl Team {
             shared: Arc::new(Shared {
                 state: AtomicU64::new(pack(0, u32::MAX)),
                 finished: AtomicUsize::new(0),
+                pieces: AtomicUsize::new(0),
                 panicked: AtomicBool::new(false),
                 stop: AtomicBool::new(false),
                 job: UnsafeCell::new(None),
@@ -221,6 +227,7 @@ pub fn run(pieces: usize, f: &(dyn Fn(usize) + Sync)) {
         // no thread reads `job` until the store of the new state below publishes it.
         unsafe { *shared.job.get() = Some(erased) };
         shared.finished.store(0, Ordering::Relaxed);
+        shared.pieces.store(pieces, Ordering::Relaxed);
         shared.panicked.store(false, Ordering::Relaxed);
         shared
             .state
@@ -273,6 +280,7 @@ mod tests {
         let shared = Shared {
             state: AtomicU64::new(pack(7, u32::MAX)),
             finished: AtomicUsize::new(0),
+            pieces: AtomicUsize::new(0),
             panicked: AtomicBool::new(false),
             stop: AtomicBool::new(false),
             job: UnsafeCell::new(None),
