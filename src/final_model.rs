@@ -48,7 +48,7 @@ pub fn train_final(exp: &Experiment, paths: &Paths, force: bool) -> Result<PathB
             if m.metadata.get("key") == Some(&key) {
                 crate::output::eprintln(&format!("{}: final model is up to date", exp.name));
                 // What the key leaves out (the description, the `final` mark) may have changed:
-                // the folder's spec.toml follows the file, as `run`'s does.
+                // the folder's spec.toml follows the experiment file, as `run`'s folder does.
                 let spec = exp.to_toml();
                 let spec_path = dir.join("spec.toml");
                 if std::fs::read_to_string(&spec_path).ok().as_deref() != Some(spec.as_str()) {

@@ -22,7 +22,8 @@ struct Cli {
     #[arg(long, global = true, default_value = "results")]
     results: PathBuf,
     /// Threads this process may use in all (default: one per core). Folds running at once
-    /// share them, and one model alone uses them all; results do not depend on the number.
+    /// share them, and one model alone uses them all (up to 32); results do not depend on the
+    /// number.
     #[arg(long, global = true)]
     threads: Option<usize>,
     #[command(subcommand)]
