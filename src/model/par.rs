@@ -118,7 +118,7 @@ where
     F: Fn(Range<usize>, &mut [T]) + Sync,
 {
     let parts = split(data, unit, ranges);
-    run(parts, |(r, part)| f(r, part));
+    each_part(parts, |(r, part)| f(r, part));
 }
 
 /// [`each_mut`] over two arrays cut by the same ranges (`unit_a` and `unit_b` values per item).
@@ -138,7 +138,7 @@ pub fn each_mut2<T, U, F>(
         .into_iter()
         .zip(split(b, unit_b, ranges))
         .collect();
-    run(parts, |((r, a), (_, b))| f(r, a, b));
+    each_part(parts, |((r, a), (_, b))| f(r, a, b));
 }
 
 /// `data` cut into the parts of consecutive `ranges` of items of `unit` values.
@@ -160,8 +160,9 @@ fn split<'a, T>(
     parts
 }
 
-/// Runs `f` on each part, in parallel when there are several.
-fn run<P: Send, F: Fn(P) + Sync>(mut parts: Vec<P>, f: F) {
+/// Runs `f` on each part (whatever a piece owns: its slices of arrays cut alike), in parallel
+/// when there are several.
+pub fn each_part<P: Send, F: Fn(P) + Sync>(mut parts: Vec<P>, f: F) {
     if parts.len() <= 1 {
         return parts.pop().into_iter().for_each(f);
     }

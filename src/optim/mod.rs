@@ -156,13 +156,17 @@ pub(crate) fn is_zero(v: &f32) -> bool {
     *v == 0.0
 }
 
-/// Keras' decoupled weight decay, applied before an optimizer's update: w −= w·wd·lr.
+/// Keras' decoupled weight decay, applied before an optimizer's update: w −= w·wd·lr (a long
+/// parameter cut for the step's threads: each element on its own, the same bits).
 pub(crate) fn decay(w: &mut [f32], weight_decay: f32, lr: f32) {
     if weight_decay != 0.0 {
         let f = weight_decay * lr;
-        for w in w.iter_mut() {
-            *w -= *w * f;
-        }
+        let ranges = crate::model::par::ranges(w.len(), crate::model::par::MIN_VALUES);
+        crate::model::par::each_mut(w, 1, &ranges, |_, w| {
+            for w in w.iter_mut() {
+                *w -= *w * f;
+            }
+        });
     }
 }
 
@@ -369,6 +373,54 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    #[test]
+    fn every_optimizer_updates_a_long_parameter_alike_on_any_number_of_threads() {
+        // Long enough to be cut into runs of chunks (and not a whole number of chunks), with
+        // elements whose gradients are ordinary, always subnormal, zero after the first step
+        // or always zero, so that subnormal state takes the block-by-block path in every run.
+        let n = 3 * crate::model::par::MIN_VALUES + 16 * 7 + 5;
+        // (RMSprop's state stays normal here: a subnormal gradient's square is zero.)
+        for (toml, subnormal_state) in [
+            (
+                "[sgd]\nlearning_rate = 0.1\nmomentum = 0.9\nnesterov = true\nweight_decay = 0.01",
+                true,
+            ),
+            ("[adamw]\nlearning_rate = 0.01", true),
+            ("[rmsprop]\nlearning_rate = 0.01\nmomentum = 0.5", false),
+        ] {
+            let spec = parse(toml);
+            let mut outcomes = Vec::new();
+            for threads in [1, 2, 3] {
+                crate::model::par::set_threads(threads);
+                let mut rng = crate::rng::Rng::new(9, 0);
+                let mut opt = spec.spec().build();
+                let mut w: Vec<f32> = (0..n).map(|_| rng.uniform(0.5)).collect();
+                for step in 1..=40 {
+                    let g: Vec<f32> = (0..n)
+                        .map(|i| match i % 4 {
+                            0 => rng.uniform(1.0),
+                            1 => rng.uniform(1e-39),
+                            2 if step == 1 => rng.uniform(1.0),
+                            _ => 0.0,
+                        })
+                        .collect();
+                    opt.update(0, &mut w, &g, spec.spec().learning_rate());
+                }
+                crate::model::par::set_threads(1);
+                let state = opt.state();
+                let subnormal = state.slots[0].1[0]
+                    .iter()
+                    .filter(|x| tiny::is_subnormal(**x));
+                assert!(!subnormal_state || subnormal.count() > 1000, "{toml:?}");
+                let slots: Vec<Vec<Vec<u32>>> = (state.slots.iter())
+                    .map(|(_, arrays)| arrays.iter().map(|a| tiny::bits(a)).collect())
+                    .collect();
+                outcomes.push((tiny::bits(&w), slots, state.counters));
+            }
+            assert!(outcomes.windows(2).all(|o| o[0] == o[1]), "{toml:?}");
         }
     }
 

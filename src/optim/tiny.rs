@@ -24,6 +24,8 @@ pub fn any_subnormal(xs: &[f32]) -> bool {
     xs.iter().fold(false, |a, &x| a | is_subnormal(x))
 }
 
+use crate::model::par;
+
 /// Elements an optimizer checks for subnormal state at once: a chunk without any (every chunk
 /// early in training) takes the plain loop whole, the others go block by block.
 pub const CHUNK: usize = 256;
@@ -36,13 +38,47 @@ pub const BLOCK: usize = 16;
 /// `subnormal` finds no subnormal state; in the others, block by block (the last one padded
 /// with zeros), `exact` for a block in which `subnormal` finds some, unless it declines
 /// (returns `false`, having written nothing), and `plain` for the rest.
+///
+/// A long parameter is cut into runs of whole chunks, one per thread of the step
+/// ([`par::ranges`]): each element's update reads only its own values, and a chunk or block is
+/// the same whichever run holds it, so the bits do not depend on the number of threads.
 #[inline(always)]
 pub fn by_chunks<const K: usize>(
+    xs: [&mut [f32]; K],
+    g: &[f32],
+    subnormal: impl Fn(&[&mut [f32]; K]) -> bool + Sync,
+    plain: impl Fn([&mut [f32]; K], &[f32]) + Sync,
+    exact: impl Fn([&mut [f32; BLOCK]; K], &[f32; BLOCK]) -> bool + Sync,
+) {
+    let runs = par::ranges(g.len().div_ceil(CHUNK), par::MIN_VALUES / CHUNK);
+    if runs.len() <= 1 {
+        return in_order(xs, g, &subnormal, &plain, &exact);
+    }
+    let mut parts = Vec::with_capacity(runs.len());
+    let (mut rest, mut g_rest) = (xs, g);
+    for r in &runs {
+        let len = (r.len() * CHUNK).min(g_rest.len());
+        let mut halves = rest.map(|x| {
+            let (a, b) = x.split_at_mut(len);
+            (Some(a), Some(b))
+        });
+        let head: [&mut [f32]; K] = std::array::from_fn(|i| halves[i].0.take().expect("head"));
+        rest = std::array::from_fn(|i| halves[i].1.take().expect("tail"));
+        let (g_head, g_tail) = g_rest.split_at(len);
+        parts.push((head, g_head));
+        g_rest = g_tail;
+    }
+    par::each_part(parts, |(xs, g)| in_order(xs, g, &subnormal, &plain, &exact));
+}
+
+/// [`by_chunks`] on the calling thread, chunk after chunk.
+#[inline(always)]
+fn in_order<const K: usize>(
     mut xs: [&mut [f32]; K],
     g: &[f32],
-    subnormal: impl Fn(&[&mut [f32]; K]) -> bool,
-    plain: impl Fn([&mut [f32]; K], &[f32]),
-    exact: impl Fn([&mut [f32; BLOCK]; K], &[f32; BLOCK]) -> bool,
+    subnormal: &impl Fn(&[&mut [f32]; K]) -> bool,
+    plain: &impl Fn([&mut [f32]; K], &[f32]),
+    exact: &impl Fn([&mut [f32; BLOCK]; K], &[f32; BLOCK]) -> bool,
 ) {
     let block = |mut b: [&mut [f32; BLOCK]; K], g: &[f32; BLOCK]| {
         let held = subnormal(&b.each_mut().map(|x| x.as_mut_slice()));
