@@ -12,6 +12,8 @@
 //! as IEEE round-to-nearest-even defines them, in integer and f64 arithmetic that never touches
 //! an f32 subnormal: the same bits, without the microcode.
 
+use crate::model::par;
+
 /// `true` for a subnormal (not zero, |x| < 2⁻¹²⁶).
 #[inline(always)]
 pub fn is_subnormal(x: f32) -> bool {
@@ -23,8 +25,6 @@ pub fn is_subnormal(x: f32) -> bool {
 pub fn any_subnormal(xs: &[f32]) -> bool {
     xs.iter().fold(false, |a, &x| a | is_subnormal(x))
 }
-
-use crate::model::par;
 
 /// Elements an optimizer checks for subnormal state at once: a chunk without any (every chunk
 /// early in training) takes the plain loop whole, the others go block by block.
