@@ -58,12 +58,11 @@ pub fn by_chunks<const K: usize>(
     let (mut rest, mut g_rest) = (xs, g);
     for r in &runs {
         let len = (r.len() * CHUNK).min(g_rest.len());
-        let mut halves = rest.map(|x| {
-            let (a, b) = x.split_at_mut(len);
-            (Some(a), Some(b))
+        let head: [&mut [f32]; K] = std::array::from_fn(|i| {
+            let (head, tail) = std::mem::take(&mut rest[i]).split_at_mut(len);
+            rest[i] = tail;
+            head
         });
-        let head: [&mut [f32]; K] = std::array::from_fn(|i| halves[i].0.take().expect("head"));
-        rest = std::array::from_fn(|i| halves[i].1.take().expect("tail"));
         let (g_head, g_tail) = g_rest.split_at(len);
         parts.push((head, g_head));
         g_rest = g_tail;
