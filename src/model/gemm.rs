@@ -109,25 +109,6 @@ fn matmul_on(
     unsafe { product(threads, m, n, k, dst.as_mut_ptr(), dst_rs, accumulate, a, b) }
 }
 
-/// A destination pointer that pieces of one product on other threads write through.
-#[derive(Clone, Copy)]
-struct Dst(*mut f32);
-// SAFETY: the pieces of a product write disjoint elements (see `product`).
-unsafe impl Send for Dst {}
-// SAFETY: as above.
-unsafe impl Sync for Dst {}
-
-impl Dst {
-    /// The pointer `at` elements further.
-    ///
-    /// # Safety
-    /// As [`pointer::add`]: `at` stays inside the destination.
-    unsafe fn at(&self, at: usize) -> *mut f32 {
-        // SAFETY: the caller's.
-        unsafe { self.0.add(at) }
-    }
-}
-
 /// An m×n×k product on up to `threads` threads: cut into pieces of rows (or of columns, when
 /// it has more columns than rows) when it is [`canonical`] and large enough, each piece summed
 /// in the whole product's depth blocks; else on one thread.
@@ -152,7 +133,7 @@ unsafe fn product(
         // SAFETY: the caller's contract.
         return unsafe { blocks(m, n, k, kc, dst, dst_rs, accumulate, a, b) };
     }
-    let dst = Dst(dst);
+    let dst = par::Dst(dst);
     par::each(&pieces, |r| {
         let (rows, cols, at, a, b) = match by_rows {
             true => (r.len(), n, r.start * dst_rs, a.offset(r.start * a.rs), b),

@@ -97,6 +97,27 @@ where
     v
 }
 
+/// A destination pointer that the pieces of one region, on several threads, write disjoint
+/// elements through (elements that do not form one slice per piece, such as a tile's rows in
+/// an image).
+#[derive(Clone, Copy)]
+pub struct Dst(pub *mut f32);
+// SAFETY: its users write disjoint elements from each piece and read none.
+unsafe impl Send for Dst {}
+// SAFETY: as above.
+unsafe impl Sync for Dst {}
+
+impl Dst {
+    /// The pointer `at` elements further.
+    ///
+    /// # Safety
+    /// As [`pointer::add`]: `at` stays inside the destination.
+    pub unsafe fn at(&self, at: usize) -> *mut f32 {
+        // SAFETY: the caller's.
+        unsafe { self.0.add(at) }
+    }
+}
+
 /// Runs `f` on each range, the ranges in parallel when there are several.
 pub fn each<F>(ranges: &[Range<usize>], f: F)
 where

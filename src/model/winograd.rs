@@ -303,49 +303,74 @@ impl Winograd {
         bias: &[f32],
         act: Activation,
     ) -> Vec<f32> {
-        let (ci, out, m, xis) = (self.geo.input.c, self.geo.output, self.m, self.xi);
+        let (ci, out, xis) = (self.geo.input.c, self.geo.output, self.xi);
         let co = out.c;
         let tiles = batch * self.th * self.tw;
-        // Tiles come in output order, a row of tiles at a time: each row of tiles is gathered
-        // in `rows` (its m output rows) and appended to z once complete, so z is written
-        // once, in order, and never zero-filled first.
-        let mut z = Vec::with_capacity(batch * out.len());
+        // Each piece of a chunk's tiles is transformed, multiplied and transformed back on one
+        // thread, which writes its tiles' outputs straight into z: tiles cover the output
+        // without overlap, so every value of z is written once, by one piece, and z is never
+        // zero-filled first.
+        let total = batch * out.len();
+        let mut z: Vec<f32> = Vec::with_capacity(total);
+        let dst = par::Dst(z.as_mut_ptr());
         let chunk = self.chunk().min(tiles);
-        let row = out.w * co;
-        let lens = [chunk * xis * ci, chunk * xis * co, m * m * co, m * row];
-        scratch::with(lens, |[v, mm, f, rows]| {
+        let lens = [chunk * xis * ci, chunk * xis * co];
+        scratch::with(lens, |[v, mm]| {
             for (first, len) in self.chunks(tiles) {
-                // Transformed and multiplied by pieces of tiles on the threads.
                 let (vs, ms) = (&mut v[..len * xis * ci], &mut mm[..len * xis * co]);
                 let pieces = Self::pieces(len, ci, co);
                 par::each_mut2(vs, xis * ci, ms, xis * co, &pieces, |r, v, mm| {
                     self.transform_input(x, first + r.start, r.len(), v);
                     Self::products(xis, r.len(), ci, co, v, u, mm);
+                    // SAFETY: z holds `total` values of capacity; the tiles first + r are
+                    // this piece's alone, and they write only positions inside the output.
+                    unsafe { self.write_tiles(mm, first + r.start, bias, act, dst) };
                 });
-                for i in 0..len {
-                    let (_, ty, tx) = self.tile(first + i);
-                    let t = &mm[i * xis * co..(i + 1) * xis * co];
-                    match m {
-                        2 => output_tile(t, co, bias, f),
-                        3 => F3.output_tile(t, co, bias, f),
-                        _ => F4.output_tile(t, co, bias, f),
-                    }
-                    // f holds the m×m outputs [r][s][cout]: copy those inside the output.
-                    let k = (out.w - m * tx).min(m);
-                    for r in 0..m {
-                        let at = r * row + m * tx * co;
-                        rows[at..at + k * co].copy_from_slice(&f[r * m * co..(r * m + k) * co]);
-                    }
-                    if tx + 1 == self.tw {
-                        let inside = (out.h - m * ty).min(m);
-                        z.extend_from_slice(&rows[..inside * row]);
-                    }
+            }
+        });
+        // SAFETY: the chunks cover every tile, and the tiles every output position (each
+        // writes the part of its m×m block inside the output).
+        unsafe { z.set_len(total) };
+        z
+    }
+
+    /// Transforms the products `mm` (`[tile][ξ][cout]`) of the tiles from `first` on back
+    /// into outputs, adds `bias`, applies `act`, and writes the values inside the output
+    /// through `z`.
+    ///
+    /// # Safety
+    /// `z` points to at least `batch × output len` values, and no other thread writes these
+    /// tiles' positions.
+    unsafe fn write_tiles(
+        &self,
+        mm: &[f32],
+        first: usize,
+        bias: &[f32],
+        act: Activation,
+        z: par::Dst,
+    ) {
+        let (out, m, xis) = (self.geo.output, self.m, self.xi);
+        let co = out.c;
+        scratch::with([m * m * co], |[f]| {
+            for (i, t) in mm.chunks_exact(xis * co).enumerate() {
+                let (b, ty, tx) = self.tile(first + i);
+                match m {
+                    2 => output_tile(t, co, bias, f),
+                    3 => F3.output_tile(t, co, bias, f),
+                    _ => F4.output_tile(t, co, bias, f),
+                }
+                act.apply(f);
+                // f holds the m×m outputs [r][s][cout]: copy those inside the output.
+                let (rows, cols) = ((out.h - m * ty).min(m), (out.w - m * tx).min(m));
+                for r in 0..rows {
+                    let at = ((b * out.h + m * ty + r) * out.w + m * tx) * co;
+                    let src = &f[r * m * co..(r * m + cols) * co];
+                    // SAFETY: (b, m·ty + r, m·tx..m·tx + cols) lies inside the output, which
+                    // z holds, and only this tile writes it (the caller's).
+                    unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), z.at(at), src.len()) };
                 }
             }
         });
-        debug_assert_eq!(z.len(), batch * out.len());
-        act.apply(&mut z);
-        z
     }
 
     /// The backward pass from `gz`, the gradient at the convolution's output (NHWC): returns
