@@ -146,6 +146,24 @@ impl Winograd {
         (t / per, (t % per) / self.tw, t % self.tw)
     }
 
+    /// The samples that tiles `first..first + len` belong to, counted from the first of them,
+    /// cut for the threads at sample boundaries so that each piece holds about as many of
+    /// these tiles (a chunk often begins or ends inside a sample, and equal counts of samples
+    /// then gave one thread several times the other's tiles).
+    fn sample_pieces(&self, first: usize, len: usize) -> Vec<std::ops::Range<usize>> {
+        let per = self.th * self.tw;
+        let (s0, s1) = (first / per, (first + len - 1) / per + 1);
+        // Each cut between tile pieces moved to the nearest sample boundary inside the chunk.
+        let cuts = par::ranges(len, 1).into_iter().skip(1).map(|r| {
+            let at = (first + r.start + per / 2) / per;
+            at.clamp(s0, s1) - s0
+        });
+        let mut bounds: Vec<usize> = std::iter::once(0).chain(cuts).collect();
+        bounds.push(s1 - s0);
+        bounds.dedup();
+        bounds.windows(2).map(|w| w[0]..w[1]).collect()
+    }
+
     /// For the m + 2 input rows (or columns) under tile index `i` along a side of `len` with
     /// `pad` zeros before: the first patch position inside, the first input index, the count.
     fn span(&self, i: usize, pad: usize, len: usize) -> (usize, usize, usize) {
@@ -444,7 +462,7 @@ impl Winograd {
                 let (s0, s1) = (first / per, (first + len - 1) / per + 1);
                 let inl = self.geo.input.len();
                 let gv: &[f32] = gv;
-                let samples = par::ranges(s1 - s0, 1);
+                let samples = self.sample_pieces(first, len);
                 par::each_mut(&mut gx[s0 * inl..s1 * inl], inl, &samples, |r, gx| {
                     let (a, b) = ((s0 + r.start) * per, (s0 + r.end) * per);
                     let tiles = a.max(first)..b.min(first + len);
