@@ -2,7 +2,9 @@
 //! activation; and the bias gradient.
 
 use super::activation::Activation;
-use super::gemm::{matmul, matmul_append, one_pass, View};
+use super::gemm::{matmul, matmul_into, one_pass, View};
+use super::par;
+use std::mem::MaybeUninit;
 
 /// `act(x·w + b)` for `rows` rows of `n_in` inputs. Bias and activation are fused around one
 /// GEMM.
@@ -31,23 +33,36 @@ pub(crate) fn affine_append(
     act: Activation,
     y: &mut Vec<f32>,
 ) {
+    let (start, n) = (y.len(), rows * b.len());
+    y.reserve(n);
+    affine_into(x, rows, n_in, w, b, act, &mut y.spare_capacity_mut()[..n]);
+    // SAFETY: `affine_into` wrote every one of the `n` new values.
+    unsafe { y.set_len(start + n) };
+}
+
+/// [`affine_forward`] written into `y` (`rows` × outputs values, uninitialized), each row as
+/// [`affine_append`] computes it.
+pub(crate) fn affine_into(
+    x: &[f32],
+    rows: usize,
+    n_in: usize,
+    w: &[f32],
+    b: &[f32],
+    act: Activation,
+    y: &mut [MaybeUninit<f32>],
+) {
     let n_out = b.len();
-    let (start, n) = (y.len(), rows * n_out);
+    let (xv, wv) = (View::rows(x, n_in), View::rows(w, n_out));
     if one_pass(rows, n_out, n_in) {
         // The product written straight into `y`, then the bias added and the activation
         // applied row by row while each is in L1. `gemm` sums each output in one pass and
         // adds the sum to the destination with one rounding, so bias + Σ comes out the same
         // whether the bias was in the destination before or is added after (addition
         // commutes, signed zeros included).
-        matmul_append(
-            rows,
-            n_out,
-            n_in,
-            y,
-            View::rows(x, n_in),
-            View::rows(w, n_out),
-        );
-        for row in y[start..].chunks_exact_mut(n_out) {
+        matmul_into(rows, n_out, n_in, y, xv, wv);
+        // SAFETY: `matmul_into` wrote every value.
+        let y = unsafe { par::assume_init(y) };
+        for row in y.chunks_exact_mut(n_out) {
             for (v, b) in row.iter_mut().zip(b) {
                 *v += b;
             }
@@ -55,30 +70,42 @@ pub(crate) fn affine_append(
         }
         return;
     }
-    // Every row starts as the bias: copied in doubling blocks, not one short copy per row.
-    y.reserve(n);
-    y.extend_from_slice(&b[..n_out.min(n)]);
-    while y.len() < start + n {
-        let done = y.len() - start;
-        y.extend_from_within(start..start + (n - done).min(done));
+    // Every row starts as the bias.
+    for row in y.chunks_exact_mut(n_out) {
+        for (v, b) in row.iter_mut().zip(b) {
+            v.write(*b);
+        }
     }
-    let y = &mut y[start..];
-    matmul(
-        rows,
-        n_out,
-        n_in,
-        y,
-        true,
-        View::rows(x, n_in),
-        View::rows(w, n_out),
-    );
+    // SAFETY: every row was just written.
+    let y = unsafe { par::assume_init(y) };
+    matmul(rows, n_out, n_in, y, true, xv, wv);
     act.apply(y);
 }
 
-/// gb += the column sums of gz (the bias gradient).
+/// gb += the column sums of gz (the bias gradient), each column's in row order; a large gz
+/// by pieces of columns on the threads.
+#[inline]
 pub(crate) fn add_column_sums(gb: &mut [f32], gz: &[f32]) {
-    for row in gz.chunks_exact(gb.len()) {
-        for (g, v) in gb.iter_mut().zip(row) {
+    let c = gb.len();
+    if !par::splits_channels(gz.len()) {
+        return add_column_sums_of(gb, gz, c, 0..c);
+    }
+    match &par::channel_ranges(c, gz.len())[..] {
+        [_] => add_column_sums_of(gb, gz, c, 0..c),
+        ranges => par::each_mut(gb, 1, ranges, |r, gb| {
+            // Summed in a copy of its own: the pieces' sums never share a cache line.
+            let mut sums = gb.to_vec();
+            add_column_sums_of(&mut sums, gz, c, r);
+            gb.copy_from_slice(&sums);
+        }),
+    }
+}
+
+/// sums += the sums of columns `cols` of gz (rows of `c` values), in row order.
+#[inline]
+fn add_column_sums_of(sums: &mut [f32], gz: &[f32], c: usize, cols: std::ops::Range<usize>) {
+    for row in gz.chunks_exact(c) {
+        for (g, v) in sums.iter_mut().zip(&row[cols.clone()]) {
             *g += v;
         }
     }

@@ -11,12 +11,15 @@ use std::sync::Arc;
 use dfdx::prelude::*;
 
 use super::activation::Activation;
-use super::affine::{add_column_sums, affine_append};
+use super::affine::{add_column_sums, affine_append, affine_into};
+use super::gemm::PIECE_MIN_MACS;
 use super::geometry::ConvGeometry;
 use super::layer::{Forward, Layer, LayerIo, Mode, StoredArray};
 use super::layers::batchnorm::{add_channel_sums, BatchNorm, Normalized};
 use super::layers::conv::Conv;
-use super::layers::maxpool::{pool_forward, pool_mapped, relu_pooled, unpool, MaxPool, PoolMap};
+use super::layers::maxpool::{
+    pool_forward, pool_mapped, relu_pooled, unpool, unpool_par, MaxPool, PoolMap,
+};
 use super::layers::LayerEntry;
 use super::par;
 use super::winograd::Winograd;
@@ -203,23 +206,36 @@ impl ConvBlock {
         let (rows, field, zi, yo) = (geo.rows(1), geo.field(), p.input.len(), p.output.len());
         let mut y = vec![f32::NEG_INFINITY; batch * yo];
         let mut arg = vec![0u32; batch * yo];
-        let mut z = Vec::new();
-        for s in (0..batch).step_by(chunk) {
-            let n = chunk.min(batch - s);
-            let cols = &col[s * rows * field..(s + n) * rows * field];
-            let (w, b) = (&self.conv.w.value, &self.conv.b.value);
-            z.clear();
-            affine_append(cols, n * rows, field, w, b, act, &mut z);
-            let (ys, args) = (&mut y[s * yo..(s + n) * yo], &mut arg[s * yo..(s + n) * yo]);
-            match norm {
-                Some(nm) => pool_mapped(p, &z, s * zi, n, ys, args, nm),
-                None => pool_forward(p, &z, s * zi, n, ys, args),
+        // Samples are independent: pieces of them on the threads, each in chunks of its own.
+        let pieces = self.sample_pieces(batch);
+        par::each_mut2(&mut y, yo, &mut arg, yo, &pieces, |r, y, arg| {
+            let mut z = Vec::new();
+            for s in (r.start..r.end).step_by(chunk) {
+                let n = chunk.min(r.end - s);
+                let cols = &col[s * rows * field..(s + n) * rows * field];
+                let (w, b) = (&self.conv.w.value, &self.conv.b.value);
+                z.clear();
+                affine_append(cols, n * rows, field, w, b, act, &mut z);
+                let at = (s - r.start) * yo;
+                let (ys, args) = (&mut y[at..at + n * yo], &mut arg[at..at + n * yo]);
+                match norm {
+                    Some(nm) => pool_mapped(p, &z, s * zi, n, ys, args, nm),
+                    None => pool_forward(p, &z, s * zi, n, ys, args),
+                }
+                if self.relu_after_pool() {
+                    relu_pooled(p, &z, n, ys, args);
+                }
             }
-            if self.relu_after_pool() {
-                relu_pooled(p, &z, n, ys, args);
-            }
-        }
+        });
         (y, arg)
+    }
+
+    /// The batch's samples cut for the threads, each piece worth a thread (see
+    /// [`PIECE_MIN_MACS`]).
+    fn sample_pieces(&self, batch: usize) -> Vec<std::ops::Range<usize>> {
+        let geo = self.conv.geo;
+        let macs = geo.rows(1) * geo.field() * geo.output.c;
+        par::ranges(batch, PIECE_MIN_MACS.div_ceil(macs.max(1)))
     }
 
     /// A direct convolution's output for a batch norm in training, computed `chunk` samples
@@ -235,8 +251,22 @@ impl ConvBlock {
     ) -> (Vec<f32>, Vec<f64>) {
         let geo = self.conv.geo;
         let (rows, field, c) = (geo.rows(1), geo.field(), geo.output.c);
-        let mut z = Vec::with_capacity(batch * rows * c);
         let mut sums = vec![0.0f64; c];
+        let pieces = self.sample_pieces(batch);
+        if pieces.len() > 1 {
+            // On several threads: the output by pieces of samples, then the sums by pieces of
+            // channels, each in row order as below.
+            let (w, b) = (&self.conv.w.value, &self.conv.b.value);
+            let f = |r: std::ops::Range<usize>, z: &mut [std::mem::MaybeUninit<f32>]| {
+                let cols = &col[r.start * rows * field..r.end * rows * field];
+                affine_into(cols, r.len() * rows, field, w, b, act, z);
+            };
+            // SAFETY: `affine_into` writes every value of its part.
+            let z = unsafe { par::build(batch, rows * c, &pieces, f) };
+            add_channel_sums(&mut sums, &z);
+            return (z, sums);
+        }
+        let mut z = Vec::with_capacity(batch * rows * c);
         for s in (0..batch).step_by(chunk) {
             let n = chunk.min(batch - s);
             let cols = &col[s * rows * field..(s + n) * rows * field];
@@ -374,18 +404,27 @@ impl Forward for ConvBlock {
             let mut scattered;
             let g_pre: &mut [f32] = match &pool {
                 Some(p) => {
-                    scattered = match &norm {
-                        Some(nm) => {
+                    scattered = match (unpool_par(p, g_in, &arg, batch), &norm) {
+                        // On several threads: un-pooled by pieces of samples, the sums taken
+                        // after it by pieces of channels (the batch norm's in its backward
+                        // pass): the same sums, each in row order.
+                        (Some(g), _) => {
+                            if norm.is_none() && bias_in_unpool {
+                                add_column_sums(grads.get_or_alloc_mut(&bg)?, &g);
+                            }
+                            g
+                        }
+                        (None, Some(nm)) => {
                             let (sums, c) = (bn_sums.insert(nm.grad_sums()), p.input.c);
                             unpool(p, g_in, &arg, batch, |i, row| {
                                 nm.add_grad_row(sums, row, &saved_z[i * c..(i + 1) * c])
                             })
                         }
-                        None if bias_in_unpool => {
+                        (None, None) if bias_in_unpool => {
                             let sums = grads.get_or_alloc_mut(&bg)?;
                             unpool(p, g_in, &arg, batch, |_, row| add_column_sums(sums, row))
                         }
-                        None => unpool(p, g_in, &arg, batch, |_, _| {}),
+                        (None, None) => unpool(p, g_in, &arg, batch, |_, _| {}),
                     };
                     &mut scattered
                 }
@@ -663,6 +702,52 @@ mod tests {
             let y = alone.forward(xt, &mut Mode::Eval);
             let apart = pool2(o).forward(bn.forward(y, &mut Mode::Eval), &mut Mode::Eval);
             assert_eq!(bits(&fused), bits(&apart.as_vec()), "{filters}");
+        }
+    }
+
+    /// The parallel paths of a fused block (the convolution and its pooling by pieces of
+    /// samples, the un-pooling by samples with its sums taken by channels after it, Winograd's
+    /// tiles written back by each piece) give the bits of one thread.
+    #[test]
+    fn fused_blocks_give_the_same_bits_on_1_2_and_3_threads() {
+        use crate::model::geometry::Padding;
+        use crate::model::layers::conv::tests::strided;
+        use crate::model::par;
+        use crate::model::winograd::Winograd;
+        use Activation::{Linear, Relu};
+        let bits = |v: &[Vec<f32>]| -> Vec<Vec<u32>> {
+            v.iter()
+                .map(|a| a.iter().map(|x| x.to_bits()).collect())
+                .collect()
+        };
+        // The seed's first layer (18 samples: three pieces of six, each worth a thread).
+        let seed = conv(Shape::image(28, 28, 1), 3, 32, Relu);
+        let mut wide = strided(Shape::image(14, 14, 16), 3, 16, Linear, 1, Padding::Same);
+        wide.winograd = Some(Winograd::new(wide.geo, 3));
+        let x_seed = random(18 * 28 * 28, 50);
+        let x_wide = random(18 * 14 * 14 * 16, 51);
+        for (c, x, bn, pool) in [
+            (&seed, &x_seed, None, true),
+            (&seed, &x_seed, Some(Linear), true),
+            (&seed, &x_seed, Some(Relu), false),
+            (&wide, &x_wide, Some(Relu), true),
+            (&wide, &x_wide, None, false),
+        ] {
+            let mut runs = Vec::new();
+            for threads in [1, 2, 3] {
+                par::set_threads(threads);
+                runs.push(bits(&run_block(c, bn, pool, true, x, 18)));
+            }
+            par::set_threads(1);
+            for (threads, run) in [(2, &runs[1]), (3, &runs[2])] {
+                for (i, (a, b)) in run.iter().zip(&runs[0]).enumerate() {
+                    assert!(
+                        a == b,
+                        "{:?}, bn {bn:?}, pool {pool}, {threads} threads: output {i}",
+                        c.geo
+                    );
+                }
+            }
         }
     }
 

@@ -9,7 +9,7 @@ use super::par;
 /// Multiply-adds below which a piece of a product is not worth a thread of its own (handing a
 /// piece to a helper costs about a microsecond, more when it sleeps; a piece this size takes
 /// about 40).
-const PIECE_MIN_MACS: usize = 1 << 20;
+pub const PIECE_MIN_MACS: usize = 1 << 20;
 
 /// A matrix view: `data[i * rs + j * cs]` is element (i, j).
 #[derive(Clone, Copy)]
@@ -248,38 +248,50 @@ pub fn one_pass(m: usize, n: usize, k: usize) -> bool {
     m >= 2 && n >= 2 && (3..=ONE_PASS_DEPTH).contains(&k) && m * n > 16 * 16
 }
 
-/// `dst` extended by the m×n product a[m×k]·b[k×n] (row-major). Where [`one_pass`] holds the
-/// GEMM kernel writes it straight into `dst`'s spare capacity, with no pass over the new rows
-/// before it (a zero or bias fill: a caller adds its bias afterwards, in cache).
+/// `dst` extended by the m×n product a[m×k]·b[k×n] (row-major), as [`matmul_into`] writes it.
 pub fn matmul_append(m: usize, n: usize, k: usize, dst: &mut Vec<f32>, a: View, b: View) {
     let (at, len) = (dst.len(), m * n);
+    dst.reserve(len);
+    matmul_into(m, n, k, &mut dst.spare_capacity_mut()[..len], a, b);
+    // SAFETY: `matmul_into` wrote every one of the `len` new elements.
+    unsafe { dst.set_len(at + len) };
+}
+
+/// The m×n product a[m×k]·b[k×n] written into `dst` (row-major, m×n values, uninitialized):
+/// where [`one_pass`] holds the GEMM kernel writes it straight there, with no pass over it
+/// before (a zero or bias fill: a caller adds its bias afterwards, in cache).
+pub fn matmul_into(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: &mut [std::mem::MaybeUninit<f32>],
+    a: View,
+    b: View,
+) {
+    assert_eq!(dst.len(), m * n, "gemm: destination of the wrong size");
     if !one_pass(m, n, k) {
-        dst.resize(at + len, 0.0);
-        matmul(m, n, k, &mut dst[at..], false, a, b);
+        let dst = par::zeroed(dst);
+        matmul(m, n, k, dst, false, a, b);
         return;
     }
     assert!(a.fits(m, k) && b.fits(k, n), "gemm: operand too small");
-    dst.reserve(len);
-    let spare = &mut dst.spare_capacity_mut()[..len];
-    // SAFETY: `spare` holds the m×n destination and the operands fit. Without `accumulate`
+    // SAFETY: `dst` holds the m×n destination and the operands fit. Without `accumulate`
     // (alpha = 0), `gemm`'s packed microkernels treat the destination as write-only: full
     // tiles store `beta × sum`, edge tiles are summed in a stack buffer and stored element by
     // element, neither loading the destination (only its small-matrix kernel, which
-    // `one_pass` excludes, copies the tile in first). So every element of the block is
-    // written before `set_len` exposes it.
+    // `one_pass` excludes, copies the tile in first). So every element is written.
     unsafe {
         product(
             par::threads(),
             m,
             n,
             k,
-            spare.as_mut_ptr().cast(),
+            dst.as_mut_ptr().cast(),
             n,
             false,
             a,
             b,
-        );
-        dst.set_len(at + len);
+        )
     }
 }
 

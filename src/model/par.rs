@@ -65,10 +65,16 @@ pub const MIN_VALUES: usize = 1 << 14;
 /// The channels of `len` values with `c` channels per row, cut for the threads (one range
 /// when the array is small): a per-channel sum over rows keeps its row order in each piece.
 pub fn channel_ranges(c: usize, len: usize) -> Vec<Range<usize>> {
-    match len >= 2 * MIN_VALUES {
+    match splits_channels(len) {
         true => ranges(c, 8),
         false => whole(c),
     }
+}
+
+/// Whether [`channel_ranges`] may cut an array of `len` values (a check that allocates
+/// nothing, for kernels called once per row).
+pub fn splits_channels(len: usize) -> bool {
+    len >= 2 * MIN_VALUES && threads() > 1
 }
 
 /// `0..n` as one range: work that stays on the calling thread.
@@ -116,6 +122,22 @@ impl Dst {
         // SAFETY: the caller's.
         unsafe { self.0.add(at) }
     }
+}
+
+/// `v` filled with zeros, as initialized values.
+pub fn zeroed(v: &mut [std::mem::MaybeUninit<f32>]) -> &mut [f32] {
+    v.fill(std::mem::MaybeUninit::new(0.0));
+    // SAFETY: every element was just written.
+    unsafe { assume_init(v) }
+}
+
+/// `v` as the initialized values it holds.
+///
+/// # Safety
+/// Every element of `v` must have been written.
+pub unsafe fn assume_init(v: &mut [std::mem::MaybeUninit<f32>]) -> &mut [f32] {
+    // SAFETY: `MaybeUninit<f32>` has f32's layout, and the caller says every one is written.
+    unsafe { &mut *(v as *mut [std::mem::MaybeUninit<f32>] as *mut [f32]) }
 }
 
 /// Runs `f` on each range, the ranges in parallel when there are several.

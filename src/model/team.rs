@@ -235,7 +235,12 @@ pub fn run(pieces: usize, f: &(dyn Fn(usize) + Sync)) {
         for h in &team.helpers[..pieces - 1] {
             h.thread().unpark();
         }
+        // The caller's pieces run as a helper's do, on one thread: a piece never splits again
+        // (a nested region would need the team this region holds).
+        let threads = super::par::threads();
+        super::par::set_threads(1);
         shared.work(generation, 0);
+        super::par::set_threads(threads);
         let mut spins = 0u32;
         while shared.finished.load(Ordering::Acquire) != pieces {
             spins = spins.wrapping_add(1);

@@ -270,13 +270,26 @@ impl Layer for BatchNorm {
 /// the first pass of a batch's mean.
 pub(crate) fn add_channel_sums(sums: &mut [f64], v: &[f32]) {
     let c = sums.len();
-    par::each_mut(sums, 1, &par::channel_ranges(c, v.len()), |r, sums| {
+    let add = |r: std::ops::Range<usize>, sums: &mut [f64]| {
         for row in v.chunks_exact(c) {
             for (m, x) in sums.iter_mut().zip(&row[r.clone()]) {
                 *m += *x as f64;
             }
         }
-    });
+    };
+    if !par::splits_channels(v.len()) {
+        return add(0..c, sums);
+    }
+    match &par::channel_ranges(c, v.len())[..] {
+        [_] => add(0..c, sums),
+        ranges => par::each_mut(sums, 1, ranges, |r, sums| {
+            // Summed in a copy of its own: the pieces' sums never share a cache line (one
+            // written by both cores on every row made two threads slower than one).
+            let mut own = sums.to_vec();
+            add(r, &mut own);
+            sums.copy_from_slice(&own);
+        }),
+    }
 }
 
 /// The per-channel maps of one normalized batch: x̂ = (x − mean)·inv, y = γ·x̂ + β. x̂ is
@@ -446,7 +459,9 @@ impl Normalized {
         let GradSums { dgamma, dbeta } = sums.unwrap_or_else(|| {
             let mut sums = self.grad_sums();
             let gr: &[f32] = g;
-            par::each_mut2(&mut sums.dgamma, 1, &mut sums.dbeta, 1, &channels, |r, dg, db| {
+            par::each_mut2(&mut sums.dgamma, 1, &mut sums.dbeta, 1, &channels, |r, dgs, dbs| {
+                // Summed in copies of its own, as in `add_channel_sums`.
+                let (mut dg, mut db) = (dgs.to_vec(), dbs.to_vec());
                 for (grow, xrow) in gr.chunks_exact(c).zip(x.chunks_exact(c)) {
                     let (grow, xrow) = (&grow[r.clone()], &xrow[r.clone()]);
                     let stats = mean[r.clone()].iter().zip(&inv[r.clone()]);
@@ -458,6 +473,8 @@ impl Normalized {
                         *dg += g * h;
                     }
                 }
+                dgs.copy_from_slice(&dg);
+                dbs.copy_from_slice(&db);
             });
             sums
         });

@@ -11,6 +11,8 @@ use super::pooling::{PoolSpec, Windows};
 use crate::model::layer::{Forward, Layer, LayerIo, LayerSpec, Mode, Place, Shape, StoredArray};
 use crate::model::{data_of, put_grad, take_grad, Act, Param};
 use crate::rng::Rng;
+use crate::model::par;
+use std::mem::MaybeUninit;
 
 /// `maxpool = N` or `{ pool, stride, padding }`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -230,7 +232,7 @@ pub(crate) fn unpool(
     batch: usize,
     mut each_row: impl FnMut(usize, &[f32]),
 ) -> Vec<f32> {
-    let (inp, out, k) = (p.input, p.output, p.size);
+    let inp = p.input;
     let n = batch * inp.len();
     let c = inp.c;
     if p.general.is_some() {
@@ -242,27 +244,67 @@ pub(crate) fn unpool(
         return g;
     }
     let mut g = Vec::with_capacity(n);
-    for b in 0..batch {
+    unpool_samples(p, gy, arg, 0..batch, &mut g.spare_capacity_mut()[..n], each_row);
+    // SAFETY: `unpool_samples` wrote every row of every sample.
+    unsafe { g.set_len(n) };
+    g
+}
+
+/// [`unpool`] with no pass over the rows, by pieces of samples on the threads (each sample's
+/// rows written as there); `None` where it would stay on one thread (one thread, a small
+/// batch, or windows that overlap).
+pub(crate) fn unpool_par(p: &MaxPool, gy: &[f32], arg: &[u32], batch: usize) -> Option<Vec<f32>> {
+    let len = p.input.len();
+    let pieces = par::row_ranges(batch, batch * len);
+    if p.general.is_some() || pieces.len() < 2 {
+        return None;
+    }
+    let f = |r: std::ops::Range<usize>, g: &mut [MaybeUninit<f32>]| {
+        unpool_samples(p, gy, arg, r, g, |_, _| {})
+    };
+    // SAFETY: `unpool_samples` writes every row of its samples.
+    Some(unsafe { par::build(batch, len, &pieces, f) })
+}
+
+/// The un-pooled gradient of samples `samples` written into `g` (their rows, in order), for
+/// windows that do not overlap; `each_row(i, row)` called on each row right after it is
+/// written (`i` counts rows from the batch's first).
+fn unpool_samples(
+    p: &MaxPool,
+    gy: &[f32],
+    arg: &[u32],
+    samples: std::ops::Range<usize>,
+    g: &mut [MaybeUninit<f32>],
+    mut each_row: impl FnMut(usize, &[f32]),
+) {
+    let (inp, out, k) = (p.input, p.output, p.size);
+    let c = inp.c;
+    let mut rows = g.chunks_exact_mut(c);
+    for b in samples {
         for iy in 0..inp.h {
             for ix in 0..inp.w {
-                let first = g.len();
+                let i = (b * inp.h + iy) * inp.w + ix;
+                let row = rows.next().expect("a row for every pixel");
                 if iy / k < out.h && ix / k < out.w {
                     let o = ((b * out.h + iy / k) * out.w + ix / k) * c;
                     let (args, gys) = (&arg[o..o + c], &gy[o..o + c]);
-                    let at = first as u32;
-                    g.extend((0..c).map(|j| match args[j] == at + j as u32 {
-                        true => 0.0 + gys[j],
-                        false => 0.0,
-                    }));
+                    let at = (i * c) as u32;
+                    for (j, (v, (&a, &g))) in row.iter_mut().zip(args.iter().zip(gys)).enumerate()
+                    {
+                        v.write(match a == at + j as u32 {
+                            true => 0.0 + g,
+                            false => 0.0,
+                        });
+                    }
                 } else {
                     // A row or column that floor division leaves out of every window.
-                    g.resize(first + c, 0.0);
+                    row.fill(MaybeUninit::new(0.0));
                 }
-                each_row(first / c, &g[first..]);
+                // SAFETY: every value of the row was just written.
+                each_row(i, unsafe { par::assume_init(row) });
             }
         }
     }
-    g
 }
 
 /// `gx[arg[i]] += gy[i]` for every pooled output that passes a gradient: the adjoint of pooling.
