@@ -386,15 +386,13 @@ impl Forward for ConvBlock {
         let w = Arc::clone(&self.conv.w.value);
         let input_grad = self.conv.input_grad;
         tape.add_backward_op(move |grads| {
+            // The output's gradient is turned into the input's in place, as every pass below
+            // does: no op reads it after this one (its consumers all ran before).
             let mut gy = take_grad!(grads, yg);
-            let mut g_post;
-            let g_in: &mut [f32] = if post.needs_output() {
-                g_post = gy.clone();
-                post.backward(&mut g_post, &saved_y);
-                &mut g_post
-            } else {
-                &mut gy
-            };
+            if post.needs_output() {
+                post.backward(&mut gy, &saved_y);
+            }
+            let g_in: &mut [f32] = &mut gy;
             // The gradient before pooling (zero where no window's maximum was). Sums over its
             // rows are taken while un-pooling, each row while it is in cache: the bias
             // gradient (its column sums) when it is the convolution's output gradient as it

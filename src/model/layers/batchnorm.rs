@@ -209,17 +209,12 @@ impl Forward for BatchNorm {
                 self.beta.key.ghost(),
             );
             tape.add_backward_op(move |grads| {
-                let gy = take_grad!(grads, yg);
-                let mut g_act;
-                let g: &[f32] = if act.needs_output() {
-                    g_act = gy.clone();
-                    act.backward(&mut g_act, &saved_y);
-                    &g_act
-                } else {
-                    &gy
-                };
-                let (dgamma, dbeta) =
-                    norm.backward(g, &v, grads.get_or_alloc_mut(&xg)?);
+                // In place: no op reads this output's gradient after this one.
+                let mut gy = take_grad!(grads, yg);
+                if act.needs_output() {
+                    act.backward(&mut gy, &saved_y);
+                }
+                let (dgamma, dbeta) = norm.backward(&gy, &v, grads.get_or_alloc_mut(&xg)?);
                 add_column_sums(grads.get_or_alloc_mut(&gg)?, &dgamma);
                 add_column_sums(grads.get_or_alloc_mut(&bg)?, &dbeta);
                 put_grad!(grads, yg, gy);
