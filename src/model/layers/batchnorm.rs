@@ -279,7 +279,7 @@ pub(crate) fn add_channel_sums(sums: &mut [f64], v: &[f32]) {
         [_] => add(0..c, sums),
         ranges => par::each_mut(sums, 1, ranges, |r, sums| {
             // Summed in a copy of its own: the pieces' sums never share a cache line (one
-            // written by both cores on every row made two threads slower than one).
+            // written by both cores on every row left two threads no faster than one).
             let mut own = sums.to_vec();
             add(r, &mut own);
             sums.copy_from_slice(&own);
