@@ -73,7 +73,8 @@ enum Command {
         /// Training steps timed per model.
         #[arg(long, default_value_t = 300)]
         steps: usize,
-        /// Parallel workers for the aggregate measurement (default: number of cores).
+        /// Parallel workers for the aggregate measurement, and the threads of the last column's
+        /// one model (default: number of cores).
         #[arg(long)]
         workers: Option<usize>,
     },
