@@ -369,26 +369,26 @@ impl Winograd {
     ) {
         let (out, m, xis) = (self.geo.output, self.m, self.xi);
         let co = out.c;
-        scratch::with([m * m * co], |[f]| {
-            for (i, t) in mm.chunks_exact(xis * co).enumerate() {
-                let (b, ty, tx) = self.tile(first + i);
-                match m {
-                    2 => output_tile(t, co, bias, f),
-                    3 => F3.output_tile(t, co, bias, f),
-                    _ => F4.output_tile(t, co, bias, f),
-                }
-                act.apply(f);
-                // f holds the m×m outputs [r][s][cout]: copy those inside the output.
-                let (rows, cols) = ((out.h - m * ty).min(m), (out.w - m * tx).min(m));
-                for r in 0..rows {
-                    let at = ((b * out.h + m * ty + r) * out.w + m * tx) * co;
-                    let src = &f[r * m * co..(r * m + cols) * co];
-                    // SAFETY: (b, m·ty + r, m·tx..m·tx + cols) lies inside the output, which
-                    // z holds, and only this tile writes it (the caller's).
-                    unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), z.at(at), src.len()) };
-                }
+        // The m×m outputs of one tile (a few KB, one per piece).
+        let f = &mut vec![0.0; m * m * co];
+        for (i, t) in mm.chunks_exact(xis * co).enumerate() {
+            let (b, ty, tx) = self.tile(first + i);
+            match m {
+                2 => output_tile(t, co, bias, f),
+                3 => F3.output_tile(t, co, bias, f),
+                _ => F4.output_tile(t, co, bias, f),
             }
-        });
+            act.apply(f);
+            // f holds the m×m outputs [r][s][cout]: copy those inside the output.
+            let (rows, cols) = ((out.h - m * ty).min(m), (out.w - m * tx).min(m));
+            for r in 0..rows {
+                let at = ((b * out.h + m * ty + r) * out.w + m * tx) * co;
+                let src = &f[r * m * co..(r * m + cols) * co];
+                // SAFETY: (b, m·ty + r, m·tx..m·tx + cols) lies inside the output, which
+                // z holds, and only this tile writes it (the caller's).
+                unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), z.at(at), src.len()) };
+            }
+        }
     }
 
     /// The backward pass from `gz`, the gradient at the convolution's output (NHWC): returns
