@@ -87,28 +87,13 @@ pub(crate) fn affine_into(
 #[inline]
 pub(crate) fn add_column_sums(gb: &mut [f32], gz: &[f32]) {
     let c = gb.len();
-    if !par::splits_channels(gz.len()) {
-        return add_column_sums_of(gb, gz, c, 0..c);
-    }
-    match &par::channel_ranges(c, gz.len())[..] {
-        [_] => add_column_sums_of(gb, gz, c, 0..c),
-        ranges => par::each_mut(gb, 1, ranges, |r, gb| {
-            // Summed in a copy of its own: the pieces' sums never share a cache line.
-            let mut sums = gb.to_vec();
-            add_column_sums_of(&mut sums, gz, c, r);
-            gb.copy_from_slice(&sums);
-        }),
-    }
-}
-
-/// sums += the sums of columns `cols` of gz (rows of `c` values), in row order.
-#[inline]
-fn add_column_sums_of(sums: &mut [f32], gz: &[f32], c: usize, cols: std::ops::Range<usize>) {
-    for row in gz.chunks_exact(c) {
-        for (g, v) in sums.iter_mut().zip(&row[cols.clone()]) {
-            *g += v;
+    par::by_channels(gb, gz.len(), |cols, sums| {
+        for row in gz.chunks_exact(c) {
+            for (g, v) in sums.iter_mut().zip(&row[cols.clone()]) {
+                *g += v;
+            }
         }
-    }
+    });
 }
 
 #[cfg(test)]

@@ -153,7 +153,7 @@ impl BatchNorm {
             });
             let mean: Vec<f32> = mean.iter().map(|m| (m / n as f64) as f32).collect();
             let mut var = vec![0.0f64; c];
-            par::each_mut(&mut var, 1, &par::channel_ranges(c, v.len()), |r, var| {
+            par::by_channels(&mut var, v.len(), |r, var| {
                 for row in v.chunks_exact(c) {
                     for ((s, x), m) in var.iter_mut().zip(&row[r.clone()]).zip(&mean[r.clone()]) {
                         *s += ((x - m) as f64).powi(2);
@@ -265,26 +265,13 @@ impl Layer for BatchNorm {
 /// the first pass of a batch's mean.
 pub(crate) fn add_channel_sums(sums: &mut [f64], v: &[f32]) {
     let c = sums.len();
-    let add = |r: std::ops::Range<usize>, sums: &mut [f64]| {
+    par::by_channels(sums, v.len(), |r, sums| {
         for row in v.chunks_exact(c) {
             for (m, x) in sums.iter_mut().zip(&row[r.clone()]) {
                 *m += *x as f64;
             }
         }
-    };
-    if !par::splits_channels(v.len()) {
-        return add(0..c, sums);
-    }
-    match &par::channel_ranges(c, v.len())[..] {
-        [_] => add(0..c, sums),
-        ranges => par::each_mut(sums, 1, ranges, |r, sums| {
-            // Summed in a copy of its own: the pieces' sums never share a cache line (one
-            // written by both cores on every row left two threads no faster than one).
-            let mut own = sums.to_vec();
-            add(r, &mut own);
-            sums.copy_from_slice(&own);
-        }),
-    }
+    });
 }
 
 /// The per-channel maps of one normalized batch: x̂ = (x − mean)·inv, y = γ·x̂ + β. x̂ is
@@ -455,7 +442,7 @@ impl Normalized {
             let mut sums = self.grad_sums();
             let gr: &[f32] = g;
             par::each_mut2(&mut sums.dgamma, 1, &mut sums.dbeta, 1, &channels, |r, dgs, dbs| {
-                // Summed in copies of its own, as in `add_channel_sums`.
+                // Summed in copies of its own, as `par::by_channels` does.
                 let (mut dg, mut db) = (dgs.to_vec(), dbs.to_vec());
                 for (grow, xrow) in gr.chunks_exact(c).zip(x.chunks_exact(c)) {
                     let (grow, xrow) = (&grow[r.clone()], &xrow[r.clone()]);
