@@ -115,8 +115,10 @@ pub struct StepScore {
 }
 
 /// One training step on a batch of (already transformed) images `x` with labels `y`: forward in
-/// training mode (layers draw from `rng`), loss, backward, and the optimizer's update at
-/// learning rate `lr`. The loss is computed against targets smoothed by `label_smoothing`.
+/// training mode (layers draw from `rng`), loss, and backward, with the optimizer's update at
+/// learning rate `lr` inside it (each parameter updated as soon as its gradient is complete:
+/// [`optim::in_backward`]). The loss is computed against targets smoothed by
+/// `label_smoothing`.
 pub fn step(
     net: &mut Network,
     opt: &mut dyn Optimizer,
@@ -131,8 +133,7 @@ pub fn step(
     let correct = count_correct(&out.as_vec(), y);
     let loss = smoothed_cross_entropy(out, y, label_smoothing);
     let value = loss.array();
-    let mut grads = loss.backward();
-    optim::step(opt, net, &mut grads, lr);
+    optim::in_backward::during(opt, net, lr, || loss.backward());
     StepScore {
         loss: value,
         correct,

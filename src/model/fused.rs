@@ -24,6 +24,7 @@ use super::layers::LayerEntry;
 use super::par;
 use super::winograd::Winograd;
 use super::{data_of, put_grad, take_grad, Act, Param};
+use crate::optim::in_backward::ParamGrad;
 use crate::rng::Rng;
 
 /// What one built layer of a network is made of: indices into `model.layers`.
@@ -346,7 +347,7 @@ impl Forward for ConvBlock {
         let bn_keys = self
             .bn
             .as_ref()
-            .map(|bn| (bn.gamma.key.ghost(), bn.beta.key.ghost()));
+            .map(|bn| (bn.gamma.grad_key(), bn.beta.grad_key()));
         if norm.is_none() {
             norm = self.bn.as_mut().map(|bn| bn.normalize(&z, training));
         }
@@ -377,12 +378,8 @@ impl Forward for ConvBlock {
             return out_t.put_tape(tape);
         }
         let saved_z = if keep_z { z } else { Vec::new() };
-        let (xg, yg, wg, bg) = (
-            x.ghost(),
-            out_t.ghost(),
-            self.conv.w.key.ghost(),
-            self.conv.b.key.ghost(),
-        );
+        let (xg, yg) = (x.ghost(), out_t.ghost());
+        let (wk, bk) = (self.conv.w.grad_key(), self.conv.b.grad_key());
         let w = Arc::clone(&self.conv.w.value);
         let input_grad = self.conv.input_grad;
         tape.add_backward_op(move |grads| {
@@ -398,6 +395,8 @@ impl Forward for ConvBlock {
             // gradient (its column sums) when it is the convolution's output gradient as it
             // is, or the batch norm's sums.
             let bias_in_unpool = norm.is_none() && !act_in_backward;
+            // The bias's gradient, its sums taken on the way below.
+            let mut gb = ParamGrad::open(&bk, grads, false)?;
             let mut bn_sums = None;
             let mut scattered;
             let g_pre: &mut [f32] = match &pool {
@@ -408,7 +407,7 @@ impl Forward for ConvBlock {
                         // pass): the same sums, each in row order.
                         (Some(g), _) => {
                             if norm.is_none() && bias_in_unpool {
-                                add_column_sums(grads.get_or_alloc_mut(&bg)?, &g);
+                                add_column_sums(gb.values(), &g);
                             }
                             g
                         }
@@ -419,7 +418,7 @@ impl Forward for ConvBlock {
                             })
                         }
                         (None, None) if bias_in_unpool => {
-                            let sums = grads.get_or_alloc_mut(&bg)?;
+                            let sums = gb.values();
                             unpool(p, g_in, &arg, batch, |_, row| add_column_sums(sums, row))
                         }
                         (None, None) => unpool(p, g_in, &arg, batch, |_, _| {}),
@@ -434,10 +433,13 @@ impl Forward for ConvBlock {
             // activation.
             let gz: &[f32] = match (&norm, &bn_keys) {
                 (Some(nm), Some((gamma, beta))) => {
-                    let bias = Some(&mut grads.get_or_alloc_mut(&bg)?[..]);
+                    let bias = Some(gb.values());
                     let (dgamma, dbeta) = nm.backward_in_place(g_pre, &saved_z, act, bn_sums, bias);
-                    add_column_sums(grads.get_or_alloc_mut(gamma)?, &dgamma);
-                    add_column_sums(grads.get_or_alloc_mut(beta)?, &dbeta);
+                    for (key, d) in [(gamma, &dgamma), (beta, &dbeta)] {
+                        let mut g = ParamGrad::open(key, grads, false)?;
+                        add_column_sums(g.values(), d);
+                        g.close(grads)?;
+                    }
                     g_pre
                 }
                 _ => {
@@ -449,15 +451,19 @@ impl Forward for ConvBlock {
             };
             match &mut saved {
                 Saved::Unfolded(col) => {
-                    geo.add_weight_grad(grads.get_or_alloc_mut(&wg)?, gz, col, batch);
+                    let mut gw = ParamGrad::open(&wk, grads, false)?;
+                    geo.add_weight_grad(gw.values(), gz, col, batch);
                     if !bias_done {
-                        add_column_sums(grads.get_or_alloc_mut(&bg)?, gz);
+                        add_column_sums(gb.values(), gz);
                     }
                     if input_grad {
                         // The unfolded input is no longer needed: its buffer takes the
                         // unfolded input gradient.
                         geo.add_input_grad(grads.get_or_alloc_mut(&xg)?, gz, &w, col, batch);
                     }
+                    // The weights are updated in place as their gradient closes.
+                    drop(w);
+                    gw.close(grads)?;
                 }
                 Saved::Input(winograd, input, u) => {
                     let gx = match input_grad {
@@ -465,13 +471,17 @@ impl Forward for ConvBlock {
                         false => None,
                     };
                     let g_kernel = winograd.backward(input, gz, u, batch, gx);
+                    drop(w);
                     // One row as long as the kernel: gw += g_kernel.
-                    add_column_sums(grads.get_or_alloc_mut(&wg)?, &g_kernel);
+                    let mut gw = ParamGrad::open(&wk, grads, false)?;
+                    add_column_sums(gw.values(), &g_kernel);
+                    gw.close(grads)?;
                     if !bias_done {
-                        add_column_sums(grads.get_or_alloc_mut(&bg)?, gz);
+                        add_column_sums(gb.values(), gz);
                     }
                 }
             }
+            gb.close(grads)?;
             put_grad!(grads, yg, gy);
             Ok(())
         });

@@ -295,6 +295,19 @@ pub fn matmul_into(
     }
 }
 
+/// `dst[m×n] += a[m×k] · b[k×n]`, or when `stale` (`dst` holds values of no meaning, such as
+/// last step's gradient) `dst = a · b` with no pass over `dst` before where [`one_pass`]
+/// holds: the GEMM kernel then stores each output's sum, the same bits as adding it to a zero
+/// (a sum started from zero in registers is never −0, so 0 + s = s). Elsewhere `dst` is
+/// zero-filled first and the product added, as without `stale`.
+pub fn matmul_over(m: usize, n: usize, k: usize, dst: &mut [f32], stale: bool, a: View, b: View) {
+    if stale && !one_pass(m, n, k) {
+        let ranges = par::ranges(dst.len(), par::MIN_VALUES);
+        par::each_mut(dst, 1, &ranges, |_, d| d.fill(0.0));
+    }
+    matmul(m, n, k, dst, !(stale && one_pass(m, n, k)), a, b);
+}
+
 /// `gemm` on a destination pointer, on one thread; the callers check the bounds.
 ///
 /// # Safety

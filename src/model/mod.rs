@@ -56,32 +56,60 @@ macro_rules! put_grad {
 pub(crate) use put_grad;
 pub(crate) use take_grad;
 
-/// A trainable tensor: the values our kernels read, and its tape key. (Optimizer state, such
-/// as momentum, belongs to the optimizer.)
+/// A trainable tensor: the values our kernels read, its tape key, and its gradient buffer.
+/// (Optimizer state, such as momentum, belongs to the optimizer.)
 #[derive(Debug, Clone)]
 pub struct Param {
     /// Current weights, in the layout the layer's kernel expects. Shared, copy-on-write, with
     /// the backward ops of the current step (which need the weights of their forward pass):
     /// sharing instead of a copy per step saved copying deep models' largest weights (2 MB for
     /// the baseline's dense layer) every step; `Arc::make_mut` copies only if a tape still
-    /// holds them when they change.
+    /// holds them when they change (a backward op drops its copy before the update).
     pub value: Arc<Vec<f32>>,
-    /// dfdx tensor whose id keys this parameter's gradient on the tape.
+    /// dfdx tensor whose id keys this parameter's gradient on the tape (outside a training
+    /// step: the gradient checks).
     pub key: Tensor<(usize,), f32, Cpu>,
+    /// Names this parameter to a training step's update (copies of it share it, as they share
+    /// the tape key).
+    pub id: u64,
+    /// Its gradient in a training step, written by its layer's backward op and consumed there
+    /// by the optimizer (see [`crate::optim::in_backward`]); kept for the next step.
+    pub grad: Vec<f32>,
+}
+
+/// What a backward op holds to hand over a parameter's gradient (see
+/// [`crate::optim::in_backward::ParamGrad`]).
+#[derive(Debug, Clone)]
+pub struct GradKey {
+    /// [`Param::id`].
+    pub id: u64,
+    /// [`Param::key`].
+    pub tape: Tensor<(usize,), f32, Cpu>,
 }
 
 impl Param {
     /// A parameter holding `value`.
     pub fn new(dev: &Cpu, value: Vec<f32>) -> Self {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         Param {
             key: dev.zeros_like(&(value.len(),)),
             value: Arc::new(value),
+            id: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            grad: Vec::new(),
         }
     }
 
     /// `n` values drawn from U(±limit).
     pub fn uniform(dev: &Cpu, n: usize, limit: f32, rng: &mut Rng) -> Self {
         Param::new(dev, (0..n).map(|_| rng.uniform(limit)).collect())
+    }
+
+    /// What a backward op holds to hand over this parameter's gradient.
+    pub fn grad_key(&self) -> GradKey {
+        GradKey {
+            id: self.id,
+            tape: self.key.clone(),
+        }
     }
 }
 

@@ -2,11 +2,8 @@
 //! settings, as `[train.optimizer.<kind>]` declares them) and [`Optimizer`] (the update, with
 //! the per-parameter state it owns), plus one line in the registry below.
 
-use dfdx::prelude::*;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
-
-use crate::model::Network;
 
 /// An optimizer's settings.
 pub trait OptimizerKind {
@@ -34,7 +31,7 @@ pub trait OptimizerKind {
 
 /// An optimizer at work: it owns the state of every parameter it updates.
 pub trait Optimizer: Send {
-    /// Updates parameter number `index` (its position in [`Network::params_mut`]) in place from
+    /// Updates parameter number `index` (its position in [`crate::model::Network::params_mut`]) in place from
     /// its gradient `g`, at learning rate `lr`.
     fn update(&mut self, index: usize, w: &mut [f32], g: &[f32], lr: f32);
     /// Its whole state, for a checkpoint: training on from a restored state computes the same
@@ -142,6 +139,7 @@ macro_rules! registry {
     };
 }
 
+pub mod in_backward;
 pub mod tiny;
 
 registry! {
@@ -261,16 +259,6 @@ pub fn deserialize_named<'de, D: Deserializer<'de>, T: Named>(d: D) -> Result<Op
     }
     d.deserialize_any(Either(std::marker::PhantomData))
         .map(Some)
-}
-
-/// Updates every parameter of `net` from the gradients of a backward pass.
-pub fn step(opt: &mut dyn Optimizer, net: &mut Network, grads: &mut Gradients<f32, Cpu>, lr: f32) {
-    for (index, p) in net.params_mut().into_iter().enumerate() {
-        // A parameter the loss did not reach has a zero gradient.
-        let g = grads.get_or_alloc_mut(&p.key).expect("cpu allocation");
-        let w: &mut Vec<f32> = std::sync::Arc::make_mut(&mut p.value);
-        opt.update(index, w, g, lr);
-    }
 }
 
 #[cfg(test)]

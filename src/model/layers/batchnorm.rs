@@ -12,6 +12,7 @@ use crate::model::affine::add_column_sums;
 use crate::model::layer::{Forward, Layer, LayerIo, LayerSpec, Mode, Place, Shape, StoredArray};
 use crate::model::par;
 use crate::model::{data_of, put_grad, take_grad, Act, Param};
+use crate::optim::in_backward::ParamGrad;
 use crate::rng::Rng;
 
 /// Batch normalization settings (Keras defaults).
@@ -202,12 +203,8 @@ impl Forward for BatchNorm {
         };
         let out_t = x.device().tensor_from_vec(y, shape);
         if T::OWNS_TAPE {
-            let (xg, yg, gg, bg) = (
-                x.ghost(),
-                out_t.ghost(),
-                self.gamma.key.ghost(),
-                self.beta.key.ghost(),
-            );
+            let (xg, yg) = (x.ghost(), out_t.ghost());
+            let (gk, bk) = (self.gamma.grad_key(), self.beta.grad_key());
             tape.add_backward_op(move |grads| {
                 // In place: no op reads this output's gradient after this one.
                 let mut gy = take_grad!(grads, yg);
@@ -215,8 +212,11 @@ impl Forward for BatchNorm {
                     act.backward(&mut gy, &saved_y);
                 }
                 let (dgamma, dbeta) = norm.backward(&gy, &v, grads.get_or_alloc_mut(&xg)?);
-                add_column_sums(grads.get_or_alloc_mut(&gg)?, &dgamma);
-                add_column_sums(grads.get_or_alloc_mut(&bg)?, &dbeta);
+                for (key, d) in [(&gk, &dgamma), (&bk, &dbeta)] {
+                    let mut g = ParamGrad::open(key, grads, false)?;
+                    add_column_sums(g.values(), d);
+                    g.close(grads)?;
+                }
                 put_grad!(grads, yg, gy);
                 Ok(())
             });

@@ -8,10 +8,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::activation::Activation;
 use crate::model::affine::{add_column_sums, affine_forward};
-use crate::model::gemm::{matmul, View};
+use crate::model::gemm::{matmul, matmul_over, View};
 use crate::model::init::Init;
 use crate::model::layer::{Forward, Layer, LayerIo, LayerSpec, Mode, Place, Shape, StoredArray};
 use crate::model::{data_of, put_grad, take_grad, Act, Param};
+use crate::optim::in_backward::ParamGrad;
 use crate::rng::Rng;
 
 /// Fully connected layer settings.
@@ -110,28 +111,13 @@ impl Forward for Dense {
         let saved_y = if keep_y { y.clone() } else { Vec::new() };
         let out_t = x.device().tensor_from_vec(y, (batch, n_out));
         if T::OWNS_TAPE {
-            let (xg, yg, wg, bg) = (
-                x.ghost(),
-                out_t.ghost(),
-                self.w.key.ghost(),
-                self.b.key.ghost(),
-            );
+            let (xg, yg) = (x.ghost(), out_t.ghost());
+            let (wk, bk) = (self.w.grad_key(), self.b.grad_key());
             let w = Arc::clone(&self.w.value);
             let (act, input_grad) = (self.act, self.input_grad);
             tape.add_backward_op(move |grads| {
                 let mut gz = take_grad!(grads, yg);
                 act.backward(&mut gz, &saved_y);
-                let gw = grads.get_or_alloc_mut(&wg)?;
-                matmul(
-                    n_in,
-                    n_out,
-                    batch,
-                    gw,
-                    true,
-                    View::transposed(&xv, n_in),
-                    View::rows(&gz, n_out),
-                );
-                add_column_sums(grads.get_or_alloc_mut(&bg)?, &gz);
                 if input_grad {
                     let gx = grads.get_or_alloc_mut(&xg)?;
                     matmul(
@@ -144,6 +130,23 @@ impl Forward for Dense {
                         View::transposed(&w, n_out),
                     );
                 }
+                // The weights are updated in place as their gradient closes.
+                drop(w);
+                let mut gw = ParamGrad::open(&wk, grads, true)?;
+                let fresh = gw.stale();
+                matmul_over(
+                    n_in,
+                    n_out,
+                    batch,
+                    gw.values(),
+                    fresh,
+                    View::transposed(&xv, n_in),
+                    View::rows(&gz, n_out),
+                );
+                gw.close(grads)?;
+                let mut gb = ParamGrad::open(&bk, grads, false)?;
+                add_column_sums(gb.values(), &gz);
+                gb.close(grads)?;
                 put_grad!(grads, yg, gz);
                 Ok(())
             });
