@@ -65,9 +65,9 @@ run: build data
 	$(BIN) --data-dir $(DATA_DIR) --results $(RESULTS) run $(ORDERED) --jobs $(JOBS)
 
 # Final models of the experiments marked `final = true`, trained on all training images
-# (skipped when up to date), then scored on the test set.
+# (skipped when up to date), $(JOBS) at once, then scored on the test set.
 final: build data
-	$(BIN) --data-dir $(DATA_DIR) --results $(RESULTS) final --marked $(ORDERED)
+	$(BIN) --data-dir $(DATA_DIR) --results $(RESULTS) final --marked $(ORDERED) --jobs $(JOBS)
 	@for d in $(RESULTS)/*/final; do [ -f "$$d/model.safetensors" ] || continue; \
 	  $(BIN) --data-dir $(DATA_DIR) --results $(RESULTS) evaluate "$$d" || exit 1; done
 

@@ -1,7 +1,10 @@
 //! The final model: trained on all training images, saved, then scored on the test set.
 
+use std::collections::VecDeque;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use anyhow::{bail, Context, Result};
 
@@ -34,9 +37,81 @@ pub fn model_path(given: &Path) -> PathBuf {
     }
 }
 
+/// Trains the final models of `exps` (see [`train_final`]), up to `jobs` at once on worker
+/// threads, the costliest first (work per image × images × epochs, as `run` orders folds);
+/// while models are waiting each running one has its share of the process's threads
+/// (`--threads`), and once none is, those still training share the threads the others left.
+/// A model's bits do not depend on any of this. Every model is attempted: returns the
+/// failures, each with its experiment's name.
+pub fn train_finals(
+    exps: &[&Experiment],
+    paths: &Paths,
+    force: bool,
+    jobs: usize,
+) -> Vec<(String, anyhow::Error)> {
+    let mut order: Vec<(f64, &Experiment)> = exps.iter().map(|e| (cost(e, paths), *e)).collect();
+    // Stable: equal costs keep the files' order.
+    order.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let workers = jobs.min(order.len()).max(1);
+    let queue = Mutex::new(VecDeque::from(order));
+    let failures = Mutex::new(Vec::new());
+    let progress = Progress::new();
+    let budget = crate::model::par::budget();
+    let busy = AtomicUsize::new(0);
+    let threads = || match queue.lock().expect("queue").is_empty() {
+        true => (budget / busy.load(Ordering::SeqCst).max(1)).max(1),
+        false => (budget / workers).max(1),
+    };
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| loop {
+                let Some((_, exp)) = queue.lock().expect("queue").pop_front() else {
+                    break;
+                };
+                busy.fetch_add(1, Ordering::SeqCst);
+                let result = train_final(exp, paths, force, &progress, &threads);
+                busy.fetch_sub(1, Ordering::SeqCst);
+                if let Err(e) = result {
+                    failures
+                        .lock()
+                        .expect("failures")
+                        .push((exp.name.clone(), e));
+                }
+            });
+        }
+    });
+    failures.into_inner().expect("failures")
+}
+
+/// Relative cost of `exp`'s final model, for the order [`train_finals`] takes them in (0 when
+/// its data or network cannot be read: training it then says why).
+fn cost(exp: &Experiment, paths: &Paths) -> f64 {
+    let dir = paths.dataset_dir(&exp.data.dataset);
+    let count = || -> Result<(f64, usize)> {
+        let info = dataset::info(&dir, &exp.data.dataset)?;
+        let work: f64 = exp.network(&info)?.iter().map(|l| l.cost).sum();
+        let images = crate::data::idx::read_idx_header(&dataset::find_file(
+            &dir,
+            crate::data::catalog::FILES[0],
+        )?)?;
+        Ok((work, images.first().copied().unwrap_or(0)))
+    };
+    match count() {
+        Ok((work, n)) => work * exp.data.limit.unwrap_or(n).min(n) as f64 * exp.train.epochs as f64,
+        Err(_) => 0.0,
+    }
+}
+
 /// Trains `exp` on every training image (no validation split) and saves the model, unless a
 /// model trained from the same experiment, data and code is already there (or `force`).
-pub fn train_final(exp: &Experiment, paths: &Paths, force: bool) -> Result<PathBuf> {
+/// `threads` is asked at each epoch's start how many threads the model may use.
+pub fn train_final(
+    exp: &Experiment,
+    paths: &Paths,
+    force: bool,
+    progress: &Progress,
+    threads: &(dyn Fn() -> usize + Sync),
+) -> Result<PathBuf> {
     let dir = final_dir(paths, &exp.name);
     let path = dir.join(MODEL_FILE);
     let name = &exp.data.dataset;
@@ -46,7 +121,7 @@ pub fn train_final(exp: &Experiment, paths: &Paths, force: bool) -> Result<PathB
     if !force && path.is_file() {
         if let Ok(m) = io::load(&path) {
             if m.metadata.get("key") == Some(&key) {
-                crate::output::eprintln(&format!("{}: final model is up to date", exp.name));
+                progress.eprintln(&format!("{}: final model is up to date", exp.name));
                 // What the key leaves out (the description, the `final` mark) may have changed:
                 // the folder's spec.toml follows the experiment file, as `run`'s folder does.
                 let spec = exp.to_toml();
@@ -64,9 +139,6 @@ pub fn train_final(exp: &Experiment, paths: &Paths, force: bool) -> Result<PathB
     let scaler = Scaler::fit(exp.data.scaling, &ds, &idx);
     let streams = Streams::new(exp.train.seed, Run::Final);
     let mut net = Network::build(&exp.model.layers, &ds.info, &mut streams.init())?;
-    // One model on every thread of the budget: its bits do not depend on their number.
-    crate::model::par::set_threads(crate::model::par::budget());
-    let progress = Progress::new();
     let mut task = progress.task(format!("{} final", exp.name), exp.train.epochs);
     let rows = train(
         &mut net,
@@ -78,7 +150,13 @@ pub fn train_final(exp: &Experiment, paths: &Paths, force: bool) -> Result<PathB
             val: &[],
         },
         &streams,
-        &mut |e| task.event(e),
+        &mut |e| {
+            // Its bits do not depend on the number of threads.
+            if let crate::train::Event::EpochStart { .. } = e {
+                crate::model::par::set_threads(threads());
+            }
+            task.event(e)
+        },
     );
     task.finish(rows.is_ok());
     let rows = rows.with_context(|| format!("{}: final model not saved", exp.name))?;
@@ -100,7 +178,7 @@ pub fn train_final(exp: &Experiment, paths: &Paths, force: bool) -> Result<PathB
             ("train_images", n.to_string()),
         ],
     )?;
-    crate::output::println(&format!("saved {}", path.display()));
+    progress.println(&format!("saved {}", path.display()));
     Ok(path)
 }
 

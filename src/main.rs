@@ -95,6 +95,10 @@ enum Command {
         /// Re-train even when an up-to-date model exists.
         #[arg(long)]
         force: bool,
+        /// Models trained at once (default: --threads, one per core); a model left alone takes
+        /// the threads the others left.
+        #[arg(long)]
+        jobs: Option<usize>,
     },
     /// Score saved models on the test set; writes test.csv and confusion.png beside each.
     Evaluate {
@@ -361,7 +365,10 @@ fn run(cli: Cli) -> Result<()> {
             files,
             marked,
             force,
+            jobs,
         } => {
+            let jobs = jobs.unwrap_or_else(mnist_lab::model::par::budget);
+            check_workers("--jobs", jobs, "one model per job")?;
             let exps = load_files(&files, None)?;
             let chosen: Vec<_> = exps.iter().filter(|e| !marked || e.final_model).collect();
             if chosen.is_empty() {
@@ -371,6 +378,7 @@ fn run(cli: Cli) -> Result<()> {
                 ));
             }
             let mut said = std::collections::BTreeSet::new();
+            let mut todo = Vec::new();
             for e in chosen {
                 // Of a search, only its winner gets a final model.
                 if let Some(g) = &e.search {
@@ -389,7 +397,20 @@ fn run(cli: Cli) -> Result<()> {
                         continue;
                     }
                 }
-                final_model::train_final(e, &paths, force)?;
+                todo.push(e);
+            }
+            let failures = final_model::train_finals(&todo, &paths, force, jobs);
+            if !failures.is_empty() {
+                let lines: Vec<String> = failures
+                    .iter()
+                    .map(|(name, e)| format!("{name}: {e:#}"))
+                    .collect();
+                anyhow::bail!(
+                    "{} of {} final model(s) failed:\n  {}",
+                    failures.len(),
+                    todo.len(),
+                    lines.join("\n  ")
+                );
             }
         }
         Command::Evaluate { models } => {

@@ -208,3 +208,44 @@ fn final_marked_trains_only_marked_experiments_and_force_retrains() {
         "retrained to other bytes"
     );
 }
+
+#[test]
+fn final_jobs_train_several_models_at_once_to_the_same_bytes_and_report_each_failure() {
+    // Three models: two that train (a bigger one, taken first, and the tiny one) and one whose
+    // layers do not fit its data, which fails without stopping the others.
+    let experiments = [
+        ("tiny", TINY.to_string()),
+        ("wide", TINY.replace("units = 16", "units = 48")),
+        ("broken", TINY.replace("kernel = 3", "kernel = 40")),
+    ];
+    let mut models = Vec::new();
+    for jobs in ["1", "3"] {
+        let w = workspace(&format!("final-jobs-{jobs}"));
+        let d = w.path();
+        for (name, toml) in &experiments {
+            std::fs::write(d.join(format!("experiments/{name}.toml")), toml).unwrap();
+        }
+        let out = mnist_lab(
+            d,
+            &[
+                "--threads",
+                "2",
+                "final",
+                "--jobs",
+                jobs,
+                "experiments/broken.toml",
+                "experiments/tiny.toml",
+                "experiments/wide.toml",
+            ],
+        );
+        let said = text(&out);
+        assert!(!out.status.success(), "{said}");
+        assert!(said.contains("1 of 3 final model(s) failed"), "{said}");
+        assert!(said.contains("broken: "), "{said}");
+        assert!(!d.join("results/broken/final/model.safetensors").exists());
+        models.push(["tiny", "wide"].map(|n| {
+            std::fs::read(d.join(format!("results/{n}/final/model.safetensors"))).unwrap()
+        }));
+    }
+    assert!(models[0] == models[1], "--jobs changed a model's bytes");
+}
