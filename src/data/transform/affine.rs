@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use super::warp::{each_image, resample};
 use super::{BatchInfo, Transform, TransformSpec};
 use crate::data::ImageShape;
+use crate::model::par;
 use crate::rng::Rng;
 
 /// Affine augmentation settings; each 0 (the default) leaves that part out.
@@ -94,15 +95,25 @@ impl Transform for Affine {
     fn apply(&self, batch: &mut [f32], info: &BatchInfo, rng: &mut Rng) {
         let shape = info.image;
         let s = self.0;
-        each_image(batch, shape, |img, out| {
-            // Four draws per image, whatever the settings: the stream stays aligned.
-            let pose = Pose {
+        let len = shape.len();
+        // Four draws per image, whatever the settings, in the images' order: the stream stays
+        // aligned. They are all drawn first, on this thread; the images are then warped by
+        // pieces of the batch on the step's threads (each image on its own: the same bits).
+        let poses: Vec<Pose> = (0..batch.len() / len)
+            .map(|_| Pose {
                 degrees: rng.uniform(s.rotation),
                 scale: 1.0 + rng.uniform(s.zoom),
                 dx: rng.uniform(s.shift) * shape.width as f32,
                 dy: rng.uniform(s.shift) * shape.height as f32,
-            };
-            warp(img, shape, info.background, pose, out);
+            })
+            .collect();
+        let ranges = par::ranges(poses.len(), (par::MIN_VALUES / len).max(1));
+        par::each_mut(batch, len, &ranges, |r, images| {
+            let mut i = poses[r].iter();
+            each_image(images, shape, |img, out| {
+                let pose = *i.next().expect("one pose per image");
+                warp(img, shape, info.background, pose, out)
+            });
         });
     }
 }
@@ -130,6 +141,40 @@ mod tests {
         let mut out = vec![0.0; img.len()];
         warp(img, SHAPE, -1.0, pose, &mut out);
         out
+    }
+
+    #[test]
+    fn a_batch_is_warped_alike_on_any_number_of_threads() {
+        // Large enough to be cut into pieces (100 images of 28×28), with the draws after it
+        // compared too: the stream is drawn on the calling thread whatever the pieces.
+        let shape = ImageShape {
+            height: 28,
+            width: 28,
+            channels: 1,
+        };
+        let info = BatchInfo {
+            image: shape,
+            background: -0.5,
+            foreground: 1.0,
+        };
+        let t = Affine(AffineSpec {
+            rotation: 15.0,
+            shift: 0.1,
+            zoom: 0.2,
+        });
+        let mut src = Rng::new(4, 4);
+        let batch: Vec<f32> = (0..100 * shape.len()).map(|_| src.uniform(1.0)).collect();
+        let mut outcomes = Vec::new();
+        for threads in [1, 2, 3] {
+            par::set_threads(threads);
+            let (mut b, mut rng) = (batch.clone(), Rng::new(9, 1));
+            t.apply(&mut b, &info, &mut rng);
+            par::set_threads(1);
+            let bits: Vec<u32> = b.iter().map(|v| v.to_bits()).collect();
+            outcomes.push((bits, rng.uniform(1.0).to_bits()));
+        }
+        assert!(outcomes[0] != (batch.iter().map(|v| v.to_bits()).collect(), 0));
+        assert!(outcomes.windows(2).all(|o| o[0] == o[1]));
     }
 
     /// Keras 3.15.1's numbers (bench/reference_numbers.py, section affine).
