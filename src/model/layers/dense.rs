@@ -118,6 +118,19 @@ impl Forward for Dense {
             tape.add_backward_op(move |grads| {
                 let mut gz = take_grad!(grads, yg);
                 act.backward(&mut gz, &saved_y);
+                let mut gw = ParamGrad::open(&wk, grads, true)?;
+                let stale = gw.stale();
+                matmul_over(
+                    n_in,
+                    n_out,
+                    batch,
+                    gw.values(),
+                    stale,
+                    View::transposed(&xv, n_in),
+                    View::rows(&gz, n_out),
+                );
+                let mut gb = ParamGrad::open(&bk, grads, false)?;
+                add_column_sums(gb.values(), &gz);
                 if input_grad {
                     let gx = grads.get_or_alloc_mut(&xg)?;
                     matmul(
@@ -130,22 +143,10 @@ impl Forward for Dense {
                         View::transposed(&w, n_out),
                     );
                 }
-                // The weights are updated in place as their gradient closes.
+                // The weights are updated in place as their gradient closes (after the input
+                // gradient, which needs them as they were).
                 drop(w);
-                let mut gw = ParamGrad::open(&wk, grads, true)?;
-                let fresh = gw.stale();
-                matmul_over(
-                    n_in,
-                    n_out,
-                    batch,
-                    gw.values(),
-                    fresh,
-                    View::transposed(&xv, n_in),
-                    View::rows(&gz, n_out),
-                );
                 gw.close(grads)?;
-                let mut gb = ParamGrad::open(&bk, grads, false)?;
-                add_column_sums(gb.values(), &gz);
                 gb.close(grads)?;
                 put_grad!(grads, yg, gz);
                 Ok(())
