@@ -8,6 +8,7 @@ use std::sync::Mutex;
 
 use anyhow::{bail, Context, Result};
 
+use crate::cv::plan::training_cost;
 use crate::data::prep::Scaler;
 use crate::data::{dataset, Split};
 use crate::experiment::Experiment;
@@ -87,19 +88,21 @@ pub fn train_finals(
 /// its data or network cannot be read: training it then says why).
 fn cost(exp: &Experiment, paths: &Paths) -> f64 {
     let dir = paths.dataset_dir(&exp.data.dataset);
-    let count = || -> Result<(f64, usize)> {
+    let cost = || -> Result<f64> {
         let info = dataset::info(&dir, &exp.data.dataset)?;
-        let work: f64 = exp.network(&info)?.iter().map(|l| l.cost).sum();
+        let network = exp.network(&info)?;
         let images = crate::data::idx::read_idx_header(&dataset::find_file(
             &dir,
             crate::data::catalog::FILES[0],
         )?)?;
-        Ok((work, images.first().copied().unwrap_or(0)))
+        let n = images.first().copied().unwrap_or(0);
+        Ok(training_cost(
+            exp,
+            &network,
+            exp.data.limit.unwrap_or(n).min(n),
+        ))
     };
-    match count() {
-        Ok((work, n)) => work * exp.data.limit.unwrap_or(n).min(n) as f64 * exp.train.epochs as f64,
-        Err(_) => 0.0,
-    }
+    cost().unwrap_or(0.0)
 }
 
 /// Trains `exp` on every training image (no validation split) and saves the model, unless a

@@ -76,6 +76,12 @@ pub fn check_experiment(
     Ok((ds, network, n))
 }
 
+/// Relative cost of training `exp`'s `network` on `n` images: work per image (see
+/// `LayerSpec::cost`) × images × epochs. Orders jobs (folds, final models) longest first.
+pub fn training_cost(exp: &Experiment, network: &[LayerSummary], n: usize) -> f64 {
+    network.iter().map(|l| l.cost).sum::<f64>() * n as f64 * exp.train.epochs as f64
+}
+
 /// Prepares the jobs of `exp`: checks its network against the data and lists folds (all, or
 /// `only`) whose cached result is missing or stale (all of them with `force`). Returns
 /// (pending, all) jobs.
@@ -87,7 +93,6 @@ pub fn plan_experiment(
     force: bool,
 ) -> Result<(Vec<FoldJob>, Vec<FoldJob>)> {
     let (ds, network, n) = check_experiment(exp, paths, data)?;
-    let work: f64 = network.iter().map(|l| l.cost).sum();
     if let Some(bad) = only
         .into_iter()
         .flatten()
@@ -111,7 +116,7 @@ pub fn plan_experiment(
             fold,
             data: ds.clone(),
             split: split.clone(),
-            cost: work * n as f64 * exp.train.epochs as f64,
+            cost: training_cost(&exp, &network, n),
             key,
             until: exp.train.epochs,
             note: String::new(),

@@ -435,11 +435,8 @@ impl Forward for ConvBlock {
                 (Some(nm), Some((gamma, beta))) => {
                     let bias = Some(gb.values());
                     let (dgamma, dbeta) = nm.backward_in_place(g_pre, &saved_z, act, bn_sums, bias);
-                    for (key, d) in [(gamma, &dgamma), (beta, &dbeta)] {
-                        let mut g = ParamGrad::open(key, grads, false)?;
-                        add_column_sums(g.values(), d);
-                        g.close(grads)?;
-                    }
+                    ParamGrad::add(gamma, grads, &dgamma)?;
+                    ParamGrad::add(beta, grads, &dbeta)?;
                     g_pre
                 }
                 _ => {
@@ -472,10 +469,7 @@ impl Forward for ConvBlock {
                     };
                     let g_kernel = winograd.backward(input, gz, u, batch, gx);
                     drop(w);
-                    // One row as long as the kernel: gw += g_kernel.
-                    let mut gw = ParamGrad::open(&wk, grads, false)?;
-                    add_column_sums(gw.values(), &g_kernel);
-                    gw.close(grads)?;
+                    ParamGrad::add(&wk, grads, &g_kernel)?;
                     if !bias_done {
                         add_column_sums(gb.values(), gz);
                     }

@@ -180,6 +180,16 @@ impl ParamGrad {
         self.stale
     }
 
+    /// Hands over `d` as the whole gradient of the parameter `key` names (added to zeros, or on
+    /// the tape to the sum so far), closing it at once: for an op that computed it in a buffer
+    /// of its own.
+    pub fn add(key: &GradKey, grads: &mut Gradients<f32, Cpu>, d: &[f32]) -> Result<(), CpuError> {
+        let mut g = Self::open(key, grads, false)?;
+        // One row as long as the parameter: g += d.
+        crate::model::affine::add_column_sums(g.values(), d);
+        g.close(grads)
+    }
+
     /// The gradient's values.
     pub fn values(&mut self) -> &mut [f32] {
         &mut self.values

@@ -212,11 +212,8 @@ impl Forward for BatchNorm {
                     act.backward(&mut gy, &saved_y);
                 }
                 let (dgamma, dbeta) = norm.backward(&gy, &v, grads.get_or_alloc_mut(&xg)?);
-                for (key, d) in [(&gk, &dgamma), (&bk, &dbeta)] {
-                    let mut g = ParamGrad::open(key, grads, false)?;
-                    add_column_sums(g.values(), d);
-                    g.close(grads)?;
-                }
+                ParamGrad::add(&gk, grads, &dgamma)?;
+                ParamGrad::add(&bk, grads, &dbeta)?;
                 put_grad!(grads, yg, gy);
                 Ok(())
             });
