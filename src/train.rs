@@ -318,6 +318,13 @@ pub fn train_with(
         rows.push(row);
         (stretch.save)(net, opt.as_ref(), &rows)?;
     }
+    let regions = crate::model::team::profile::take_report(20);
+    if !regions.is_empty() {
+        eprint!(
+            "MNIST_LAB_REGIONS, epochs {first}–{}: {regions}",
+            stretch.until
+        );
+    }
     Ok(rows)
 }
 

@@ -83,6 +83,7 @@ fn splits_channels(len: usize) -> bool {
 /// its own, written back at its end: with both cores writing one cache line on every row, two
 /// threads were no faster than one.
 #[inline]
+#[track_caller]
 pub fn by_channels<T, F>(sums: &mut [T], len: usize, f: F)
 where
     T: Copy + Send,
@@ -117,6 +118,7 @@ pub fn row_ranges(rows: usize, len: usize) -> Vec<Range<usize>> {
 ///
 /// # Safety
 /// `f` must write every element of the part it is given.
+#[track_caller]
 pub unsafe fn build<F>(n: usize, unit: usize, ranges: &[Range<usize>], f: F) -> Vec<f32>
 where
     F: Fn(Range<usize>, &mut [std::mem::MaybeUninit<f32>]) + Sync,
@@ -166,6 +168,7 @@ pub unsafe fn assume_init(v: &mut [std::mem::MaybeUninit<f32>]) -> &mut [f32] {
 }
 
 /// Runs `f` on each range, the ranges in parallel when there are several.
+#[track_caller]
 pub fn each<F>(ranges: &[Range<usize>], f: F)
 where
     F: Fn(Range<usize>) + Sync,
@@ -180,6 +183,7 @@ where
 /// Runs `f` on each range with its part of `data` (`unit` values per item: items `r` own
 /// `data[r.start × unit..r.end × unit]`), the ranges in parallel when there are several. The
 /// ranges must be consecutive from 0, as [`ranges`] makes them.
+#[track_caller]
 pub fn each_mut<T, F>(data: &mut [T], unit: usize, ranges: &[Range<usize>], f: F)
 where
     T: Send,
@@ -190,6 +194,7 @@ where
 }
 
 /// [`each_mut`] over two arrays cut by the same ranges (`unit_a` and `unit_b` values per item).
+#[track_caller]
 pub fn each_mut2<T, U, F>(
     a: &mut [T],
     unit_a: usize,
@@ -230,6 +235,7 @@ fn split<'a, T>(
 
 /// Runs `f` on each part (whatever a piece owns: its slices of arrays cut alike), in parallel
 /// when there are several.
+#[track_caller]
 pub fn each_part<P: Send, F: Fn(P) + Sync>(mut parts: Vec<P>, f: F) {
     if parts.len() <= 1 {
         return parts.pop().into_iter().for_each(f);

@@ -196,6 +196,7 @@ thread_local! {
 
 /// Runs `f(0)`, …, `f(pieces - 1)` on the calling thread and its helpers (started on first
 /// need, `pieces - 1` of them), each piece once, and returns once every piece is done.
+#[track_caller]
 pub fn run(pieces: usize, f: &(dyn Fn(usize) + Sync)) {
     if pieces <= 1 {
         if pieces == 1 {
@@ -204,6 +205,7 @@ pub fn run(pieces: usize, f: &(dyn Fn(usize) + Sync)) {
         return;
     }
     assert!(pieces <= MAX_PIECES, "team: {pieces} pieces in one region");
+    let started = profile::start(std::panic::Location::caller());
     TEAM.with(|team| {
         let mut team = team.borrow_mut();
         let team = team.get_or_insert_with(Team::new);
@@ -241,6 +243,7 @@ pub fn run(pieces: usize, f: &(dyn Fn(usize) + Sync)) {
         super::par::set_threads(1);
         shared.work(generation, 0);
         super::par::set_threads(threads);
+        let own_done = started.map(|_| Instant::now());
         let mut spins = 0u32;
         while shared.finished.load(Ordering::Acquire) != pieces {
             spins = spins.wrapping_add(1);
@@ -250,10 +253,141 @@ pub fn run(pieces: usize, f: &(dyn Fn(usize) + Sync)) {
                 std::thread::yield_now();
             }
         }
+        if let (Some(start), Some(own_done)) = (started, own_done) {
+            profile::end(start, own_done);
+        }
         if shared.panicked.load(Ordering::Acquire) {
             panic!("a piece of a parallel region panicked");
         }
     });
+}
+
+/// Where a training thread's time goes around its parallel regions, when the environment sets
+/// `MNIST_LAB_REGIONS` (a measuring aid; see docs/speed.md): the time it spends in its own
+/// pieces, waiting for its helpers' pieces, and alone between two regions — the serial part of
+/// a step, which no helper shares — added up by the call site of the region that ends it.
+pub mod profile {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    use std::panic::Location;
+    use std::sync::OnceLock;
+    use std::time::{Duration, Instant};
+
+    /// One thread's sums.
+    #[derive(Default)]
+    struct Sums {
+        regions: u64,
+        pieces: Duration,
+        waiting: Duration,
+        alone: HashMap<(&'static str, u32), Duration>,
+        last_end: Option<Instant>,
+    }
+
+    thread_local! {
+        static SUMS: RefCell<Sums> = RefCell::new(Sums::default());
+    }
+
+    /// Whether `MNIST_LAB_REGIONS` is set.
+    pub fn enabled() -> bool {
+        static ON: OnceLock<bool> = OnceLock::new();
+        *ON.get_or_init(|| std::env::var_os("MNIST_LAB_REGIONS").is_some())
+    }
+
+    /// A region starts at `site`: the time alone since the last one ended goes to `site`.
+    pub(super) fn start(site: &'static Location<'static>) -> Option<Instant> {
+        enabled().then(|| note_start(site))
+    }
+
+    /// [`start`]'s bookkeeping.
+    fn note_start(site: &'static Location<'static>) -> Instant {
+        let now = Instant::now();
+        SUMS.with(|s| {
+            let mut s = s.borrow_mut();
+            if let Some(last) = s.last_end {
+                *s.alone.entry((site.file(), site.line())).or_default() += now - last;
+            }
+        });
+        now
+    }
+
+    /// A region that started at `start` ends now; the calling thread finished its own pieces
+    /// at `own_done`.
+    pub(super) fn end(start: Instant, own_done: Instant) {
+        let now = Instant::now();
+        SUMS.with(|s| {
+            let mut s = s.borrow_mut();
+            s.regions += 1;
+            s.pieces += own_done - start;
+            s.waiting += now - own_done;
+            s.last_end = Some(now);
+        });
+    }
+
+    /// This thread's sums so far, as text, the `top` sites with the most time alone first; and
+    /// starts them again. Empty when not enabled or no region ran.
+    pub fn take_report(top: usize) -> String {
+        match enabled() {
+            true => report(top),
+            false => String::new(),
+        }
+    }
+
+    /// [`take_report`] whether or not enabled.
+    fn report(top: usize) -> String {
+        let s = SUMS.with(|s| std::mem::take(&mut *s.borrow_mut()));
+        if s.regions == 0 {
+            return String::new();
+        }
+        let alone: Duration = s.alone.values().sum();
+        let mut sites: Vec<_> = s.alone.into_iter().collect();
+        sites.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        let mut out = format!(
+            "{} parallel regions: {:.3} s in the calling thread's own pieces, {:.3} s waiting \
+             for helpers' pieces, {:.3} s alone between regions, before:\n",
+            s.regions,
+            s.pieces.as_secs_f64(),
+            s.waiting.as_secs_f64(),
+            alone.as_secs_f64()
+        );
+        for ((file, line), t) in sites.into_iter().take(top) {
+            out += &format!("  {:>8.3} s  {file}:{line}\n", t.as_secs_f64());
+        }
+        out
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        /// The environment variable is read once per process, so this drives the bookkeeping
+        /// itself, on a thread of its own (the sums are per thread).
+        #[test]
+        fn time_alone_between_regions_goes_to_the_site_of_the_region_that_ends_it() {
+            std::thread::spawn(|| {
+                let first = Location::caller();
+                let second = Location::caller();
+                let t = note_start(first);
+                end(t, t);
+                std::thread::sleep(Duration::from_millis(30));
+                let t = note_start(second);
+                end(t, t + Duration::from_millis(1));
+                let text = report(5);
+                assert!(text.starts_with("2 parallel regions:"), "{text}");
+                let line = text.lines().nth(1).expect("one site");
+                let secs: f64 = line.split_whitespace().next().unwrap().parse().unwrap();
+                assert!(secs >= 0.03, "{text}");
+                assert!(line.ends_with(&format!("{}:{}", second.file(), second.line())));
+                assert_eq!(
+                    text.lines().count(),
+                    2,
+                    "nothing before the first region: {text}"
+                );
+                assert_eq!(report(5), "", "a report starts the sums again");
+            })
+            .join()
+            .unwrap();
+        }
+    }
 }
 
 #[cfg(test)]
