@@ -43,6 +43,31 @@ impl Rng {
         result
     }
 
+    /// The state after one step (xoshiro256**'s transition, without its output).
+    fn step(s: [u64; 4]) -> [u64; 4] {
+        let mut r = Rng { s };
+        r.next_u64();
+        r.s
+    }
+
+    /// Moves the generator `n` draws ahead, as `n` calls of [`Rng::next_u64`] would, in
+    /// O(log n) steps: the transition is linear over GF(2), so its n-th power is a product of
+    /// the precomputed powers T^(2^k) for the bits of n (see [`Jumps`]). This is what lets a
+    /// long draw (a dropout mask) be cut into pieces for threads that each start where the
+    /// sequential stream would be, and so draw the same numbers.
+    pub fn advance(&mut self, n: u64) {
+        if n < 512 {
+            (0..n).for_each(|_| self.s = Self::step(self.s));
+            return;
+        }
+        let jumps = Jumps::get();
+        for (k, m) in jumps.powers.iter().enumerate() {
+            if n >> k & 1 == 1 {
+                self.s = m.apply(self.s);
+            }
+        }
+    }
+
     /// Uniform in [0, 1) with 24 bits of precision (exact in f32).
     pub fn next_f32(&mut self) -> f32 {
         (self.next_u64() >> 40) as f32 * (1.0 / (1u64 << 24) as f32)
@@ -72,6 +97,68 @@ impl Rng {
             let j = self.below(i + 1);
             items.swap(i, j);
         }
+    }
+}
+
+/// A linear map on the generator's 256 bits of state, as the images of the 256 unit states.
+#[derive(Clone)]
+struct Linear {
+    columns: Vec<[u64; 4]>,
+}
+
+impl Linear {
+    /// The transition of one draw.
+    fn step() -> Self {
+        let columns = (0..256)
+            .map(|j| {
+                let mut e = [0u64; 4];
+                e[j / 64] = 1 << (j % 64);
+                Rng::step(e)
+            })
+            .collect();
+        Linear { columns }
+    }
+
+    /// The image of `s`: the columns of its set bits, added (XOR).
+    fn apply(&self, s: [u64; 4]) -> [u64; 4] {
+        let mut out = [0u64; 4];
+        for (w, &word) in s.iter().enumerate() {
+            let mut bits = word;
+            while bits != 0 {
+                let c = &self.columns[w * 64 + bits.trailing_zeros() as usize];
+                for (o, c) in out.iter_mut().zip(c) {
+                    *o ^= c;
+                }
+                bits &= bits - 1;
+            }
+        }
+        out
+    }
+
+    /// This map applied twice.
+    fn squared(&self) -> Self {
+        Linear {
+            columns: self.columns.iter().map(|&c| self.apply(c)).collect(),
+        }
+    }
+}
+
+/// The transition's powers T^(2^k), k < 64, computed once per process (a few milliseconds).
+struct Jumps {
+    powers: Vec<Linear>,
+}
+
+impl Jumps {
+    fn get() -> &'static Jumps {
+        static JUMPS: std::sync::OnceLock<Jumps> = std::sync::OnceLock::new();
+        JUMPS.get_or_init(|| {
+            let mut powers = vec![Linear::step()];
+            while powers.len() < 64 {
+                let next = powers.last().expect("one power").squared();
+                powers.push(next);
+            }
+            Jumps { powers }
+        })
     }
 }
 
@@ -137,6 +224,25 @@ impl Streams {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn advancing_n_draws_at_once_is_drawing_them_one_by_one() {
+        for n in [0u64, 1, 7, 511, 512, 513, 1000, 4096, 65_537, 300_001] {
+            let (mut a, mut b) = (Rng::new(5, n), Rng::new(5, n));
+            for _ in 0..n {
+                a.next_u64();
+            }
+            b.advance(n);
+            assert_eq!(a.s, b.s, "after {n} draws");
+            assert_eq!(a.next_u64(), b.next_u64());
+        }
+        // A jump far past anything drawn one by one: 2^40 + 3 draws as 2^40 then 3.
+        let (mut a, mut b) = (Rng::new(9, 9), Rng::new(9, 9));
+        a.advance(1 << 40);
+        a.advance(3);
+        b.advance((1 << 40) + 3);
+        assert_eq!(a.s, b.s);
+    }
 
     #[test]
     fn same_seed_gives_same_sequence_and_streams_differ() {

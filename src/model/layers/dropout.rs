@@ -7,7 +7,7 @@ use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::model::layer::{Forward, Layer, LayerIo, LayerSpec, Mode, Place, Shape, StoredArray};
-use crate::model::{data_of, put_grad, take_grad, Act, Param};
+use crate::model::{data_of, par, put_grad, take_grad, Act, Param};
 use crate::rng::Rng;
 
 /// Dropout settings.
@@ -67,14 +67,7 @@ impl Forward for Dropout {
         let (x, mut tape) = x.split_tape();
         let shape = *x.shape();
         let mut y = data_of(&x);
-        let (rate, keep) = (self.rate, 1.0 / (1.0 - self.rate));
-        // The factor each value was multiplied by: 0 or 1/(1 − rate).
-        let mask: Vec<f32> = (0..y.len())
-            .map(|_| if rng.next_f32() < rate { 0.0 } else { keep })
-            .collect();
-        for (v, m) in y.iter_mut().zip(&mask) {
-            *v *= m;
-        }
+        let mask = draw_and_apply(&mut y, self.rate, rng);
         let out_t = x.device().tensor_from_vec(y, shape);
         if T::OWNS_TAPE {
             let (xg, yg) = (x.ghost(), out_t.ghost());
@@ -91,6 +84,36 @@ impl Forward for Dropout {
     }
 }
 
+/// Multiplies each value of `y` by its mask value — 0 with probability `rate` (the stream's
+/// next draw below `rate`), else 1/(1 − rate) — and returns the mask, `rng` moved past the
+/// draws. A long `y` is cut into pieces for the threads, each drawing from where the stream
+/// is at its first value ([`Rng::advance`]): the same numbers as one thread drawing them in
+/// order, so the same masks on any number of threads.
+fn draw_and_apply(y: &mut [f32], rate: f32, rng: &mut Rng) -> Vec<f32> {
+    let n = y.len();
+    let keep = 1.0 / (1.0 - rate);
+    let pieces = par::row_ranges(n, n);
+    let start = &rng.clone();
+    let mut mask: Vec<f32> = Vec::with_capacity(n);
+    par::each_mut2(y, 1, &mut mask.spare_capacity_mut()[..n], 1, &pieces, move |r, y, m| {
+        let mut draws = start.clone();
+        draws.advance(r.start as u64);
+        // Without a branch (a third of the draws fall below the rate): keep × 1 or keep × 0.
+        for m in m.iter_mut() {
+            m.write(keep * (draws.next_f32() >= rate) as u32 as f32);
+        }
+        // SAFETY: every value of `m` was just written.
+        let m = unsafe { par::assume_init(m) };
+        for (v, m) in y.iter_mut().zip(m.iter()) {
+            *v *= m;
+        }
+    });
+    // SAFETY: the pieces cover 0..n, and each wrote every value of its part of the mask.
+    unsafe { mask.set_len(n) };
+    rng.advance(n as u64);
+    mask
+}
+
 impl Layer for Dropout {
     fn params(&mut self) -> Vec<&mut Param> {
         Vec::new()
@@ -105,6 +128,7 @@ impl Layer for Dropout {
 mod tests {
     use super::*;
     use crate::model::gradcheck::{check, random};
+    use crate::model::par;
 
     #[test]
     fn drops_about_rate_scales_the_rest_and_is_off_in_evaluation() {
@@ -138,6 +162,32 @@ mod tests {
             )
             .as_vec();
         assert_eq!(y, y2);
+    }
+
+    #[test]
+    fn masks_are_the_stream_drawn_in_order_on_any_number_of_threads() {
+        // Long enough to be cut into pieces (100,000 values), starting off a stream that has
+        // drawn before, with the draw after it compared too.
+        let x: Vec<f32> = (0..100_000).map(|i| 1.0 + i as f32).collect();
+        let rate = 0.3;
+        let mut reference = Rng::new(3, 4);
+        reference.next_u64();
+        let keep = 1.0 / (1.0 - rate);
+        let want: Vec<f32> = x
+            .iter()
+            .map(|v| v * if reference.next_f32() < rate { 0.0 } else { keep })
+            .collect();
+        let after = reference.next_u64();
+        for threads in [1, 2, 3] {
+            par::set_threads(threads);
+            let (mut y, mut rng) = (x.clone(), Rng::new(3, 4));
+            rng.next_u64();
+            let mask = draw_and_apply(&mut y, rate, &mut rng);
+            par::set_threads(1);
+            assert_eq!(y, want, "{threads} threads");
+            assert!(mask.iter().zip(&y).all(|(m, v)| (*m == 0.0) == (*v == 0.0)));
+            assert_eq!(rng.next_u64(), after, "{threads} threads");
+        }
     }
 
     #[test]
