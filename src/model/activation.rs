@@ -151,11 +151,9 @@ impl Activation {
                     }
                 }
             }
-            // y < 0 exactly where x < 0 (slope > 0; with slope 0, y = 0 there, and x = 0 has
-            // derivative 1 in both cases, as ReLU's 0 has 0).
             Activation::LeakyRelu(a) => {
                 for (g, y) in g.iter_mut().zip(y) {
-                    if *y < 0.0 || (a == 0.0 && *y == 0.0) {
+                    if leaky_bent(*y, a) {
                         *g *= a;
                     }
                 }
@@ -170,6 +168,45 @@ impl Activation {
             }
             Activation::Linear | Activation::Softmax => {}
         }
+    }
+
+    /// What [`Activation::backward_kept`] needs of the forward output `y` (after
+    /// [`Activation::apply`]): for ReLU and leaky ReLU one byte per value saying where the
+    /// slope is not 1 — a quarter of a copy of `y`, written by pieces on the threads where a
+    /// copy was one thread's pass — and for ELU, whose slope depends on the output, `y` itself.
+    pub fn keep(self, y: &[f32]) -> Kept {
+        match self {
+            Activation::Relu => Kept::Mask(mask(y, |v| v <= 0.0)),
+            Activation::LeakyRelu(a) => Kept::Mask(mask(y, |v| leaky_bent(v, a))),
+            Activation::Elu(_) => Kept::Output(y.to_vec()),
+            Activation::Linear | Activation::Softmax => Kept::Nothing,
+        }
+    }
+
+    /// [`Activation::backward`] from what [`Activation::keep`] kept: the same bits.
+    pub fn backward_kept(self, g: &mut [f32], kept: &Kept) {
+        let m = match kept {
+            Kept::Nothing => return,
+            Kept::Output(y) => return self.backward(g, y),
+            Kept::Mask(m) => m,
+        };
+        let pieces = par::row_ranges(g.len(), g.len());
+        par::each_mut(g, 1, &pieces, |r, g| match self {
+            Activation::LeakyRelu(a) => {
+                for (g, &m) in g.iter_mut().zip(&m[r]) {
+                    if m != 0 {
+                        *g *= a;
+                    }
+                }
+            }
+            _ => {
+                for (g, &m) in g.iter_mut().zip(&m[r]) {
+                    if m != 0 {
+                        *g = 0.0;
+                    }
+                }
+            }
+        });
     }
 
     /// Whether [`Activation::backward`] reads the forward output (else it need not be kept).
@@ -193,11 +230,92 @@ impl Activation {
     }
 }
 
+/// Whether leaky ReLU's output `y` (slope `a`) lies where the slope is `a`: y < 0 exactly
+/// where x < 0 (slope > 0; with slope 0, y = 0 there, and x = 0 has derivative 1 in both
+/// cases, as ReLU's 0 has 0).
+#[inline(always)]
+fn leaky_bent(y: f32, a: f32) -> bool {
+    y < 0.0 || (a == 0.0 && y == 0.0)
+}
+
+/// One byte per value of `y`, 1 where `bent` holds; a large `y` by pieces on the threads.
+#[inline(always)]
+fn mask(y: &[f32], bent: impl Fn(f32) -> bool + Sync) -> Vec<u8> {
+    let mut m = Vec::with_capacity(y.len());
+    let pieces = par::row_ranges(y.len(), y.len());
+    par::each_mut(
+        &mut m.spare_capacity_mut()[..y.len()],
+        1,
+        &pieces,
+        |r, m| {
+            for (m, &v) in m.iter_mut().zip(&y[r]) {
+                m.write(bent(v) as u8);
+            }
+        },
+    );
+    // SAFETY: the pieces cover 0..y.len() and each wrote every byte of its part.
+    unsafe { m.set_len(y.len()) };
+    m
+}
+
+/// What an activation's backward pass keeps of its forward output ([`Activation::keep`]).
+#[derive(Debug, Default)]
+pub enum Kept {
+    /// Nothing: the activation's gradient is the identity (or lives in the loss).
+    #[default]
+    Nothing,
+    /// One byte per value, 1 where the slope is not 1 (ReLU: 0, leaky ReLU: its slope).
+    Mask(Vec<u8>),
+    /// The output itself.
+    Output(Vec<f32>),
+}
+
 #[cfg(test)]
 // Reference values are pasted as the reference library printed them.
 #[allow(clippy::excessive_precision)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn backward_from_what_keep_kept_is_backward_from_the_output_on_any_number_of_threads() {
+        // Values at and around the kinks (±0, subnormals, NaN) among random ones, long enough
+        // to be cut into pieces.
+        let mut rng = crate::rng::Rng::new(3, 3);
+        let specials = [0.0, -0.0, 1e-40, -1e-40, f32::NAN, 1.0, -1.0];
+        let x: Vec<f32> = (0..40_000)
+            .map(|i| match i % 7 {
+                0 => specials[i / 7 % specials.len()],
+                _ => rng.uniform(2.0),
+            })
+            .collect();
+        let g: Vec<f32> = (0..x.len()).map(|_| rng.uniform(1.0)).collect();
+        let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        for act in [
+            Activation::Relu,
+            Activation::LeakyRelu(0.2),
+            Activation::LeakyRelu(0.0),
+            Activation::Elu(1.0),
+            Activation::Linear,
+        ] {
+            let mut y = x.clone();
+            act.apply(&mut y);
+            let mut want = g.clone();
+            act.backward(&mut want, &y);
+            for threads in [1, 2, 3] {
+                par::set_threads(threads);
+                let kept = act.keep(&y);
+                let mut got = g.clone();
+                act.backward_kept(&mut got, &kept);
+                par::set_threads(1);
+                assert_eq!(bits(&got), bits(&want), "{act:?} on {threads} threads");
+                let masked = matches!(kept, Kept::Mask(_));
+                assert_eq!(
+                    masked,
+                    matches!(act, Activation::Relu | Activation::LeakyRelu(_))
+                );
+            }
+        }
+    }
 
     #[test]
     fn leaky_relu_and_elu_match_keras_and_their_derivatives() {

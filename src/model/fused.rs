@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use dfdx::prelude::*;
 
-use super::activation::Activation;
+use super::activation::{Activation, Kept};
 use super::affine::{add_column_sums, affine_append, affine_into};
 use super::gemm::PIECE_MIN_MACS;
 use super::geometry::ConvGeometry;
@@ -352,25 +352,27 @@ impl Forward for ConvBlock {
             norm = self.bn.as_mut().map(|bn| bn.normalize(&z, training));
         }
         let pool = self.pool.clone();
-        // z is kept for the batch norm's backward pass and for the activation's, unless the
-        // arg-max carries that.
+        // z is kept for the batch norm's backward pass; without one, what the activation's
+        // backward pass needs of it (a mask for ReLU), unless the arg-max carries that.
         let act_in_backward = act.needs_output() && !relu_after_pool && norm.is_none();
-        let keep_z = T::OWNS_TAPE && (norm.is_some() || act_in_backward);
+        let keep_z = T::OWNS_TAPE && norm.is_some();
+        let act_kept = match T::OWNS_TAPE && act_in_backward {
+            true => act.keep(&z),
+            false => Kept::Nothing,
+        };
         let (mut y, arg) = match (&pool, &norm) {
             _ if pooled.is_some() => pooled.expect("just checked"),
             (Some(p), Some(nm)) => pool_normalized(p, nm, &z, batch),
             (Some(p), None) => pool_raw(p, &z, batch, relu_after_pool),
             (None, Some(nm)) => (nm.apply(&z), Vec::new()),
-            (None, None) if keep_z => (z.clone(), Vec::new()),
             (None, None) => (std::mem::take(&mut z), Vec::new()),
         };
         // The batch norm's activation, after pooling (it is non-decreasing, so this is exact).
         let post = self.bn.as_ref().map_or(Activation::Linear, |b| b.act);
         post.apply(&mut y);
-        let saved_y = if T::OWNS_TAPE && post.needs_output() {
-            y.clone()
-        } else {
-            Vec::new()
+        let saved_y = match T::OWNS_TAPE {
+            true => post.keep(&y),
+            false => Kept::Nothing,
         };
         let y_len = pool.as_ref().map_or(geo.output.len(), |p| p.output.len());
         let out_t = x.device().tensor_from_vec(y, (batch, y_len));
@@ -386,9 +388,7 @@ impl Forward for ConvBlock {
             // The output's gradient is turned into the input's in place, as every pass below
             // does: no op reads it after this one (its consumers all ran before).
             let mut gy = take_grad!(grads, yg);
-            if post.needs_output() {
-                post.backward(&mut gy, &saved_y);
-            }
+            post.backward_kept(&mut gy, &saved_y);
             let g_in: &mut [f32] = &mut gy;
             // The gradient before pooling (zero where no window's maximum was). Sums over its
             // rows are taken while un-pooling, each row while it is in cache: the bias
@@ -440,9 +440,7 @@ impl Forward for ConvBlock {
                     g_pre
                 }
                 _ => {
-                    if act_in_backward {
-                        act.backward(g_pre, &saved_z);
-                    }
+                    act.backward_kept(g_pre, &act_kept);
                     g_pre
                 }
             };

@@ -7,7 +7,7 @@
 use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::model::activation::Activation;
+use crate::model::activation::{Activation, Kept};
 use crate::model::affine::add_column_sums;
 use crate::model::layer::{Forward, Layer, LayerIo, LayerSpec, Mode, Place, Shape, StoredArray};
 use crate::model::par;
@@ -196,10 +196,9 @@ impl Forward for BatchNorm {
         let act = self.act;
         let mut y = norm.apply(&v);
         act.apply(&mut y);
-        let saved_y = if T::OWNS_TAPE && act.needs_output() {
-            y.clone()
-        } else {
-            Vec::new()
+        let saved_y = match T::OWNS_TAPE {
+            true => act.keep(&y),
+            false => Kept::Nothing,
         };
         let out_t = x.device().tensor_from_vec(y, shape);
         if T::OWNS_TAPE {
@@ -208,9 +207,7 @@ impl Forward for BatchNorm {
             tape.add_backward_op(move |grads| {
                 // In place: no op reads this output's gradient after this one.
                 let mut gy = take_grad!(grads, yg);
-                if act.needs_output() {
-                    act.backward(&mut gy, &saved_y);
-                }
+                act.backward_kept(&mut gy, &saved_y);
                 let (dgamma, dbeta) = norm.backward(&gy, &v, grads.get_or_alloc_mut(&xg)?);
                 ParamGrad::add(&gk, grads, &dgamma)?;
                 ParamGrad::add(&bk, grads, &dbeta)?;

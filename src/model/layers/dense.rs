@@ -6,7 +6,7 @@ use std::sync::Arc;
 use dfdx::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::model::activation::Activation;
+use crate::model::activation::{Activation, Kept};
 use crate::model::affine::{add_column_sums, affine_forward};
 use crate::model::gemm::{matmul, matmul_over, View};
 use crate::model::init::Init;
@@ -107,8 +107,10 @@ impl Forward for Dense {
         let (n_in, n_out) = (self.inputs, self.units);
         let xv = data_of(&x);
         let y = affine_forward(&xv, batch, n_in, &self.w.value, &self.b.value, self.act);
-        let keep_y = T::OWNS_TAPE && self.act.needs_output();
-        let saved_y = if keep_y { y.clone() } else { Vec::new() };
+        let saved_y = match T::OWNS_TAPE {
+            true => self.act.keep(&y),
+            false => Kept::Nothing,
+        };
         let out_t = x.device().tensor_from_vec(y, (batch, n_out));
         if T::OWNS_TAPE {
             let (xg, yg) = (x.ghost(), out_t.ghost());
@@ -117,7 +119,7 @@ impl Forward for Dense {
             let (act, input_grad) = (self.act, self.input_grad);
             tape.add_backward_op(move |grads| {
                 let mut gz = take_grad!(grads, yg);
-                act.backward(&mut gz, &saved_y);
+                act.backward_kept(&mut gz, &saved_y);
                 let mut gw = ParamGrad::open(&wk, grads, true)?;
                 let stale = gw.stale();
                 matmul_over(

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use super::batchnorm::BatchNormSpec;
 use super::conv::{Algorithm, ConvSpec};
 use super::LayerEntry;
-use crate::model::activation::Activation;
+use crate::model::activation::{Activation, Kept};
 use crate::model::geometry::Padding;
 use crate::model::init::Init;
 use crate::model::layer::{
@@ -424,10 +424,9 @@ fn join<T: Tape<f32, Cpu> + 'static>(a: Act<T>, b: Option<Act<T>>, act: Activati
         None => (None, tape),
     };
     act.apply(&mut y);
-    let saved = if T::OWNS_TAPE && act.needs_output() {
-        y.clone()
-    } else {
-        Vec::new()
+    let saved = match T::OWNS_TAPE {
+        true => act.keep(&y),
+        false => Kept::Nothing,
     };
     let out = a.device().tensor_from_vec(y, shape);
     if !T::OWNS_TAPE {
@@ -436,7 +435,7 @@ fn join<T: Tape<f32, Cpu> + 'static>(a: Act<T>, b: Option<Act<T>>, act: Activati
     let (ag, bg, yg) = (a.ghost(), b.as_ref().map(|b| b.ghost()), out.ghost());
     tape.add_backward_op(move |grads| {
         let mut g = take_grad!(grads, yg);
-        act.backward(&mut g, &saved);
+        act.backward_kept(&mut g, &saved);
         for (d, s) in grads.get_or_alloc_mut(&ag)?.iter_mut().zip(&g) {
             *d += s;
         }
