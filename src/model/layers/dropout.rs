@@ -98,7 +98,8 @@ fn draw_and_apply(y: &mut [f32], rate: f32, rng: &mut Rng) -> Vec<f32> {
     par::each_mut2(y, 1, &mut mask.spare_capacity_mut()[..n], 1, &pieces, move |r, y, m| {
         let mut draws = start.clone();
         draws.advance(r.start as u64);
-        // Without a branch (a third of the draws fall below the rate): keep × 1 or keep × 0.
+        // Without a branch, which the draws would mispredict at random: keep × 1 or keep × 0
+        // (+0, as the select it replaces gave).
         for m in m.iter_mut() {
             m.write(keep * (draws.next_f32() >= rate) as u32 as f32);
         }
@@ -128,7 +129,6 @@ impl Layer for Dropout {
 mod tests {
     use super::*;
     use crate::model::gradcheck::{check, random};
-    use crate::model::par;
 
     #[test]
     fn drops_about_rate_scales_the_rest_and_is_off_in_evaluation() {
