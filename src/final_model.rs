@@ -8,6 +8,7 @@ use std::sync::Mutex;
 
 use anyhow::{bail, Context, Result};
 
+use crate::cv::lock::FileLock;
 use crate::cv::plan::training_cost;
 use crate::data::prep::Scaler;
 use crate::data::{dataset, Split};
@@ -27,6 +28,11 @@ pub const MODEL_FILE: &str = "model.safetensors";
 /// results/<exp>/final
 pub fn final_dir(paths: &Paths, exp: &str) -> PathBuf {
     paths.exp_dir(exp).join("final")
+}
+
+/// The lock held while the final model in `dir` (a [`final_dir`]) trains.
+pub fn final_lock(dir: &Path) -> PathBuf {
+    dir.join(".final.lock")
 }
 
 /// Accepts a final folder or the model file itself.
@@ -121,22 +127,46 @@ pub fn train_final(
     let ds = dataset::load(&paths.dataset_dir(name), name, Split::Train)?;
     let network = exp.network(&ds.info)?;
     let key = key(exp, &network, Run::Final, "", &ds.sha256);
-    if !force && path.is_file() {
-        if let Ok(m) = io::load(&path) {
-            if m.metadata.get("key") == Some(&key) {
-                progress.eprintln(&format!("{}: final model is up to date", exp.name));
-                // What the key leaves out (the description, the `final` mark) may have changed:
-                // the folder's spec.toml follows the experiment file, as `run`'s folder does.
-                let spec = exp.to_toml();
-                let spec_path = dir.join("spec.toml");
-                if std::fs::read_to_string(&spec_path).ok().as_deref() != Some(spec.as_str()) {
-                    write_atomic(&spec_path, spec.as_bytes())?;
-                }
-                return Ok(path);
-            }
+    let up_to_date = || -> Result<bool> {
+        if force || !path.is_file() {
+            return Ok(false);
         }
+        match io::load(&path) {
+            Ok(m) if m.metadata.get("key") == Some(&key) => {}
+            _ => return Ok(false),
+        }
+        progress.eprintln(&format!("{}: final model is up to date", exp.name));
+        // What the key leaves out (the description, the `final` mark) may have changed:
+        // the folder's spec.toml follows the experiment file, as `run`'s folder does.
+        let spec = exp.to_toml();
+        let spec_path = dir.join("spec.toml");
+        if std::fs::read_to_string(&spec_path).ok().as_deref() != Some(spec.as_str()) {
+            write_atomic(&spec_path, spec.as_bytes())?;
+        }
+        Ok(true)
+    };
+    if up_to_date()? {
+        return Ok(path);
     }
     crate::files::probe_writable(&dir)?;
+    // Two `final`s of one experiment at once (two terminals, two `make all`s) train it once:
+    // the second waits for the first's lock, then finds its model up to date.
+    let lock_path = final_lock(&dir);
+    let _lock = match FileLock::try_acquire(&lock_path)? {
+        Some(lock) => lock,
+        None => {
+            progress.eprintln(&format!(
+                "{}: another mnist-lab process is training its final model; waiting for its lock ({})",
+                exp.name,
+                lock_path.display()
+            ));
+            FileLock::acquire(&lock_path)?
+        }
+    };
+    // Saved by another process since the check above.
+    if up_to_date()? {
+        return Ok(path);
+    }
     let n = exp.images_used(ds.len());
     let idx: Vec<usize> = (0..n).collect();
     let scaler = Scaler::fit(exp.data.scaling, &ds, &idx);

@@ -422,24 +422,25 @@ fn a_limit_above_the_data_is_a_warning() {
     );
 }
 
-#[test]
-fn two_runs_of_one_experiment_train_each_fold_once() {
+/// Runs `args` in two processes at once in `d`, made to overlap: this holds the lock at
+/// `lock` until both have printed `waiting` (they wait for it), so each meets the other's work
+/// whatever the timing. Returns each process's lines (stdout and stderr) once both succeeded.
+fn two_at_once(
+    d: &std::path::Path,
+    lock: &std::path::Path,
+    args: &[&str],
+    waiting: &str,
+) -> Vec<Vec<String>> {
     use std::io::BufRead;
-    let w = workspace("lock");
-    let d = w.path();
-    // The two runs are made to overlap: this test holds fold 1's lock until both have said
-    // they wait for it, so each has met the other's work, whatever the timing.
-    let lock_path = d.join("results/tiny/folds/.fold-1.lock");
-    std::fs::create_dir_all(lock_path.parent().unwrap()).unwrap();
-    let held = mnist_lab::cv::lock::FileLock::acquire(&lock_path).unwrap();
-    let waiting = "tiny fold 1: another mnist-lab process is training it; waiting for its lock";
+    std::fs::create_dir_all(lock.parent().unwrap()).unwrap();
+    let held = mnist_lab::cv::lock::FileLock::acquire(lock).unwrap();
     let lines = std::sync::Arc::new(std::sync::Mutex::new(vec![Vec::new(), Vec::new()]));
     let mut children = Vec::new();
     let mut readers = Vec::new();
     for i in 0..2 {
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mnist-lab"))
             .current_dir(d)
-            .args(["run", "--jobs", "1", "experiments/tiny.toml"])
+            .args(args)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
@@ -466,7 +467,8 @@ fn two_runs_of_one_experiment_train_each_fold_once() {
     {
         assert!(
             start.elapsed() < std::time::Duration::from_secs(120),
-            "both runs should wait for fold 1: {:?}",
+            "both should wait for {}: {:?}",
+            lock.display(),
             lines.lock().unwrap()
         );
         std::thread::sleep(std::time::Duration::from_millis(10));
@@ -480,7 +482,20 @@ fn two_runs_of_one_experiment_train_each_fold_once() {
         );
     }
     readers.into_iter().for_each(|r| r.join().unwrap());
-    let lines = lines.lock().unwrap();
+    let lines = lines.lock().unwrap().clone();
+    lines
+}
+
+#[test]
+fn two_runs_of_one_experiment_train_each_fold_once() {
+    let w = workspace("lock");
+    let d = w.path();
+    let lines = two_at_once(
+        d,
+        &d.join("results/tiny/folds/.fold-1.lock"),
+        &["run", "--jobs", "1", "experiments/tiny.toml"],
+        "tiny fold 1: another mnist-lab process is training it; waiting for its lock",
+    );
     let mut trained = 0;
     for out in lines.iter() {
         let t = out.join("\n");
@@ -491,6 +506,27 @@ fn two_runs_of_one_experiment_train_each_fold_once() {
     assert_eq!(trained, 2, "each fold trained once: {lines:?}");
     let folds = std::fs::read_to_string(d.join("results/tiny/folds.csv")).unwrap();
     assert_eq!(folds.lines().count(), 3, "{folds}");
+}
+
+#[test]
+fn two_finals_of_one_experiment_train_it_once() {
+    let w = workspace("final-lock");
+    let d = w.path();
+    let lines = two_at_once(
+        d,
+        &d.join("results/tiny/final/.final.lock"),
+        &["final", "experiments/tiny.toml"],
+        "tiny: another mnist-lab process is training its final model; waiting for its lock",
+    );
+    let count = |what: &str| {
+        lines
+            .iter()
+            .map(|out| out.iter().filter(|l| l.contains(what)).count())
+            .sum::<usize>()
+    };
+    assert_eq!(count("saved "), 1, "trained once: {lines:?}");
+    assert_eq!(count("tiny: final model is up to date"), 1, "{lines:?}");
+    assert!(d.join("results/tiny/final/model.safetensors").is_file());
 }
 
 #[test]
