@@ -482,8 +482,8 @@ fn two_at_once(
         );
     }
     readers.into_iter().for_each(|r| r.join().unwrap());
-    let lines = lines.lock().unwrap().clone();
-    lines
+    let out = std::mem::take(&mut *lines.lock().unwrap());
+    out
 }
 
 #[test]

@@ -2,8 +2,8 @@
 //! lock": one per fold while it trains, so two `run`s of one experiment never train a fold
 //! twice, one per experiment while its merged files are rewritten, so the last merge always
 //! sees every finished fold, and one per final model while it trains
-//! ([`crate::final_model::final_lock`]). A lock is released when its holder drops it or its process ends,
-//! however it ends; the lock files themselves stay (empty, ignored by git).
+//! ([`crate::final_model::final_lock`]). A lock is released when its holder drops it or its
+//! process ends, however it ends; the lock files themselves stay (empty, ignored by git).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
